@@ -1,0 +1,66 @@
+# Model registry — every workflow starts here. `make run` and `make test` set up what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+PROTOS := $(wildcard proto/modelregistry/v1/*.proto)
+GEN_DIR := client
+ADDR ?= 127.0.0.1:50051
+
+.PHONY: help venv stubs check-stubs run test test-fast lint typecheck buf-lint check bench clean
+
+help:
+	@echo "make run        start the service on $(ADDR) (SQLite var/registry.db + var/blobs)"
+	@echo "make test       lint, type-check, stub drift check and the whole test suite"
+	@echo "make test-fast  the test suite without PostgreSQL, GCS emulator and slow tests"
+	@echo "make stubs      regenerate the Python stubs from proto/"
+	@echo "make bench      run the benchmark harness (see bench/README.md)"
+
+$(STAMP): pyproject.toml client/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ./client -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+stubs: $(STAMP)
+	$(PY) scripts/gen_stubs.py --out $(GEN_DIR)
+
+check-stubs: $(STAMP)
+	$(PY) scripts/gen_stubs.py --check --out $(GEN_DIR)
+
+run: $(STAMP)
+	mkdir -p var
+	$(PY) -m modelregistry_server --listen $(ADDR) \
+		--database-url sqlite:///var/registry.db --blob-url file://var/blobs
+
+lint: $(STAMP)
+	$(BIN)/ruff check server client/modelregistry/client tests scripts bench
+	$(BIN)/ruff format --check server client/modelregistry/client tests scripts bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy server/modelregistry_server client/modelregistry/client
+
+node_modules/.bin/buf: package.json
+	npm install --no-audit --no-fund --silent
+	touch $@
+
+buf-lint: node_modules/.bin/buf
+	node_modules/.bin/buf lint
+
+check: lint typecheck check-stubs buf-lint
+
+test: $(STAMP) check
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not postgres and not gcs and not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

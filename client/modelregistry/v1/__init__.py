@@ -1,0 +1,1 @@
+"""Generated stubs of modelregistry.v1."""

@@ -1,0 +1,236 @@
+"""The registry's entities as plain dataclasses (no proto, no ORM).
+
+Times are timezone-aware UTC ``datetime`` values with microsecond precision. JSON-like values
+(``parameters``, a variable's default ``value``) are plain ``dict``/``list``/``str``/``float``/
+``bool``/``None`` trees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+DEFAULT_TENANT = "default"
+JsonValue = Any
+
+
+class Stage(StrEnum):
+    """Lifecycle stage of a version, changed only through stage transitions."""
+
+    DEVELOPMENT = "DEVELOPMENT"
+    STAGING = "STAGING"
+    PRODUCTION = "PRODUCTION"
+    ARCHIVED = "ARCHIVED"
+
+
+class VersionState(StrEnum):
+    """DRAFT while files may be added; READY once sealed (files immutable)."""
+
+    DRAFT = "DRAFT"
+    READY = "READY"
+
+
+class DependencyKind(StrEnum):
+    """What a version depends on."""
+
+    LIBRARY = "LIBRARY"
+    RUNTIME = "RUNTIME"
+    MODEL = "MODEL"
+    OTHER = "OTHER"
+
+
+class DatasetRole(StrEnum):
+    """What a dataset was used for when producing a version."""
+
+    TRAINING = "TRAINING"
+    VALIDATION = "VALIDATION"
+    TEST = "TEST"
+    OTHER = "OTHER"
+
+
+@dataclass
+class Variable:
+    """An input or output of a model: name, type, description and an optional default value."""
+
+    name: str
+    type: str = ""
+    description: str = ""
+    value: JsonValue = None
+
+
+@dataclass
+class Dependency:
+    """Something a version needs at run time: a library, a runtime or another model."""
+
+    name: str
+    kind: DependencyKind = DependencyKind.LIBRARY
+    version: str = ""
+
+
+@dataclass
+class SourceCode:
+    """Where the code that produced a version lives."""
+
+    repository: str = ""
+    commit: str = ""
+    path: str = ""
+
+
+@dataclass
+class DatasetRef:
+    """A dataset a version was trained, validated or tested on."""
+
+    uri: str
+    digest: str = ""
+    role: DatasetRole = DatasetRole.TRAINING
+
+
+@dataclass
+class Model:
+    """A registered model ``models/{model_id}``."""
+
+    tenant: str
+    model_id: str
+    uid: str
+    create_time: datetime
+    update_time: datetime
+    display_name: str = ""
+    description: str = ""
+    type: str = ""
+    author: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    delete_time: datetime | None = None
+    purge_time: datetime | None = None
+    revision: int = 1
+    latest_version_number: int = 0
+
+
+@dataclass
+class ModelVersion:
+    """A version ``models/{model_id}/versions/{number}``."""
+
+    tenant: str
+    model_id: str
+    number: int
+    uid: str
+    create_time: datetime
+    update_time: datetime
+    description: str = ""
+    type: str = ""
+    author: str = ""
+    inputs: list[Variable] = field(default_factory=list)
+    outputs: list[Variable] = field(default_factory=list)
+    parameters: dict[str, JsonValue] = field(default_factory=dict)
+    dependencies: list[Dependency] = field(default_factory=list)
+    produced_by: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    source: SourceCode | None = None
+    datasets: list[DatasetRef] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    stage: Stage = Stage.DEVELOPMENT
+    state: VersionState = VersionState.DRAFT
+    manifest_digest: str = ""
+    expire_time: datetime | None = None
+    delete_time: datetime | None = None
+    purge_time: datetime | None = None
+    revision: int = 1
+    file_count: int = 0
+    total_size: int = 0
+    # Filled by the store on reads from the alias table; never written through save_version.
+    aliases: list[str] = field(default_factory=list)
+
+    def is_expired(self, now: datetime) -> bool:
+        """True once ``expire_time`` has passed."""
+        return self.expire_time is not None and self.expire_time <= now
+
+
+@dataclass
+class Alias:
+    """A per-model named pointer to one version (``production`` → 7)."""
+
+    tenant: str
+    model_id: str
+    alias: str
+    version_number: int
+    update_time: datetime
+
+
+@dataclass
+class StageTransition:
+    """One recorded stage change of a version."""
+
+    from_stage: Stage
+    to_stage: Stage
+    actor: str
+    comment: str
+    transition_time: datetime
+    # Assigned by the store; increasing per version, used as the paging cursor.
+    sequence: int = 0
+
+
+@dataclass
+class RequestRecord:
+    """What a create call with a ``request_id`` produced, for idempotent retries."""
+
+    tenant: str
+    request_id: str
+    method: str
+    resource_name: str
+    create_time: datetime
+
+
+@dataclass
+class FileRecord:
+    """A verified, visible file of a version. Immutable once written."""
+
+    tenant: str
+    model_id: str
+    version_number: int
+    file_id: str
+    size: int
+    sha256: str
+    crc32c: int
+    content_type: str
+    create_time: datetime
+
+
+class UploadState(StrEnum):
+    """An upload session is ACTIVE until its bytes are committed as a file."""
+
+    ACTIVE = "ACTIVE"
+    COMMITTED = "COMMITTED"
+
+
+@dataclass
+class UploadSession:
+    """A resumable upload of one file; ``committed_size`` bytes are durably stored."""
+
+    tenant: str
+    upload_id: str
+    model_id: str
+    version_number: int
+    file_id: str
+    declared_size: int | None
+    declared_sha256: str
+    content_type: str
+    committed_size: int
+    state: UploadState
+    create_time: datetime
+    update_time: datetime
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class Page(Generic[T]):
+    """One page of a listing; ``next_cursor`` is None on the last page.
+
+    A cursor is a tuple of JSON-serialisable scalars (str, int, float, bool, None) produced by
+    the store: the sort key of the last row. The domain turns it into an opaque page token.
+    """
+
+    items: list[T]
+    next_cursor: tuple[Any, ...] | None

@@ -1,0 +1,154 @@
+"""Listing rules shared by every List method: field allow-lists, ``order_by``, page tokens.
+
+Page tokens are opaque to clients: base64url of a small JSON document holding the store's
+keyset cursor (the last row's sort key) and a fingerprint of the query it was issued for, so a
+token replayed with another filter, order or parent is rejected instead of silently skipping
+rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from typing import Any
+
+from .errors import InvalidArgument, Reason
+from .filtering import FieldKind, FieldSpec, FilterSchema, split_field
+from .ports import OrderKey
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+_STRING = FieldSpec(FieldKind.STRING)
+_TIME = FieldSpec(FieldKind.TIMESTAMP)
+_INT = FieldSpec(FieldKind.INTEGER)
+
+MODEL_SCHEMA = FilterSchema(
+    fields={
+        "model_id": _STRING,
+        "display_name": _STRING,
+        "description": _STRING,
+        "type": _STRING,
+        "author": _STRING,
+        "create_time": _TIME,
+        "update_time": _TIME,
+        "delete_time": _TIME,
+        "latest_version_number": _INT,
+    },
+    maps={"labels": _STRING},
+)
+
+VERSION_SCHEMA = FilterSchema(
+    fields={
+        "model_id": _STRING,
+        "version_number": _INT,
+        "description": _STRING,
+        "type": _STRING,
+        "author": _STRING,
+        "stage": FieldSpec(
+            FieldKind.ENUM, enum_values=("DEVELOPMENT", "STAGING", "PRODUCTION", "ARCHIVED")
+        ),
+        "state": FieldSpec(FieldKind.ENUM, enum_values=("DRAFT", "READY")),
+        "create_time": _TIME,
+        "update_time": _TIME,
+        "delete_time": _TIME,
+        "expire_time": _TIME,
+        "expired": FieldSpec(FieldKind.BOOL, orderable=False),
+        "file_count": _INT,
+        "total_size": _INT,
+    },
+    maps={"labels": _STRING, "metrics": FieldSpec(FieldKind.NUMBER)},
+)
+
+MODEL_DEFAULT_ORDER = (OrderKey("model_id"),)
+VERSION_DEFAULT_ORDER = (OrderKey("model_id"), OrderKey("version_number"))
+
+
+def check_page_size(page_size: int) -> int:
+    """AIP-158: 0 means the default, above the maximum is coerced, negative is an error."""
+    if page_size < 0:
+        raise InvalidArgument.field("page_size", "must not be negative")
+    if page_size == 0:
+        return DEFAULT_PAGE_SIZE
+    return min(page_size, MAX_PAGE_SIZE)
+
+
+def parse_order_by(
+    text: str, schema: FilterSchema, default: tuple[OrderKey, ...]
+) -> tuple[OrderKey, ...]:
+    """Parse ``"metrics.accuracy desc, create_time"`` against the schema's orderable fields."""
+    if not text.strip():
+        return default
+    keys: list[OrderKey] = []
+    seen: set[str] = set()
+    for term in text.split(","):
+        words = term.split()
+        if not words or len(words) > 2:
+            raise _bad_order(f"cannot parse term {term.strip()!r}")
+        name = words[0]
+        descending = False
+        if len(words) == 2:
+            if words[1].lower() not in ("asc", "desc"):
+                raise _bad_order(f"direction must be 'asc' or 'desc', got {words[1]!r}")
+            descending = words[1].lower() == "desc"
+        spec = _lookup(name, schema)
+        if spec is None or not spec.orderable:
+            raise _bad_order(f"cannot order by {name!r}")
+        if name in seen:
+            raise _bad_order(f"{name!r} appears twice")
+        seen.add(name)
+        keys.append(OrderKey(name, descending))
+    return tuple(keys)
+
+
+def _lookup(name: str, schema: FilterSchema) -> FieldSpec | None:
+    head, key = split_field(name)
+    if key is None:
+        return schema.fields.get(name)
+    spec = schema.maps.get(head)
+    if spec is None or not key:
+        return None
+    return spec
+
+
+def _bad_order(description: str) -> InvalidArgument:
+    return InvalidArgument.field("order_by", description, reason=Reason.INVALID_ORDER_BY)
+
+
+def query_fingerprint(*parts: object) -> str:
+    """A short digest of everything that shapes a listing (parent, filter, order, flags)."""
+    blob = json.dumps([str(p) for p in parts], separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def encode_page_token(cursor: tuple[Any, ...] | None, fingerprint: str) -> str:
+    """The opaque token for the page after ``cursor`` ("" when there is no next page)."""
+    if cursor is None:
+        return ""
+    doc = json.dumps({"c": list(cursor), "f": fingerprint}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(doc.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, fingerprint: str) -> tuple[Any, ...] | None:
+    """The cursor inside ``token``; INVALID_ARGUMENT if it is malformed or for another query."""
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        doc = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise _bad_token("is not a token this service issued") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("c"), list):
+        raise _bad_token("is not a token this service issued")
+    if doc.get("f") != fingerprint:
+        raise _bad_token("was issued for a different parent, filter or order_by")
+    cursor = doc["c"]
+    if not all(v is None or isinstance(v, (str, int, float, bool)) for v in cursor):
+        raise _bad_token("is not a token this service issued")
+    return tuple(cursor)
+
+
+def _bad_token(description: str) -> InvalidArgument:
+    return InvalidArgument.field("page_token", description, reason=Reason.INVALID_PAGE_TOKEN)
