@@ -7,6 +7,7 @@ Times are timezone-aware UTC ``datetime`` values with microsecond precision. JSO
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -48,6 +49,23 @@ class DatasetRole(StrEnum):
     VALIDATION = "VALIDATION"
     TEST = "TEST"
     OTHER = "OTHER"
+
+
+def make_etag(uid: str, revision: int) -> str:
+    """The opaque etag of revision ``revision`` of the resource ``uid``."""
+    return hashlib.sha256(f"{uid}:{revision}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the tenant every query is scoped to and the actor recorded in history.
+
+    Until authentication exists the tenant is ``default`` and the actor comes from the
+    ``x-modelregistry-actor`` request header (``anonymous`` when absent).
+    """
+
+    tenant: str = DEFAULT_TENANT
+    actor: str = "anonymous"
 
 
 @dataclass
@@ -106,6 +124,16 @@ class Model:
     revision: int = 1
     latest_version_number: int = 0
 
+    @property
+    def etag(self) -> str:
+        """Changes whenever a user-visible field changes."""
+        return make_etag(self.uid, self.revision)
+
+    @property
+    def is_deleted(self) -> bool:
+        """True while soft-deleted."""
+        return self.delete_time is not None
+
 
 @dataclass
 class ModelVersion:
@@ -140,6 +168,16 @@ class ModelVersion:
     total_size: int = 0
     # Filled by the store on reads from the alias table; never written through save_version.
     aliases: list[str] = field(default_factory=list)
+
+    @property
+    def etag(self) -> str:
+        """Changes whenever a user-visible field changes."""
+        return make_etag(self.uid, self.revision)
+
+    @property
+    def is_deleted(self) -> bool:
+        """True while soft-deleted."""
+        return self.delete_time is not None
 
     def is_expired(self, now: datetime) -> bool:
         """True once ``expire_time`` has passed."""

@@ -30,6 +30,7 @@ class Reason(StrEnum):
     VERSION_NOT_READY = "VERSION_NOT_READY"
     VERSION_SEALED = "VERSION_SEALED"
     ALIAS_NOT_FOUND = "ALIAS_NOT_FOUND"
+    STAGE_UNCHANGED = "STAGE_UNCHANGED"
     ETAG_MISMATCH = "ETAG_MISMATCH"
     REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
     FILE_NOT_FOUND = "FILE_NOT_FOUND"
@@ -84,7 +85,9 @@ class InvalidArgument(DomainError):
     default_reason = Reason.INVALID_ARGUMENT
 
     @classmethod
-    def field(cls, field: str, description: str, *, reason: Reason | None = None) -> InvalidArgument:
+    def field(
+        cls, field: str, description: str, *, reason: Reason | None = None
+    ) -> InvalidArgument:
         """An error about one field, with the field named in the violation and the message."""
         return cls(
             f"{field}: {description}",

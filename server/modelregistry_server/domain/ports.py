@@ -34,7 +34,7 @@ from .filtering import Expr
 
 @dataclass(frozen=True)
 class OrderKey:
-    """One ``order_by`` term: a schema field (``create_time``, ``metrics.accuracy``) and direction."""
+    """One ``order_by`` term: a field (``create_time``, ``metrics.accuracy``) and direction."""
 
     field: str
     descending: bool = False
@@ -178,9 +178,7 @@ class MetadataStore(Protocol):
         """Make a file visible; raises AlreadyExists(FILE_ALREADY_EXISTS) if the id is taken."""
         ...
 
-    def get_file(
-        self, tenant: str, model_id: str, number: int, file_id: str
-    ) -> FileRecord | None:
+    def get_file(self, tenant: str, model_id: str, number: int, file_id: str) -> FileRecord | None:
         """The file, or None."""
         ...
 

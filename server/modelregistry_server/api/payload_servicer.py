@@ -1,0 +1,138 @@
+"""PayloadService servicer: the upload/download stream framing around the payload use cases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+from google.protobuf import empty_pb2
+from modelregistry.v1 import payload_pb2 as rpc
+from modelregistry.v1 import payload_pb2_grpc as rpc_grpc
+from modelregistry.v1 import resources_pb2 as pb
+
+from ..domain import names
+from ..domain.entities import UploadState
+from ..domain.errors import Cancelled, InvalidArgument
+from ..domain.payloads import Payloads, UploadRequest
+from . import converters as conv
+from .callers import caller_of
+
+Ctx = grpc.ServicerContext
+
+_UPLOAD_STATE = {
+    UploadState.ACTIVE: rpc.UPLOAD_STATE_ACTIVE,
+    UploadState.COMMITTED: rpc.UPLOAD_STATE_COMMITTED,
+}
+
+
+def _chunks(requests: Iterator[rpc.UploadFileRequest]) -> Iterator[tuple[int, bytes]]:
+    """The data messages after the header as ``(offset, data)``; a vanished client is
+    reported as CANCELLED."""
+    try:
+        for message in requests:
+            if message.WhichOneof("kind") != "chunk":
+                raise InvalidArgument.field(
+                    "chunk", "every message after the header must be a chunk"
+                )
+            yield message.chunk.offset, message.chunk.data
+    except grpc.RpcError:
+        raise Cancelled("the client cancelled the upload or the connection dropped") from None
+
+
+class PayloadServicer(rpc_grpc.PayloadServiceServicer):
+    """The PayloadService service."""
+
+    def __init__(self, payloads: Payloads, download_chunk_bytes: int) -> None:
+        self._payloads = payloads
+        self._chunk = download_chunk_bytes
+
+    def UploadFile(
+        self, request_iterator: Iterator[rpc.UploadFileRequest], context: Ctx
+    ) -> pb.File:
+        try:
+            first = next(request_iterator)
+        except StopIteration:
+            raise InvalidArgument.field(
+                "header", "the stream is empty; send a header first"
+            ) from None
+        except grpc.RpcError:
+            raise Cancelled("the client cancelled the upload") from None
+        if first.WhichOneof("kind") != "header":
+            raise InvalidArgument.field("header", "the first message must be the header")
+        header = first.header
+        request = UploadRequest(
+            target=names.parse_file_name(header.name, "header.name", numbered=True),
+            upload_id=header.upload_id,
+            write_offset=header.write_offset,
+            size=header.size_bytes if header.HasField("size_bytes") else None,
+            sha256=header.sha256,
+            content_type=header.content_type,
+        )
+        record = self._payloads.upload(caller_of(context), request, _chunks(request_iterator))
+        return conv.file_to_proto(record)
+
+    def DownloadFile(
+        self, request: rpc.DownloadFileRequest, context: Ctx
+    ) -> Iterator[rpc.DownloadFileResponse]:
+        ref = names.parse_file_name(request.name)
+        record, stream = self._payloads.open_download(
+            caller_of(context), ref, request.offset, request.limit
+        )
+        offset = request.offset
+        first = True
+        for data in _rechunk(stream, self._chunk):
+            message = rpc.DownloadFileResponse(offset=offset, data=data)
+            if first:
+                message.file.CopyFrom(conv.file_to_proto(record))
+                first = False
+            offset += len(data)
+            yield message
+        if first:  # empty file or empty range: still send the metadata
+            yield rpc.DownloadFileResponse(file=conv.file_to_proto(record), offset=offset)
+
+    def GetFile(self, request: rpc.GetFileRequest, context: Ctx) -> pb.File:
+        ref = names.parse_file_name(request.name)
+        return conv.file_to_proto(self._payloads.get_file(caller_of(context), ref))
+
+    def ListFiles(self, request: rpc.ListFilesRequest, context: Ctx) -> rpc.ListFilesResponse:
+        ref = names.parse_version_name(request.parent, "parent")
+        files, token = self._payloads.list_files(
+            caller_of(context), ref, page_size=request.page_size, page_token=request.page_token
+        )
+        return rpc.ListFilesResponse(
+            files=[conv.file_to_proto(f) for f in files], next_page_token=token
+        )
+
+    def GetUploadStatus(
+        self, request: rpc.GetUploadStatusRequest, context: Ctx
+    ) -> rpc.UploadStatus:
+        session, record = self._payloads.upload_status(caller_of(context), request.upload_id)
+        status = rpc.UploadStatus(
+            upload_id=session.upload_id,
+            name=names.file_name(session.model_id, session.version_number, session.file_id),
+            committed_size_bytes=session.committed_size,
+            state=_UPLOAD_STATE[session.state],
+        )
+        status.update_time.FromDatetime(session.update_time)
+        if session.declared_size is not None:
+            status.size_bytes = session.declared_size
+        if record is not None:
+            status.file.CopyFrom(conv.file_to_proto(record))
+        return status
+
+    def CancelUpload(self, request: rpc.CancelUploadRequest, context: Ctx) -> empty_pb2.Empty:
+        self._payloads.cancel_upload(caller_of(context), request.upload_id)
+        return empty_pb2.Empty()
+
+
+def _rechunk(stream: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """Pass blocks of at most ``size`` bytes through, splitting larger ones (no copies when
+    the store already yields blocks of the right size)."""
+    for block in stream:
+        if len(block) <= size:
+            if block:
+                yield block
+            continue
+        view = memoryview(block)
+        for start in range(0, len(block), size):
+            yield bytes(view[start : start + size])

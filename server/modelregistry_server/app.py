@@ -1,0 +1,136 @@
+"""``build_server(config)``: wires stores, use cases, servicers, health and reflection."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from modelregistry.v1 import model_registry_pb2, payload_pb2
+from modelregistry.v1 import model_registry_pb2_grpc as registry_grpc
+from modelregistry.v1 import payload_pb2_grpc as payload_grpc
+
+from .api.interceptors import ErrorMappingInterceptor
+from .api.payload_servicer import PayloadServicer
+from .api.registry_servicer import ModelRegistryServicer
+from .config import Config
+from .domain.payloads import Payloads
+from .domain.ports import BlobStore, MetadataStore
+from .domain.registry import Registry, utc_now
+from .storage.blobs import open_blob_store
+from .storage.metadata import open_metadata_store
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    model_registry_pb2.DESCRIPTOR.services_by_name["ModelRegistry"].full_name,
+    payload_pb2.DESCRIPTOR.services_by_name["PayloadService"].full_name,
+)
+
+
+@dataclass
+class RegistryServer:
+    """A wired, not yet started service."""
+
+    config: Config
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    store: MetadataStore
+    blobs: BlobStore
+    registry: Registry
+    payloads: Payloads
+    _stop_maintenance: threading.Event = field(default_factory=threading.Event)
+    _maintenance: threading.Thread | None = None
+
+    @property
+    def address(self) -> str:
+        """host:port the server is bound to."""
+        host = self.config.listen.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    def start(self) -> None:
+        """Start serving; health turns SERVING."""
+        self.server.start()
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.config.maintenance_interval_seconds > 0:
+            self._maintenance = threading.Thread(
+                target=self._maintain, name="maintenance", daemon=True
+            )
+            self._maintenance.start()
+        log.info("serving on %s", self.address)
+
+    def run_maintenance(self) -> None:
+        """Purge expired soft-deletes, then collect unreferenced blobs and stale uploads."""
+        models, versions = self.registry.purge()
+        report = self.payloads.collect_garbage()
+        log.info(
+            "maintenance: purged %d models, %d versions; removed %d uploads, %d blobs",
+            models,
+            versions,
+            report.uploads,
+            report.blobs,
+        )
+
+    def _maintain(self) -> None:
+        while not self._stop_maintenance.wait(self.config.maintenance_interval_seconds):
+            try:
+                self.run_maintenance()
+            except Exception:
+                log.exception("maintenance failed; will retry at the next interval")
+
+    def stop(self, grace: float | None = None) -> None:
+        """Health turns NOT_SERVING, in-flight calls get ``grace`` seconds, stores close."""
+        self.health.enter_graceful_shutdown()
+        self._stop_maintenance.set()
+        self.server.stop(self.config.shutdown_grace_seconds if grace is None else grace).wait()
+        self.store.close()
+
+
+def build_server(config: Config) -> RegistryServer:
+    """Wire everything explicitly from ``config``; binds the port but does not start."""
+    store = open_metadata_store(config.database_url, max_connections=config.db_max_connections)
+    blobs = open_blob_store(config.blob_url)
+    registry = Registry(store, clock=utc_now, retention=config.retention)
+    payloads = Payloads(
+        store,
+        blobs,
+        registry,
+        clock=utc_now,
+        piece_bytes=config.upload_piece_bytes,
+        max_chunk_bytes=config.max_upload_chunk_bytes,
+        gc_grace=config.gc_grace,
+    )
+    message_limit = config.max_upload_chunk_bytes + 1024 * 1024
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
+        interceptors=[ErrorMappingInterceptor()],
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        options=[
+            ("grpc.max_receive_message_length", message_limit),
+            ("grpc.max_send_message_length", message_limit),
+        ],
+    )
+    registry_grpc.add_ModelRegistryServicer_to_server(
+        ModelRegistryServicer(registry, payloads, utc_now), server
+    )
+    payload_grpc.add_PayloadServiceServicer_to_server(
+        PayloadServicer(payloads, config.download_chunk_bytes), server
+    )
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(config.listen)
+    if port == 0:
+        store.close()
+        raise OSError(f"cannot listen on {config.listen}")
+    return RegistryServer(config, server, port, health_servicer, store, blobs, registry, payloads)

@@ -1,0 +1,91 @@
+"""Service configuration from flags and ``MODELREGISTRY_*`` environment variables.
+
+Precedence: command-line flag, then environment variable, then the default below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import timedelta
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything ``build_server`` needs."""
+
+    listen: str = "127.0.0.1:50051"
+    database_url: str = "sqlite:///var/registry.db"
+    blob_url: str = "file://var/blobs"
+    max_workers: int = 64
+    max_concurrent_rpcs: int = 512
+    db_max_connections: int = 32
+    download_chunk_bytes: int = 1 * MiB
+    max_upload_chunk_bytes: int = 2 * MiB
+    upload_piece_bytes: int = 64 * MiB
+    retention_hours: float = 30 * 24
+    gc_grace_hours: float = 24
+    maintenance_interval_seconds: float = 3600
+    shutdown_grace_seconds: float = 10
+    log_level: str = "INFO"
+
+    @property
+    def retention(self) -> timedelta:
+        """How long soft-deleted models and versions are kept before purge."""
+        return timedelta(hours=self.retention_hours)
+
+    @property
+    def gc_grace(self) -> timedelta:
+        """How old an unreferenced blob or abandoned upload must be before GC removes it."""
+        return timedelta(hours=self.gc_grace_hours)
+
+
+_HELP = {
+    "listen": "address to listen on, host:port (port 0 picks a free port)",
+    "database_url": "sqlite:///path.db or postgresql://user:pass@host:port/db",
+    "blob_url": "file://dir or gs://bucket/prefix",
+    "max_workers": "gRPC worker threads (each streaming call holds one)",
+    "max_concurrent_rpcs": "calls beyond this are refused with RESOURCE_EXHAUSTED",
+    "db_max_connections": "PostgreSQL pool size",
+    "download_chunk_bytes": "bytes per DownloadFile message",
+    "max_upload_chunk_bytes": "largest accepted UploadFile chunk",
+    "upload_piece_bytes": "bytes made durable (and resumable) per blob-store write",
+    "retention_hours": "soft-deleted resources are purged after this many hours",
+    "gc_grace_hours": "unreferenced blobs and abandoned uploads older than this are removed",
+    "maintenance_interval_seconds": "how often purge + GC run (0 disables the schedule)",
+    "shutdown_grace_seconds": "time in-flight calls get on SIGTERM",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+}
+
+
+def load_config(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Build a Config from flags (``--database-url``) and env (``MODELREGISTRY_DATABASE_URL``)."""
+    env = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(
+        prog="python -m modelregistry_server", description="Model registry gRPC service"
+    )
+    defaults = Config()
+    for f in fields(Config):
+        env_name = f"MODELREGISTRY_{f.name.upper()}"
+        default = getattr(defaults, f.name)
+        kind = type(default)
+        raw = env.get(env_name)
+        try:
+            value = kind(raw) if raw is not None else default
+        except ValueError:
+            parser.error(f"{env_name}={raw!r} is not a valid {kind.__name__}")
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f.name,
+            type=kind,
+            default=value,
+            help=f"{_HELP[f.name]} (env {env_name}; default {default})",
+        )
+    ns = parser.parse_args(argv)
+    return Config(**vars(ns))

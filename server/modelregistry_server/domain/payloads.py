@@ -1,0 +1,551 @@
+"""Use cases for the files of versions: verified resumable uploads, downloads, sealing, GC.
+
+Upload protocol (see ``payload.proto``): a header naming the target file and a client-chosen
+``upload_id``, then chunks at increasing offsets. Bytes go to the blob store in *pieces*; after
+each piece is durable the session's ``committed_size`` advances in the metadata store, so a
+client can resume from it after a dropped connection, a server restart or on another replica.
+The sha256/crc32c state cannot be saved, so a resumed session re-reads its committed prefix
+to rebuild it. At the end the size and declared sha256 are checked, the bytes become the
+content-addressed blob ``sha256/<hex>`` (stored once however many files share it) and the file
+row is inserted: only then is the file visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import google_crc32c
+
+from . import names
+from .entities import (
+    Caller,
+    FileRecord,
+    ModelVersion,
+    UploadSession,
+    UploadState,
+    VersionState,
+)
+from .errors import (
+    Aborted,
+    AlreadyExists,
+    DataLoss,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    Reason,
+)
+from .listing import check_page_size, decode_page_token, encode_page_token, query_fingerprint
+from .ports import BlobStore, MetadataStore
+from .registry import Registry, utc_now
+from .validation import check_text
+
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+MAX_CHUNK_BYTES = 2 * 1024 * 1024
+DEFAULT_PIECE_BYTES = 64 * 1024 * 1024
+DEFAULT_GC_GRACE = timedelta(hours=24)
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """The header of an upload stream, as the domain sees it."""
+
+    target: names.FileRef
+    upload_id: str
+    write_offset: int
+    size: int | None
+    sha256: str
+    content_type: str
+
+
+@dataclass(frozen=True)
+class GcReport:
+    """What one garbage collection removed."""
+
+    uploads: int
+    blobs: int
+
+
+def blob_key(sha256_hex: str) -> str:
+    """The blob store key of content with this digest."""
+    return f"sha256/{sha256_hex}"
+
+
+def storage_id(tenant: str, upload_id: str) -> str:
+    """The blob-store name of an upload: unique across tenants, safe as a path segment."""
+    return hashlib.sha256(f"{tenant}\x00{upload_id}".encode()).hexdigest()[:40]
+
+
+def manifest_digest(files: list[FileRecord]) -> str:
+    """``sha256:<hex>`` over the sorted ``(file id, size, sha256)`` lines of a version."""
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.file_id):
+        h.update(f"{f.file_id}\t{f.size}\t{f.sha256}\n".encode())
+    return f"sha256:{h.hexdigest()}"
+
+
+class _Digests:
+    """sha256 + crc32c computed together."""
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha256()
+        self.crc = 0
+
+    def update(self, data: bytes) -> None:
+        self.sha.update(data)
+        self.crc = google_crc32c.extend(self.crc, data)
+
+
+class _ChunkFeed:
+    """Checks each chunk (offset continuity, size, declared total), hashes it and hands
+    the data on in pieces of about ``piece_bytes``."""
+
+    def __init__(
+        self,
+        chunks: Iterator[tuple[int, bytes]],
+        offset: int,
+        declared_size: int | None,
+        digests: _Digests,
+        max_chunk: int,
+    ) -> None:
+        self._chunks = chunks
+        self.offset = offset
+        self._declared = declared_size
+        self._digests = digests
+        self._max_chunk = max_chunk
+        self.exhausted = False
+        self._pending: bytes | None = None
+
+    def has_more(self) -> bool:
+        """Pull the next chunk (if any) so an empty tail does not cost a piece."""
+        if self._pending is None and not self.exhausted:
+            self._pending = self._next()
+        return self._pending is not None
+
+    def piece(self, limit: int) -> Iterator[bytes]:
+        """Yield checked chunks until about ``limit`` bytes or the end of the stream."""
+        sent = 0
+        while sent < limit and self.has_more():
+            data = self._pending
+            assert data is not None
+            self._pending = None
+            sent += len(data)
+            yield data
+
+    def _next(self) -> bytes | None:
+        while True:
+            try:
+                offset, data = next(self._chunks)
+            except StopIteration:
+                self.exhausted = True
+                return None
+            if offset != self.offset:
+                raise OutOfRange(
+                    f"chunk offset {offset} does not follow the {self.offset} bytes received",
+                    reason=Reason.WRONG_OFFSET,
+                    metadata={"expected_offset": str(self.offset)},
+                )
+            if len(data) > self._max_chunk:
+                raise InvalidArgument.field(
+                    "chunk.data",
+                    f"chunk of {len(data)} bytes exceeds the {self._max_chunk}-byte limit",
+                    reason=Reason.CHUNK_TOO_LARGE,
+                )
+            if self._declared is not None and offset + len(data) > self._declared:
+                raise InvalidArgument.field(
+                    "chunk.data",
+                    f"data runs past the declared size of {self._declared} bytes",
+                    reason=Reason.SIZE_MISMATCH,
+                )
+            if not data:
+                continue
+            self._digests.update(data)
+            self.offset += len(data)
+            return data
+
+
+class Payloads:
+    """Files of versions: upload, download, list, seal and garbage collection."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        blobs: BlobStore,
+        registry: Registry,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        piece_bytes: int = DEFAULT_PIECE_BYTES,
+        max_chunk_bytes: int = MAX_CHUNK_BYTES,
+        gc_grace: timedelta = DEFAULT_GC_GRACE,
+    ) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._registry = registry
+        self._clock = clock
+        self._piece_bytes = piece_bytes
+        self._max_chunk = max_chunk_bytes
+        self._gc_grace = gc_grace
+        self._active: set[tuple[str, str]] = set()
+        self._active_lock = threading.Lock()
+
+    # -- upload ------------------------------------------------------------------------------
+    def upload(
+        self, caller: Caller, request: UploadRequest, chunks: Iterator[tuple[int, bytes]]
+    ) -> FileRecord:
+        """Receive one upload stream; returns the visible file once it is whole and verified."""
+        _check_upload_request(request)
+        key = (caller.tenant, request.upload_id)
+        with self._active_lock:
+            if key in self._active:
+                raise Aborted(
+                    f"upload {request.upload_id!r} is already receiving data; retry later",
+                    reason=Reason.UPLOAD_CONFLICT,
+                )
+            self._active.add(key)
+        try:
+            return self._upload(caller, request, chunks)
+        finally:
+            with self._active_lock:
+                self._active.discard(key)
+
+    def _upload(
+        self, caller: Caller, request: UploadRequest, chunks: Iterator[tuple[int, bytes]]
+    ) -> FileRecord:
+        session = self._open_session(caller, request)
+        if session.state is UploadState.COMMITTED:
+            return self._committed_file(caller, session)
+        sid = storage_id(caller.tenant, session.upload_id)
+        digests = _Digests()
+        if session.committed_size:
+            self._rehash(caller, session, sid, digests)
+        feed = _ChunkFeed(
+            chunks, session.committed_size, session.declared_size, digests, self._max_chunk
+        )
+        committed = session.committed_size
+        while feed.has_more():
+            written = self._blobs.write_upload(sid, committed, feed.piece(self._piece_bytes))
+            committed = self._advance(caller, session.upload_id, committed, committed + written)
+        if session.declared_size is not None and committed != session.declared_size:
+            raise InvalidArgument.field(
+                "header.size_bytes",
+                f"stream ended after {committed} of {session.declared_size} declared bytes; "
+                "resume from the committed size",
+                reason=Reason.SIZE_MISMATCH,
+            )
+        sha = digests.sha.hexdigest()
+        if session.declared_sha256 and sha != session.declared_sha256:
+            self._discard(caller, session.upload_id, sid)
+            raise InvalidArgument.field(
+                "header.sha256",
+                f"content has sha256 {sha}, not the declared {session.declared_sha256}; "
+                "the upload was discarded",
+                reason=Reason.DIGEST_MISMATCH,
+            )
+        return self._publish(caller, session, sid, committed, sha, digests.crc)
+
+    def _open_session(self, caller: Caller, request: UploadRequest) -> UploadSession:
+        target = request.target
+        with self._store.transaction():
+            version = self._draft_version(caller, target.version, for_update=False)
+            session = self._store.get_upload(caller.tenant, request.upload_id, for_update=True)
+            if session is None:
+                existing = self._store.get_file(
+                    caller.tenant, version.model_id, version.number, target.file_id
+                )
+                if existing is not None:
+                    raise AlreadyExists(
+                        f"file {target.file_id!r} already exists in version {version.number}",
+                        reason=Reason.FILE_ALREADY_EXISTS,
+                    )
+                if request.write_offset != 0:
+                    raise NotFound(
+                        f"upload {request.upload_id!r} not found; start again at offset 0",
+                        reason=Reason.UPLOAD_NOT_FOUND,
+                    )
+                now = self._clock()
+                session = UploadSession(
+                    tenant=caller.tenant,
+                    upload_id=request.upload_id,
+                    model_id=version.model_id,
+                    version_number=version.number,
+                    file_id=target.file_id,
+                    declared_size=request.size,
+                    declared_sha256=request.sha256,
+                    content_type=request.content_type or DEFAULT_CONTENT_TYPE,
+                    committed_size=0,
+                    state=UploadState.ACTIVE,
+                    create_time=now,
+                    update_time=now,
+                )
+                self._store.insert_upload(session)
+                return session
+            same_target = (session.model_id, session.version_number, session.file_id) == (
+                version.model_id,
+                version.number,
+                target.file_id,
+            )
+            if not same_target or (
+                (request.size is not None and request.size != session.declared_size)
+                or (request.sha256 and request.sha256 != session.declared_sha256)
+            ):
+                raise FailedPrecondition(
+                    f"upload {request.upload_id!r} was started for another file, size or sha256",
+                    reason=Reason.UPLOAD_CONFLICT,
+                )
+            if session.state is UploadState.COMMITTED:
+                return session
+            if request.write_offset != session.committed_size:
+                raise OutOfRange(
+                    f"write_offset {request.write_offset} does not match the committed size "
+                    f"{session.committed_size}",
+                    reason=Reason.WRONG_OFFSET,
+                    metadata={"committed_size": str(session.committed_size)},
+                )
+            return session
+
+    def _rehash(self, caller: Caller, session: UploadSession, sid: str, digests: _Digests) -> None:
+        try:
+            for data in self._blobs.read_upload(sid, session.committed_size):
+                digests.update(data)
+        except DataLoss:
+            # The stored prefix is gone (e.g. cleaned up): restart the upload from zero.
+            with self._store.transaction():
+                fresh = self._store.get_upload(caller.tenant, session.upload_id, for_update=True)
+                if fresh is not None:
+                    fresh.committed_size = 0
+                    fresh.update_time = self._clock()
+                    self._store.save_upload(fresh)
+            self._blobs.abort_upload(sid)
+            raise Aborted(
+                "the upload's stored bytes are missing; resume from offset 0",
+                reason=Reason.UPLOAD_DATA_MISSING,
+                metadata={"committed_size": "0"},
+            ) from None
+
+    def _advance(self, caller: Caller, upload_id: str, expected: int, new_size: int) -> int:
+        with self._store.transaction():
+            session = self._store.get_upload(caller.tenant, upload_id, for_update=True)
+            if session is None or session.committed_size != expected:
+                raise Aborted(
+                    f"upload {upload_id!r} was changed by another stream",
+                    reason=Reason.UPLOAD_CONFLICT,
+                )
+            session.committed_size = new_size
+            session.update_time = self._clock()
+            self._store.save_upload(session)
+        return new_size
+
+    def _publish(
+        self, caller: Caller, session: UploadSession, sid: str, size: int, sha: str, crc: int
+    ) -> FileRecord:
+        now = self._clock()
+        with self._store.transaction():
+            # Touch first: blob GC deletes only rows untouched since its cutoff, under a lock.
+            self._store.touch_blob(sha, size, now)
+        self._blobs.commit_upload(sid, size, blob_key(sha))
+        record = FileRecord(
+            tenant=caller.tenant,
+            model_id=session.model_id,
+            version_number=session.version_number,
+            file_id=session.file_id,
+            size=size,
+            sha256=sha,
+            crc32c=crc,
+            content_type=session.content_type,
+            create_time=now,
+        )
+        with self._store.transaction():
+            ref = names.VersionRef(session.model_id, number=session.version_number)
+            version = self._draft_version(caller, ref, for_update=True)
+            self._store.insert_file(record)
+            version.file_count += 1
+            version.total_size += size
+            version.update_time = now
+            version.revision += 1
+            self._store.save_version(version)
+            fresh = self._store.get_upload(caller.tenant, session.upload_id, for_update=True)
+            if fresh is not None:
+                fresh.state = UploadState.COMMITTED
+                fresh.committed_size = size
+                fresh.update_time = now
+                self._store.save_upload(fresh)
+        return record
+
+    def _discard(self, caller: Caller, upload_id: str, sid: str) -> None:
+        self._blobs.abort_upload(sid)
+        with self._store.transaction():
+            self._store.delete_upload(caller.tenant, upload_id)
+
+    def _committed_file(self, caller: Caller, session: UploadSession) -> FileRecord:
+        record = self._store.get_file(
+            caller.tenant, session.model_id, session.version_number, session.file_id
+        )
+        if record is None:  # the version was purged since
+            raise NotFound("the uploaded file no longer exists", reason=Reason.FILE_NOT_FOUND)
+        return record
+
+    def upload_status(
+        self, caller: Caller, upload_id: str
+    ) -> tuple[UploadSession, FileRecord | None]:
+        """The session and, once committed, its file."""
+        session = self._session(caller, upload_id)
+        if session.state is UploadState.COMMITTED:
+            return session, self._store.get_file(
+                caller.tenant, session.model_id, session.version_number, session.file_id
+            )
+        return session, None
+
+    def cancel_upload(self, caller: Caller, upload_id: str) -> None:
+        """Abandon an unfinished upload and free its bytes."""
+        session = self._session(caller, upload_id)
+        if session.state is UploadState.COMMITTED:
+            raise FailedPrecondition(
+                f"upload {upload_id!r} is already committed",
+                reason=Reason.UPLOAD_ALREADY_COMMITTED,
+            )
+        self._discard(caller, upload_id, storage_id(caller.tenant, upload_id))
+
+    def _session(self, caller: Caller, upload_id: str) -> UploadSession:
+        if not names.UPLOAD_ID_RE.fullmatch(upload_id):
+            raise InvalidArgument.field("upload_id", "must be 1-128 characters of [A-Za-z0-9_-]")
+        session = self._store.get_upload(caller.tenant, upload_id)
+        if session is None:
+            raise NotFound(f"upload {upload_id!r} not found", reason=Reason.UPLOAD_NOT_FOUND)
+        return session
+
+    # -- files -------------------------------------------------------------------------------
+    def get_file(self, caller: Caller, ref: names.FileRef) -> FileRecord:
+        """A file's metadata (the version may be named by number, ``latest`` or alias)."""
+        version = self._registry.resolve(caller, ref.version)
+        record = self._store.get_file(caller.tenant, version.model_id, version.number, ref.file_id)
+        if record is None:
+            raise NotFound(
+                f"file {ref.file_id!r} not found in version {version.number} of "
+                f"model {version.model_id!r}",
+                reason=Reason.FILE_NOT_FOUND,
+            )
+        return record
+
+    def list_files(
+        self, caller: Caller, ref: names.VersionRef, *, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[FileRecord], str]:
+        """The files of a version ordered by id."""
+        size = check_page_size(page_size)
+        version = self._registry.resolve(caller, ref)
+        fingerprint = query_fingerprint("files", version.model_id, version.number)
+        cursor = decode_page_token(page_token, fingerprint)
+        after: str | None = None
+        if cursor is not None:
+            if len(cursor) != 1 or not isinstance(cursor[0], str):
+                raise InvalidArgument.field(
+                    "page_token",
+                    "is not a token this service issued",
+                    reason=Reason.INVALID_PAGE_TOKEN,
+                )
+            after = cursor[0]
+        page = self._store.list_files(caller.tenant, version.model_id, version.number, after, size)
+        return page.items, encode_page_token(page.next_cursor, fingerprint)
+
+    def open_download(
+        self, caller: Caller, ref: names.FileRef, offset: int, limit: int
+    ) -> tuple[FileRecord, Iterator[bytes]]:
+        """The file's metadata and a stream of its bytes from ``offset`` (``limit`` 0 = all)."""
+        if offset < 0:
+            raise InvalidArgument.field("offset", "must not be negative")
+        if limit < 0:
+            raise InvalidArgument.field("limit", "must not be negative")
+        record = self.get_file(caller, ref)
+        if offset > record.size:
+            raise OutOfRange(
+                f"offset {offset} is beyond the file's {record.size} bytes",
+                reason=Reason.RANGE_NOT_SATISFIABLE,
+            )
+        stream = self._blobs.read(blob_key(record.sha256), offset, limit or None)
+        return record, stream
+
+    # -- sealing -----------------------------------------------------------------------------
+    def seal(self, caller: Caller, ref: names.VersionRef, etag: str) -> ModelVersion:
+        """DRAFT → READY: files become immutable and the manifest digest is recorded."""
+        with self._store.transaction():
+            version = self._draft_version(caller, ref, for_update=True)
+            if etag and etag != version.etag:
+                raise Aborted(
+                    "etag does not match: the version changed since it was read",
+                    reason=Reason.ETAG_MISMATCH,
+                    metadata={"current_etag": version.etag},
+                )
+            files: list[FileRecord] = []
+            after: str | None = None
+            while True:
+                page = self._store.list_files(
+                    caller.tenant, version.model_id, version.number, after, 1000
+                )
+                files.extend(page.items)
+                if page.next_cursor is None:
+                    break
+                after = str(page.next_cursor[0])
+            version.manifest_digest = manifest_digest(files)
+            version.state = VersionState.READY
+            version.update_time = self._clock()
+            version.revision += 1
+            self._store.save_version(version)
+        return version
+
+    def _draft_version(
+        self, caller: Caller, ref: names.VersionRef, *, for_update: bool
+    ) -> ModelVersion:
+        if ref.number is None:
+            raise InvalidArgument.field("name", "must name the version by number here")
+        version = self._registry.resolve(caller, ref)
+        if for_update:
+            locked = self._store.get_version(
+                caller.tenant, ref.model_id, ref.number, for_update=True
+            )
+            assert locked is not None
+            version = locked
+        self._registry.require_live(version)
+        if version.state is not VersionState.DRAFT:
+            raise FailedPrecondition(
+                f"version {version.number} is sealed (READY); create a new version",
+                reason=Reason.VERSION_SEALED,
+            )
+        return version
+
+    # -- garbage collection ------------------------------------------------------------------
+    def collect_garbage(self) -> GcReport:
+        """Remove abandoned uploads and unreferenced blobs older than the grace period."""
+        cutoff = self._clock() - self._gc_grace
+        uploads = 0
+        for session in self._store.stale_uploads(cutoff, 1000):
+            if session.state is UploadState.ACTIVE:
+                self._blobs.abort_upload(storage_id(session.tenant, session.upload_id))
+            with self._store.transaction():
+                self._store.delete_upload(session.tenant, session.upload_id)
+            uploads += 1
+        blobs = 0
+        for digest in self._store.collectable_blobs(cutoff, 1000):
+            # The row delete and the object delete happen under the row's lock, so an upload
+            # that touches the same digest concurrently waits and then re-creates the blob.
+            with self._store.transaction():
+                if self._store.forget_blob(digest, cutoff):
+                    self._blobs.delete(blob_key(digest))
+                    blobs += 1
+        return GcReport(uploads, blobs)
+
+
+def _check_upload_request(request: UploadRequest) -> None:
+    if not names.UPLOAD_ID_RE.fullmatch(request.upload_id):
+        raise InvalidArgument.field("header.upload_id", "must be 1-128 characters of [A-Za-z0-9_-]")
+    if request.write_offset < 0:
+        raise InvalidArgument.field("header.write_offset", "must not be negative")
+    if request.size is not None and request.size < 0:
+        raise InvalidArgument.field("header.size_bytes", "must not be negative")
+    if request.sha256 and not SHA256_RE.fullmatch(request.sha256):
+        raise InvalidArgument.field("header.sha256", "must be 64 lowercase hex characters")
+    check_text(request.content_type, "header.content_type")

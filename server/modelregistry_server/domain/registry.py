@@ -1,0 +1,809 @@
+"""Use cases for models, versions, aliases and stage history.
+
+Each public method is one API operation: it validates input, runs the rules inside one store
+transaction where writes must be atomic, and raises only :mod:`.errors` exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from . import names
+from .entities import (
+    Alias,
+    Caller,
+    DatasetRef,
+    Dependency,
+    Model,
+    ModelVersion,
+    RequestRecord,
+    SourceCode,
+    Stage,
+    StageTransition,
+    Variable,
+    VersionState,
+)
+from .errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Reason,
+)
+from .filter_parser import parse_filter
+from .listing import (
+    MODEL_DEFAULT_ORDER,
+    MODEL_SCHEMA,
+    VERSION_DEFAULT_ORDER,
+    VERSION_SCHEMA,
+    check_page_size,
+    decode_page_token,
+    encode_page_token,
+    parse_order_by,
+    query_fingerprint,
+)
+from .ports import ListQuery, MetadataStore
+from .validation import (
+    MAX_DESCRIPTION,
+    check_count,
+    check_label_key,
+    check_labels,
+    check_metric_key,
+    check_metrics,
+    check_text,
+)
+
+DEFAULT_RETENTION = timedelta(days=30)
+MAX_PARAMETERS_BYTES = 256 * 1024
+
+MODEL_UPDATABLE = ("display_name", "description", "type", "author", "labels")
+MODEL_OUTPUT_ONLY = (
+    "name",
+    "uid",
+    "create_time",
+    "update_time",
+    "delete_time",
+    "purge_time",
+    "etag",
+    "latest_version_number",
+)
+VERSION_ALWAYS_UPDATABLE = ("description", "type", "author", "labels", "metrics", "expire_time")
+VERSION_DRAFT_UPDATABLE = (
+    "inputs",
+    "outputs",
+    "parameters",
+    "dependencies",
+    "produced_by",
+    "source",
+    "datasets",
+)
+VERSION_OUTPUT_ONLY = (
+    "name",
+    "uid",
+    "version_number",
+    "aliases",
+    "stage",
+    "state",
+    "manifest_digest",
+    "expired",
+    "create_time",
+    "update_time",
+    "delete_time",
+    "purge_time",
+    "etag",
+    "file_count",
+    "total_size_bytes",
+)
+_MAP_FIELDS = {"labels", "metrics"}
+
+
+@dataclass(frozen=True)
+class Patch:
+    """An update: the mask's paths and the request's values for every updatable field.
+
+    ``values`` is keyed by field name (``labels`` → dict, ``expire_time`` → datetime | None,
+    …); a path ``labels.team`` takes ``values["labels"].get("team")`` (absent → remove).
+    An empty ``paths`` means "every field the request populated" and must be expanded by the
+    caller (the API layer knows which fields were set).
+    """
+
+    paths: tuple[str, ...]
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def utc_now() -> datetime:
+    """Current time, UTC, microsecond precision."""
+    return datetime.now(UTC)
+
+
+class Registry:
+    """Models, versions, aliases and stage transitions."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        retention: timedelta = DEFAULT_RETENTION,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._retention = retention
+
+    # -- models ------------------------------------------------------------------------------
+    def create_model(
+        self, caller: Caller, model_id: str, values: dict[str, Any], request_id: str = ""
+    ) -> Model:
+        """Register a model; a retried ``request_id`` returns the first result."""
+        names.check_model_id(model_id)
+        names.check_request_id(request_id)
+        fields = _model_values(values, "model")
+        if request_id:
+            earlier = self._replay(caller, request_id, "CreateModel")
+            if earlier is not None:
+                return self.get_model(caller, names.parse_model_name(earlier))
+        now = self._clock()
+        model = Model(
+            tenant=caller.tenant,
+            model_id=model_id,
+            uid=str(uuid.uuid4()),
+            create_time=now,
+            update_time=now,
+            **fields,
+        )
+        try:
+            with self._store.transaction():
+                self._store.insert_model(model)
+                if request_id:
+                    self._store.record_request(
+                        RequestRecord(
+                            caller.tenant,
+                            request_id,
+                            "CreateModel",
+                            names.model_name(model_id),
+                            now,
+                        )
+                    )
+        except AlreadyExists:
+            # A concurrent retry with the same request id won the race: answer as it did.
+            earlier = self._replay(caller, request_id, "CreateModel") if request_id else None
+            if earlier is None:
+                raise
+            return self.get_model(caller, names.parse_model_name(earlier))
+        return model
+
+    def get_model(self, caller: Caller, model_id: str) -> Model:
+        """A model by id (soft-deleted included)."""
+        model = self._store.get_model(caller.tenant, model_id)
+        if model is None:
+            raise _model_not_found(model_id)
+        return model
+
+    def list_models(
+        self,
+        caller: Caller,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        filter_text: str = "",
+        order_by: str = "",
+        show_deleted: bool = False,
+    ) -> tuple[list[Model], str]:
+        """One page of models and the next page token."""
+        size = check_page_size(page_size)
+        expr = parse_filter(filter_text, MODEL_SCHEMA)
+        order = parse_order_by(order_by, MODEL_SCHEMA, MODEL_DEFAULT_ORDER)
+        fingerprint = query_fingerprint("models", filter_text, order, show_deleted)
+        cursor = decode_page_token(page_token, fingerprint)
+        query = ListQuery(expr, order, show_deleted, size, cursor)
+        page = self._store.list_models(caller.tenant, query)
+        return page.items, encode_page_token(page.next_cursor, fingerprint)
+
+    def update_model(self, caller: Caller, model_id: str, etag: str, patch: Patch) -> Model:
+        """Apply the masked fields; ABORTED if ``etag`` is set and stale."""
+        paths = _check_paths(patch.paths, MODEL_UPDATABLE, MODEL_OUTPUT_ONLY, (), "model")
+        changes = _model_values(patch.values, "model", only={p.split(".")[0] for p in paths})
+        with self._store.transaction():
+            model = self._live_model(caller, model_id, for_update=True)
+            _check_etag(etag, model.etag, "model.etag")
+            for path in paths:
+                _apply_path(model, path, changes)
+            model.update_time = self._clock()
+            model.revision += 1
+            self._store.save_model(model)
+        return model
+
+    def delete_model(self, caller: Caller, model_id: str, etag: str, force: bool) -> Model:
+        """Soft-delete a model (and with ``force`` its live versions)."""
+        with self._store.transaction():
+            model = self._live_model(caller, model_id, for_update=True)
+            _check_etag(etag, model.etag, "etag")
+            live = self._store.count_versions(caller.tenant, model_id, include_deleted=False)
+            if live and not force:
+                raise FailedPrecondition(
+                    f"model {model_id!r} has {live} live version(s); pass force to delete them",
+                    reason=Reason.MODEL_HAS_VERSIONS,
+                )
+            now = self._clock()
+            if live:
+                self._cascade_delete_versions(caller, model_id, now)
+            model.delete_time = now
+            model.purge_time = now + self._retention
+            model.update_time = now
+            model.revision += 1
+            self._store.save_model(model)
+        return model
+
+    def undelete_model(self, caller: Caller, model_id: str, etag: str) -> Model:
+        """Restore a soft-deleted model and the versions its forced delete removed."""
+        with self._store.transaction():
+            model = self._store.get_model(caller.tenant, model_id, for_update=True)
+            if model is None:
+                raise _model_not_found(model_id)
+            _check_etag(etag, model.etag, "etag")
+            if model.delete_time is None:
+                raise FailedPrecondition(
+                    f"model {model_id!r} is not deleted", reason=Reason.MODEL_NOT_DELETED
+                )
+            deleted_at = model.delete_time
+            now = self._clock()
+            for version in self._all_versions(caller, model_id, show_deleted=True):
+                if version.delete_time == deleted_at:
+                    version.delete_time = version.purge_time = None
+                    version.update_time = now
+                    version.revision += 1
+                    self._store.save_version(version)
+            model.delete_time = model.purge_time = None
+            model.update_time = now
+            model.revision += 1
+            self._store.save_model(model)
+        return model
+
+    # -- versions ----------------------------------------------------------------------------
+    def create_version(
+        self, caller: Caller, model_id: str, values: dict[str, Any], request_id: str = ""
+    ) -> ModelVersion:
+        """Create the next version (DRAFT, DEVELOPMENT) of a live model."""
+        names.check_request_id(request_id)
+        fields = self._version_values(caller, model_id, values, "model_version")
+        if request_id:
+            earlier = self._replay(caller, request_id, "CreateModelVersion")
+            if earlier is not None:
+                return self.get_version(caller, names.parse_version_name(earlier))
+        now = self._clock()
+        try:
+            with self._store.transaction():
+                self._live_model(caller, model_id, for_update=True)
+                number = self._store.allocate_version_number(caller.tenant, model_id)
+                version = ModelVersion(
+                    tenant=caller.tenant,
+                    model_id=model_id,
+                    number=number,
+                    uid=str(uuid.uuid4()),
+                    create_time=now,
+                    update_time=now,
+                    **fields,
+                )
+                self._store.insert_version(version)
+                if request_id:
+                    self._store.record_request(
+                        RequestRecord(
+                            caller.tenant,
+                            request_id,
+                            "CreateModelVersion",
+                            names.version_name(model_id, number),
+                            now,
+                        )
+                    )
+        except AlreadyExists as exc:
+            earlier = self._replay(caller, request_id, "CreateModelVersion") if request_id else None
+            if earlier is None:
+                raise exc
+            return self.get_version(caller, names.parse_version_name(earlier))
+        return version
+
+    def get_version(self, caller: Caller, ref: names.VersionRef) -> ModelVersion:
+        """A version by number (soft-deleted included), ``latest`` or alias."""
+        return self._resolve(caller, ref)
+
+    def list_versions(
+        self,
+        caller: Caller,
+        model_id: str | None,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        filter_text: str = "",
+        order_by: str = "",
+        show_deleted: bool = False,
+    ) -> tuple[list[ModelVersion], str]:
+        """One page of versions of a model (or of every model when ``model_id`` is None)."""
+        size = check_page_size(page_size)
+        expr = parse_filter(filter_text, VERSION_SCHEMA)
+        order = parse_order_by(order_by, VERSION_SCHEMA, VERSION_DEFAULT_ORDER)
+        fingerprint = query_fingerprint("versions", model_id, filter_text, order, show_deleted)
+        cursor = decode_page_token(page_token, fingerprint)
+        if model_id is not None:
+            self.get_model(caller, model_id)
+        query = ListQuery(expr, order, show_deleted, size, cursor)
+        page = self._store.list_versions(caller.tenant, model_id, query, self._clock())
+        return page.items, encode_page_token(page.next_cursor, fingerprint)
+
+    def update_version(
+        self, caller: Caller, ref: names.VersionRef, etag: str, patch: Patch
+    ) -> ModelVersion:
+        """Apply the masked fields; content fields only while DRAFT."""
+        paths = _check_paths(
+            patch.paths,
+            VERSION_ALWAYS_UPDATABLE + VERSION_DRAFT_UPDATABLE,
+            VERSION_OUTPUT_ONLY,
+            (),
+            "model_version",
+        )
+        tops = {p.split(".")[0] for p in paths}
+        changes = self._version_values(caller, ref.model_id, patch.values, "model_version", tops)
+        with self._store.transaction():
+            version = self._numbered(caller, ref, for_update=True)
+            self._require_live(version)
+            _check_etag(etag, version.etag, "model_version.etag")
+            sealed = tops & set(VERSION_DRAFT_UPDATABLE)
+            if version.state is VersionState.READY and sealed:
+                raise FailedPrecondition(
+                    f"{', '.join(sorted(sealed))} cannot change once the version is READY",
+                    reason=Reason.VERSION_SEALED,
+                )
+            for path in paths:
+                _apply_path(version, path, changes)
+            version.update_time = self._clock()
+            version.revision += 1
+            self._store.save_version(version)
+        return version
+
+    def delete_version(self, caller: Caller, ref: names.VersionRef, etag: str) -> ModelVersion:
+        """Soft-delete a version; aliases pointing at it are removed."""
+        with self._store.transaction():
+            version = self._numbered(caller, ref, for_update=True)
+            self._require_live(version)
+            _check_etag(etag, version.etag, "etag")
+            now = self._clock()
+            self._soft_delete_version(caller, version, now)
+        return version
+
+    def undelete_version(self, caller: Caller, ref: names.VersionRef, etag: str) -> ModelVersion:
+        """Restore a soft-deleted version of a live model."""
+        with self._store.transaction():
+            self._live_model(caller, ref.model_id)
+            version = self._numbered(caller, ref, for_update=True)
+            _check_etag(etag, version.etag, "etag")
+            if version.delete_time is None:
+                raise FailedPrecondition(
+                    f"version {ref.number} is not deleted", reason=Reason.VERSION_NOT_DELETED
+                )
+            version.delete_time = version.purge_time = None
+            version.update_time = self._clock()
+            version.revision += 1
+            self._store.save_version(version)
+        return version
+
+    def transition_stage(
+        self, caller: Caller, ref: names.VersionRef, stage: Stage, comment: str, etag: str
+    ) -> ModelVersion:
+        """Move a version to ``stage`` and record who did it; STAGING/PRODUCTION need READY."""
+        check_text(comment, "comment", 1000)
+        with self._store.transaction():
+            version = self._resolve(caller, ref, for_update=True)
+            self._require_live(version)
+            _check_etag(etag, version.etag, "etag")
+            if version.stage is stage:
+                raise FailedPrecondition(
+                    f"version is already in stage {stage.value}", reason=Reason.STAGE_UNCHANGED
+                )
+            if stage in (Stage.STAGING, Stage.PRODUCTION) and version.state is not (
+                VersionState.READY
+            ):
+                raise FailedPrecondition(
+                    f"only READY versions can move to {stage.value}; seal the version first",
+                    reason=Reason.VERSION_NOT_READY,
+                )
+            now = self._clock()
+            self._store.add_transition(
+                caller.tenant,
+                version.model_id,
+                version.number,
+                StageTransition(version.stage, stage, caller.actor, comment, now),
+            )
+            version.stage = stage
+            version.update_time = now
+            version.revision += 1
+            self._store.save_version(version)
+        return version
+
+    def list_transitions(
+        self, caller: Caller, ref: names.VersionRef, *, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[StageTransition], str]:
+        """The stage history of a version, oldest first."""
+        size = check_page_size(page_size)
+        version = self._resolve(caller, ref)
+        fingerprint = query_fingerprint("transitions", version.model_id, version.number)
+        cursor = decode_page_token(page_token, fingerprint)
+        after = _int_cursor(cursor)
+        page = self._store.list_transitions(
+            caller.tenant, version.model_id, version.number, after, size
+        )
+        return page.items, encode_page_token(page.next_cursor, fingerprint)
+
+    # -- aliases -----------------------------------------------------------------------------
+    def set_alias(
+        self, caller: Caller, model_id: str, alias: str, target: names.VersionRef
+    ) -> Alias:
+        """Point ``alias`` at a READY, live version (resolved once, now)."""
+        if target.model_id != model_id:
+            raise InvalidArgument.field(
+                "alias.version", "must name a version of the alias's own model"
+            )
+        with self._store.transaction():
+            self._live_model(caller, model_id, for_update=True)
+            version = self._resolve(caller, target)
+            self._require_live(version)
+            if version.state is not VersionState.READY:
+                raise FailedPrecondition(
+                    f"version {version.number} is not READY; seal it before aliasing it",
+                    reason=Reason.VERSION_NOT_READY,
+                )
+            record = Alias(caller.tenant, model_id, alias, version.number, self._clock())
+            self._store.set_alias(record)
+        return record
+
+    def get_alias(self, caller: Caller, model_id: str, alias: str) -> Alias:
+        """An alias."""
+        found = self._store.get_alias(caller.tenant, model_id, alias)
+        if found is None:
+            self.get_model(caller, model_id)
+            raise NotFound(
+                f"alias {alias!r} of model {model_id!r} not found", reason=Reason.ALIAS_NOT_FOUND
+            )
+        return found
+
+    def list_aliases(self, caller: Caller, model_id: str) -> list[Alias]:
+        """All aliases of a model."""
+        self.get_model(caller, model_id)
+        return self._store.list_aliases(caller.tenant, model_id)
+
+    def delete_alias(self, caller: Caller, model_id: str, alias: str) -> None:
+        """Remove an alias."""
+        with self._store.transaction():
+            if not self._store.delete_alias(caller.tenant, model_id, alias):
+                self.get_alias(caller, model_id, alias)
+
+    # -- maintenance -------------------------------------------------------------------------
+    def purge(self) -> tuple[int, int]:
+        """Remove for good what was soft-deleted longer ago than the retention period."""
+        counts = self._store.purge(self._clock())
+        return counts.models, counts.versions
+
+    # -- helpers used by the payload use cases -----------------------------------------------
+    def resolve(self, caller: Caller, ref: names.VersionRef) -> ModelVersion:
+        """A version by number, ``latest`` or alias (NOT_FOUND if none)."""
+        return self._resolve(caller, ref)
+
+    def require_live(self, version: ModelVersion) -> None:
+        """FAILED_PRECONDITION if the version is soft-deleted."""
+        self._require_live(version)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _replay(self, caller: Caller, request_id: str, method: str) -> str | None:
+        record = self._store.find_request(caller.tenant, request_id)
+        if record is None:
+            return None
+        if record.method != method:
+            raise InvalidArgument.field(
+                "request_id",
+                f"was already used for {record.method}",
+                reason=Reason.REQUEST_ID_REUSED,
+            )
+        return record.resource_name
+
+    def _live_model(self, caller: Caller, model_id: str, *, for_update: bool = False) -> Model:
+        model = self._store.get_model(caller.tenant, model_id, for_update=for_update)
+        if model is None:
+            raise _model_not_found(model_id)
+        if model.delete_time is not None:
+            raise FailedPrecondition(
+                f"model {model_id!r} is deleted; undelete it first", reason=Reason.MODEL_DELETED
+            )
+        return model
+
+    def _numbered(
+        self, caller: Caller, ref: names.VersionRef, *, for_update: bool = False
+    ) -> ModelVersion:
+        if ref.number is None:
+            raise InvalidArgument.field("name", "must name the version by number here")
+        version = self._store.get_version(
+            caller.tenant, ref.model_id, ref.number, for_update=for_update
+        )
+        if version is None:
+            self.get_model(caller, ref.model_id)
+            raise NotFound(
+                f"version {ref.number} of model {ref.model_id!r} not found",
+                reason=Reason.VERSION_NOT_FOUND,
+            )
+        return version
+
+    def _resolve(
+        self, caller: Caller, ref: names.VersionRef, *, for_update: bool = False
+    ) -> ModelVersion:
+        if ref.number is not None:
+            return self._numbered(caller, ref, for_update=for_update)
+        if ref.is_latest:
+            latest = self._store.latest_version(caller.tenant, ref.model_id, self._clock())
+            if latest is None:
+                self.get_model(caller, ref.model_id)
+                raise NotFound(
+                    f"model {ref.model_id!r} has no READY, live, unexpired version",
+                    reason=Reason.VERSION_NOT_FOUND,
+                )
+            number = latest.number
+        else:
+            assert ref.alias is not None
+            number = self.get_alias(caller, ref.model_id, ref.alias).version_number
+        return self._numbered(
+            caller, names.VersionRef(ref.model_id, number=number), for_update=for_update
+        )
+
+    @staticmethod
+    def _require_live(version: ModelVersion) -> None:
+        if version.delete_time is not None:
+            raise FailedPrecondition(
+                f"version {version.number} is deleted; undelete it first",
+                reason=Reason.VERSION_DELETED,
+            )
+
+    def _soft_delete_version(self, caller: Caller, version: ModelVersion, now: datetime) -> None:
+        for alias in list(version.aliases):
+            self._store.delete_alias(caller.tenant, version.model_id, alias)
+        version.aliases = []
+        version.delete_time = now
+        version.purge_time = now + self._retention
+        version.update_time = now
+        version.revision += 1
+        self._store.save_version(version)
+
+    def _cascade_delete_versions(self, caller: Caller, model_id: str, now: datetime) -> None:
+        for version in self._all_versions(caller, model_id, show_deleted=False):
+            self._soft_delete_version(caller, version, now)
+
+    def _all_versions(
+        self, caller: Caller, model_id: str, *, show_deleted: bool
+    ) -> list[ModelVersion]:
+        out: list[ModelVersion] = []
+        cursor = None
+        while True:
+            query = ListQuery(None, VERSION_DEFAULT_ORDER, show_deleted, 1000, cursor)
+            page = self._store.list_versions(caller.tenant, model_id, query, self._clock())
+            out.extend(page.items)
+            if page.next_cursor is None:
+                return out
+            cursor = page.next_cursor
+
+    def _version_values(
+        self,
+        caller: Caller,
+        model_id: str,
+        values: dict[str, Any],
+        prefix: str,
+        only: set[str] | None = None,
+    ) -> dict[str, Any]:
+        """Validate version field values (all of them, or those in ``only``)."""
+        out: dict[str, Any] = {}
+
+        def want(name: str) -> bool:
+            return name in values and (only is None or name in only)
+
+        for name in ("type", "author"):
+            if want(name):
+                out[name] = check_text(values[name], f"{prefix}.{name}")
+        if want("description"):
+            out["description"] = check_text(
+                values["description"], f"{prefix}.description", MAX_DESCRIPTION
+            )
+        if want("labels"):
+            out["labels"] = check_labels(values["labels"], f"{prefix}.labels")
+        if want("metrics"):
+            out["metrics"] = check_metrics(values["metrics"], f"{prefix}.metrics")
+        if want("expire_time"):
+            out["expire_time"] = values["expire_time"]
+        for name in ("inputs", "outputs"):
+            if want(name):
+                out[name] = _check_variables(values[name], f"{prefix}.{name}")
+        if want("parameters"):
+            out["parameters"] = _check_parameters(values["parameters"], f"{prefix}.parameters")
+        if want("dependencies"):
+            out["dependencies"] = _check_dependencies(
+                values["dependencies"], f"{prefix}.dependencies"
+            )
+        if want("source"):
+            out["source"] = _check_source(values["source"], f"{prefix}.source")
+        if want("datasets"):
+            out["datasets"] = _check_datasets(values["datasets"], f"{prefix}.datasets")
+        if want("produced_by"):
+            out["produced_by"] = self._check_produced_by(
+                caller, model_id, values["produced_by"], f"{prefix}.produced_by"
+            )
+        return out
+
+    def _check_produced_by(
+        self, caller: Caller, model_id: str, refs: list[str], field_name: str
+    ) -> list[str]:
+        check_count(list(refs), field_name, 100)
+        resolved: list[str] = []
+        for i, name in enumerate(refs):
+            where = f"{field_name}[{i}]"
+            ref = names.parse_version_name(name, where)
+            try:
+                version = self._resolve(caller, ref)
+            except NotFound:
+                raise InvalidArgument.field(where, f"{name!r} does not exist") from None
+            resolved.append(names.version_name(version.model_id, version.number))
+        return resolved
+
+
+# -- pure helpers ------------------------------------------------------------------------------
+def _model_not_found(model_id: str) -> NotFound:
+    return NotFound(f"model {model_id!r} not found", reason=Reason.MODEL_NOT_FOUND)
+
+
+def _check_etag(given: str, current: str, field_name: str) -> None:
+    if given and given != current:
+        raise Aborted(
+            f"{field_name} does not match: the resource changed since it was read",
+            reason=Reason.ETAG_MISMATCH,
+            metadata={"current_etag": current},
+        )
+
+
+def _model_values(
+    values: dict[str, Any], prefix: str, only: set[str] | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("display_name", "type", "author"):
+        if name in values and (only is None or name in only):
+            out[name] = check_text(values[name], f"{prefix}.{name}")
+    if "description" in values and (only is None or "description" in only):
+        out["description"] = check_text(
+            values["description"], f"{prefix}.description", MAX_DESCRIPTION
+        )
+    if "labels" in values and (only is None or "labels" in only):
+        out["labels"] = check_labels(values["labels"], f"{prefix}.labels")
+    return out
+
+
+def _check_paths(
+    paths: tuple[str, ...],
+    updatable: tuple[str, ...],
+    output_only: tuple[str, ...],
+    immutable: tuple[str, ...],
+    resource: str,
+) -> tuple[str, ...]:
+    """Validate update-mask paths; ``*`` expands to every updatable field."""
+    if not paths:
+        raise InvalidArgument.field(
+            "update_mask", "names no field to update", reason=Reason.INVALID_UPDATE_MASK
+        )
+    if "*" in paths:
+        if len(paths) > 1:
+            raise InvalidArgument.field(
+                "update_mask",
+                "'*' cannot be combined with other paths",
+                reason=Reason.INVALID_UPDATE_MASK,
+            )
+        return updatable
+    out: list[str] = []
+    for path in paths:
+        head, _, key = path.partition(".")
+        if head in output_only or head in immutable:
+            kind = "output only" if head in output_only else "immutable"
+            raise InvalidArgument.field(
+                "update_mask", f"{resource}.{head} is {kind}", reason=Reason.INVALID_UPDATE_MASK
+            )
+        if head not in updatable or (key and head not in _MAP_FIELDS):
+            raise InvalidArgument.field(
+                "update_mask",
+                f"{path!r} is not an updatable field of {resource}",
+                reason=Reason.INVALID_UPDATE_MASK,
+            )
+        if key:
+            if head == "labels":
+                check_label_key(key, "update_mask")
+            else:
+                check_metric_key(key, "update_mask")
+        if path not in out:
+            out.append(path)
+    return tuple(out)
+
+
+def _apply_path(target: Model | ModelVersion, path: str, changes: dict[str, Any]) -> None:
+    head, _, key = path.partition(".")
+    if not key:
+        setattr(target, head, changes.get(head, _empty_value(target, head)))
+        return
+    current = dict(getattr(target, head))
+    new_map: dict[str, Any] = changes.get(head, {})
+    if key in new_map:
+        current[key] = new_map[key]
+    else:
+        current.pop(key, None)
+    setattr(target, head, current)
+
+
+def _empty_value(target: Model | ModelVersion, name: str) -> Any:
+    value = getattr(target, name)
+    if isinstance(value, str):
+        return ""
+    if isinstance(value, dict):
+        return {}
+    if isinstance(value, list):
+        return []
+    return None
+
+
+def _int_cursor(cursor: tuple[Any, ...] | None) -> int | None:
+    if cursor is None:
+        return None
+    if len(cursor) != 1 or not isinstance(cursor[0], int) or isinstance(cursor[0], bool):
+        raise InvalidArgument.field(
+            "page_token", "is not a token this service issued", reason=Reason.INVALID_PAGE_TOKEN
+        )
+    return cursor[0]
+
+
+def _check_variables(items: list[Variable], field_name: str) -> list[Variable]:
+    check_count(list(items), field_name)
+    for i, var in enumerate(items):
+        where = f"{field_name}[{i}]"
+        if not var.name:
+            raise InvalidArgument.field(f"{where}.name", "is required")
+        check_text(var.name, f"{where}.name")
+        check_text(var.type, f"{where}.type")
+        check_text(var.description, f"{where}.description", MAX_DESCRIPTION)
+    return list(items)
+
+
+def _check_parameters(params: dict[str, Any], field_name: str) -> dict[str, Any]:
+    if len(json.dumps(params, separators=(",", ":"))) > MAX_PARAMETERS_BYTES:
+        raise InvalidArgument.field(field_name, f"is larger than {MAX_PARAMETERS_BYTES} bytes")
+    return dict(params)
+
+
+def _check_dependencies(items: list[Dependency], field_name: str) -> list[Dependency]:
+    check_count(list(items), field_name)
+    for i, dep in enumerate(items):
+        if not dep.name:
+            raise InvalidArgument.field(f"{field_name}[{i}].name", "is required")
+        check_text(dep.name, f"{field_name}[{i}].name")
+        check_text(dep.version, f"{field_name}[{i}].version")
+    return list(items)
+
+
+def _check_source(source: SourceCode | None, field_name: str) -> SourceCode | None:
+    if source is None:
+        return None
+    check_text(source.repository, f"{field_name}.repository", 2000)
+    check_text(source.commit, f"{field_name}.commit")
+    check_text(source.path, f"{field_name}.path", 2000)
+    return replace(source)
+
+
+def _check_datasets(items: list[DatasetRef], field_name: str) -> list[DatasetRef]:
+    check_count(list(items), field_name)
+    for i, ds in enumerate(items):
+        if not ds.uri:
+            raise InvalidArgument.field(f"{field_name}[{i}].uri", "is required")
+        check_text(ds.uri, f"{field_name}[{i}].uri", 2000)
+        check_text(ds.digest, f"{field_name}[{i}].digest")
+    return list(items)

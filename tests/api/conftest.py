@@ -1,0 +1,44 @@
+"""An in-process server on port 0 per test, driven through the shipped client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from modelregistry.client import RegistryClient
+
+from modelregistry_server.app import RegistryServer, build_server
+from modelregistry_server.config import Config
+
+KiB = 1024
+
+
+@pytest.fixture
+def server_config(metadata_url: str, tmp_path: Path) -> Config:
+    """Small pieces and chunks so resume paths are exercised with small payloads."""
+    return Config(
+        listen="127.0.0.1:0",
+        database_url=metadata_url,
+        blob_url=f"file://{tmp_path / 'blobs'}",
+        upload_piece_bytes=256 * KiB,
+        download_chunk_bytes=64 * KiB,
+        maintenance_interval_seconds=0,
+        shutdown_grace_seconds=0,
+    )
+
+
+@pytest.fixture
+def server(server_config: Config) -> Iterator[RegistryServer]:
+    service = build_server(server_config)
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop(0)
+
+
+@pytest.fixture
+def client(server: RegistryServer) -> Iterator[RegistryClient]:
+    with RegistryClient(server.address, timeout=30, chunk_size=64 * KiB) as c:
+        yield c
