@@ -12,9 +12,11 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from typing import Any
 
 from .errors import InvalidArgument, Reason
+from .filter_parser import MAP_KEY_RE
 from .filtering import FieldKind, FieldSpec, FilterSchema, split_field
 from .ports import OrderKey
 
@@ -62,6 +64,8 @@ VERSION_SCHEMA = FilterSchema(
     maps={"labels": _STRING, "metrics": FieldSpec(FieldKind.NUMBER)},
 )
 
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+
 MODEL_DEFAULT_ORDER = (OrderKey("model_id"),)
 VERSION_DEFAULT_ORDER = (OrderKey("model_id"), OrderKey("version_number"))
 
@@ -108,7 +112,7 @@ def _lookup(name: str, schema: FilterSchema) -> FieldSpec | None:
     if key is None:
         return schema.fields.get(name)
     spec = schema.maps.get(head)
-    if spec is None or not key:
+    if spec is None or not MAP_KEY_RE.fullmatch(key):
         return None
     return spec
 
@@ -135,10 +139,12 @@ def decode_page_token(token: str, fingerprint: str) -> tuple[Any, ...] | None:
     """The cursor inside ``token``; INVALID_ARGUMENT if it is malformed or for another query."""
     if not token:
         return None
+    if not _TOKEN_RE.fullmatch(token):  # the decoder would silently skip foreign characters
+        raise _bad_token("is not a token this service issued")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         doc = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, RecursionError):
         raise _bad_token("is not a token this service issued") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("c"), list):
         raise _bad_token("is not a token this service issued")
