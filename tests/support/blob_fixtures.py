@@ -1,0 +1,168 @@
+"""Blob store fixtures: one GCS emulator per session and a fresh store (or URL) per test.
+
+``blob_store`` and ``blob_url`` are parametrized over the adapters (ids ``local`` and ``gcs``);
+the ``gcs`` parameter is marked ``gcs`` and starts the emulator on first use.
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+from modelregistry_server.domain.ports import BlobStore
+
+# Read and upload chunk size of the stores under test: small, so a few MiB span many chunks.
+TEST_CHUNK_SIZE = 256 * 1024
+EMULATOR_BUCKET = "modelregistry-test"
+_READY_LINE = "All services started"
+_START_TIMEOUT = 30.0
+
+ADAPTERS = [
+    pytest.param("local", id="local"),
+    pytest.param("gcs", id="gcs", marks=pytest.mark.gcs),
+]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of the call)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class GcsEmulator:
+    """A running ``gcp-storage-emulator`` with one bucket."""
+
+    endpoint: str
+    bucket: str
+
+    def client(self) -> Any:
+        """An anonymous client talking to the emulator."""
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        return storage.Client(
+            project="test",
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]  # unannotated
+            client_options={"api_endpoint": self.endpoint},
+        )
+
+    def wipe(self, prefix: str) -> None:
+        """Delete every object under ``prefix`` (keeps the in-memory emulator small)."""
+        client = self.client()
+        for blob in client.list_blobs(self.bucket, prefix=prefix):
+            blob.delete()
+
+
+class _OutputWatcher(threading.Thread):
+    """Drains the emulator's output (it logs every request), noting when it is ready."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(name="gcs-emulator-output", daemon=True)
+        self._stream = stream
+        self.ready = threading.Event()
+        self.finished = threading.Event()
+        self.tail: collections.deque[str] = collections.deque(maxlen=40)
+
+    def run(self) -> None:
+        for line in self._stream:
+            self.tail.append(line.rstrip())
+            if _READY_LINE in line:
+                self.ready.set()
+        self.finished.set()
+        self.ready.set()  # wake the waiter: the process ended
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[GcsEmulator]:
+    """Start the emulator (in memory, one bucket) and point ``STORAGE_EMULATOR_HOST`` at it."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "gcp_storage_emulator",
+        "start",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--in-memory",
+        f"--default-bucket={EMULATOR_BUCKET}",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    assert process.stdout is not None
+    watcher = _OutputWatcher(process.stdout)
+    watcher.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        if not watcher.ready.wait(_START_TIMEOUT) or watcher.finished.is_set():
+            output = "\n".join(watcher.tail)
+            raise RuntimeError(f"gcs emulator did not start ({command}):\n{output}")
+        health = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            health.request("GET", "/")
+            assert health.getresponse().read() == b"OK", "not the storage emulator"
+        finally:
+            health.close()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("STORAGE_EMULATOR_HOST", endpoint)
+            yield GcsEmulator(endpoint, EMULATOR_BUCKET)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        watcher.join(timeout=10)
+
+
+def _unique_prefix() -> str:
+    return f"test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture(params=ADAPTERS)
+def blob_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+    """A fresh, empty store: a temporary directory, or a unique prefix in the emulator."""
+    if request.param == "local":
+        from modelregistry_server.storage.blobs.local import LocalBlobStore
+
+        yield LocalBlobStore(tmp_path / "blobs", read_chunk_size=TEST_CHUNK_SIZE)
+        return
+    from modelregistry_server.storage.blobs.gcs import GcsBlobStore
+
+    emulator: GcsEmulator = request.getfixturevalue("gcs_emulator")
+    prefix = _unique_prefix()
+    yield GcsBlobStore(
+        emulator.bucket,
+        prefix,
+        read_chunk_size=TEST_CHUNK_SIZE,
+        upload_chunk_size=TEST_CHUNK_SIZE,
+        timeout=30,
+        retry_deadline=30,
+    )
+    emulator.wipe(prefix + "/")
+
+
+@pytest.fixture(params=ADAPTERS)
+def blob_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL for ``open_blob_store`` naming a fresh, empty store of each adapter."""
+    if request.param == "local":
+        yield (tmp_path / "blobs").as_uri()
+        return
+    emulator: GcsEmulator = request.getfixturevalue("gcs_emulator")
+    prefix = _unique_prefix()
+    yield f"gs://{emulator.bucket}/{prefix}"
+    emulator.wipe(prefix + "/")
