@@ -1,0 +1,111 @@
+"""Python client of the model registry.
+
+Example::
+
+    from modelregistry.client import RegistryClient
+
+    with RegistryClient("127.0.0.1:50051") as registry:
+        registry.create_model("fraud", display_name="Fraud detector")
+        version = registry.create_version("fraud", metrics={"auc": 0.91})
+        registry.upload_file("fraud", version.version_number, "model.onnx")
+        registry.seal_version("fraud", version.version_number)
+        registry.download_file("fraud", "latest", "/tmp/model.onnx")
+"""
+
+from modelregistry.client.client import (
+    DEFAULT_CHUNK_SIZE,
+    MAX_CHUNK_SIZE,
+    MAX_MESSAGE_SIZE,
+    BinaryReader,
+    BinaryWriter,
+    ProgressCallback,
+    RegistryClient,
+    channel_options,
+    service_config,
+)
+from modelregistry.client.errors import (
+    CLIENT_DOMAIN,
+    DOMAIN,
+    AbortedError,
+    AlreadyExistsError,
+    CancelledError,
+    DataLossError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    IntegrityError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    OutOfRangeError,
+    PermissionDeniedError,
+    RegistryError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnimplementedError,
+    error_class,
+    from_rpc_error,
+)
+from modelregistry.client.names import (
+    DEFAULT_FILE_ID,
+    LATEST,
+    AliasName,
+    FileName,
+    ModelName,
+    VersionName,
+    alias_name,
+    file_name,
+    model_name,
+    parse_alias_name,
+    parse_file_name,
+    parse_model_name,
+    parse_version_name,
+    version_name,
+)
+
+__all__ = [
+    "CLIENT_DOMAIN",
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_FILE_ID",
+    "DOMAIN",
+    "LATEST",
+    "MAX_CHUNK_SIZE",
+    "MAX_MESSAGE_SIZE",
+    "AbortedError",
+    "AliasName",
+    "AlreadyExistsError",
+    "BinaryReader",
+    "BinaryWriter",
+    "CancelledError",
+    "DataLossError",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "FileName",
+    "IntegrityError",
+    "InternalError",
+    "InvalidArgumentError",
+    "ModelName",
+    "NotFoundError",
+    "OutOfRangeError",
+    "PermissionDeniedError",
+    "ProgressCallback",
+    "RegistryClient",
+    "RegistryError",
+    "ResourceExhaustedError",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "UnimplementedError",
+    "VersionName",
+    "alias_name",
+    "channel_options",
+    "error_class",
+    "file_name",
+    "from_rpc_error",
+    "model_name",
+    "parse_alias_name",
+    "parse_file_name",
+    "parse_model_name",
+    "parse_version_name",
+    "service_config",
+    "version_name",
+]
