@@ -1,0 +1,124 @@
+"""Database URLs to configured peewee databases, and the few places the dialects differ."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import peewee
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+
+Dialect = Literal["sqlite", "postgresql"]
+
+# Writers wait this long for SQLite's single write lock before giving up.
+SQLITE_BUSY_TIMEOUT_S = 15
+# Pooled connections older than this are closed instead of reused.
+STALE_TIMEOUT_S = 300
+# How long a request waits for a free pooled connection.
+POOL_WAIT_TIMEOUT_S = 30
+# How long a new PostgreSQL connection may take before the server counts as unreachable.
+PG_CONNECT_TIMEOUT_S = 5
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A configured database and its dialect."""
+
+    database: peewee.Database
+    dialect: Dialect
+
+    @property
+    def supports_for_update(self) -> bool:
+        """True if ``SELECT ... FOR UPDATE`` exists (SQLite's write lock covers it)."""
+        return self.dialect == "postgresql"
+
+    def write_transaction(self) -> AbstractContextManager[Any]:
+        """Begin a write transaction (SQLite: ``BEGIN IMMEDIATE``, set on the database)."""
+        return self.database.transaction()
+
+    def read_transaction(self) -> AbstractContextManager[Any]:
+        """Begin a read-only transaction that sees one snapshot for all its statements."""
+        if self.dialect == "sqlite":
+            return self.database.transaction(lock_type="DEFERRED")
+        return self.database.transaction(isolation_level="REPEATABLE READ READ ONLY")
+
+    def close(self) -> None:
+        """Close every pooled connection, idle or in use."""
+        pool: Any = self.database
+        pool.close_all()
+
+
+def open_database(url: str, *, max_connections: int) -> Backend:
+    """Parse a database URL into a pooled peewee database (not yet connected).
+
+    ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
+    ``postgresql://user:pass@host:port/dbname`` (``postgres://`` too; query parameters are
+    passed to the driver, e.g. ``?sslmode=require``).
+    """
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise ValueError(f"database URL {url!r} has no scheme (sqlite:/// or postgresql://)")
+    if scheme == "sqlite":
+        return Backend(_sqlite(url, max_connections), "sqlite")
+    if scheme in ("postgresql", "postgres"):
+        return Backend(_postgresql(url, max_connections), "postgresql")
+    raise ValueError(
+        f"unsupported database URL scheme {scheme!r}: use sqlite:///path or postgresql://"
+    )
+
+
+def _sqlite(url: str, max_connections: int) -> peewee.Database:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ValueError(f"SQLite URL {url!r} must look like sqlite:///relative/path.db")
+    path = url[len(prefix) :]
+    if not path or path == ":memory:" or path.endswith("/"):
+        raise ValueError(f"SQLite URL {url!r} must name a database file")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    database: peewee.Database = PooledSqliteDatabase(
+        path,
+        max_connections=max_connections,
+        stale_timeout=STALE_TIMEOUT_S,
+        timeout=POOL_WAIT_TIMEOUT_S,
+        pragmas={
+            "journal_mode": "wal",
+            "busy_timeout": SQLITE_BUSY_TIMEOUT_S * 1000,
+            "foreign_keys": 1,
+            "synchronous": "normal",
+            # LIKE is ASCII case-insensitive by default; filters are case-sensitive.
+            "case_sensitive_like": 1,
+        },
+        lock_type="IMMEDIATE",
+        check_same_thread=False,
+        autoconnect=False,
+    )
+    return database
+
+
+def _postgresql(url: str, max_connections: int) -> peewee.Database:
+    parts = urlsplit(url)
+    dbname = unquote(parts.path.lstrip("/"))
+    if not dbname:
+        raise ValueError(f"PostgreSQL URL {url!r} must name a database: postgresql://.../dbname")
+    params: dict[str, Any] = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+    if parts.hostname:
+        params["host"] = parts.hostname
+    if parts.port:
+        params["port"] = parts.port
+    if parts.username:
+        params["user"] = unquote(parts.username)
+    if parts.password:
+        params["password"] = unquote(parts.password)
+    params.update(parse_qsl(parts.query))
+    database: peewee.Database = PooledPostgresqlDatabase(
+        dbname,
+        max_connections=max_connections,
+        stale_timeout=STALE_TIMEOUT_S,
+        timeout=POOL_WAIT_TIMEOUT_S,
+        autoconnect=False,
+        **params,
+    )
+    return database

@@ -1,0 +1,92 @@
+"""Driver exceptions to domain errors: outages become ``Unavailable``, duplicates are recognised.
+
+Nothing from peewee, sqlite3 or psycopg leaves the adapter: an unreachable or overloaded
+database is :class:`~modelregistry_server.domain.errors.Unavailable` (retryable), anything
+else unexpected is :class:`StoreError` (a bug, reported as an internal error).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import peewee
+from playhouse.pool import MaxConnectionsExceeded
+
+from ...domain.errors import DomainError, Unavailable
+
+# Primary SQLite result codes that mean "busy, out of resources or storage failing".
+_SQLITE_OUTAGE_CODES = frozenset(
+    {
+        5,  # SQLITE_BUSY
+        6,  # SQLITE_LOCKED
+        7,  # SQLITE_NOMEM
+        10,  # SQLITE_IOERR
+        13,  # SQLITE_FULL
+        14,  # SQLITE_CANTOPEN
+        15,  # SQLITE_PROTOCOL
+    }
+)
+_SQLITE_UNIQUE = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
+_PG_UNIQUE_VIOLATION = "23505"
+
+
+class StoreError(RuntimeError):
+    """An unexpected database error that is not an outage (a bug in the adapter or schema)."""
+
+
+def driver_error(exc: BaseException) -> BaseException:
+    """The driver's exception behind a peewee exception (peewee keeps it as ``orig``)."""
+    orig = getattr(exc, "orig", None)
+    return orig if isinstance(orig, BaseException) else exc
+
+
+def _from_psycopg(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] in ("psycopg2", "psycopg")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True if ``exc`` means the database cannot serve the request now (retry later)."""
+    if isinstance(exc, MaxConnectionsExceeded):
+        return True
+    orig = driver_error(exc)
+    if _from_psycopg(orig):
+        # OperationalError covers lost connections, shutdowns, deadlocks, serialization
+        # failures and cancelled statements; InterfaceError a connection already closed.
+        names = {cls.__name__ for cls in type(orig).__mro__}
+        return bool(names & {"OperationalError", "InterfaceError"})
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in _SQLITE_OUTAGE_CODES
+    return False
+
+
+def is_unique_violation(exc: peewee.IntegrityError) -> bool:
+    """True if ``exc`` is a UNIQUE/PRIMARY KEY violation (not a foreign key or NOT NULL one)."""
+    orig = driver_error(exc)
+    if getattr(orig, "pgcode", None) == _PG_UNIQUE_VIOLATION:
+        return True
+    return getattr(orig, "sqlite_errorname", None) in _SQLITE_UNIQUE
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Re-raise driver exceptions of the block as ``Unavailable`` or :class:`StoreError`."""
+    try:
+        yield
+    except DomainError:
+        raise
+    except (peewee.PeeweeException, MaxConnectionsExceeded, sqlite3.Error) as exc:
+        raise _translate(exc) from exc
+    except Exception as exc:
+        if not _from_psycopg(exc):
+            raise
+        raise _translate(exc) from exc
+
+
+def _translate(exc: BaseException) -> Exception:
+    orig = driver_error(exc)
+    if is_outage(exc):
+        return Unavailable(f"metadata database unavailable: {type(orig).__name__}: {orig}")
+    return StoreError(f"unexpected metadata database error: {type(orig).__name__}: {orig}")

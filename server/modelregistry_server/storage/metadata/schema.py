@@ -1,0 +1,272 @@
+"""Row classes of the metadata store: one peewee model per table, columns only.
+
+The DDL (types, constraints, indexes) lives in :mod:`.migrations`; these classes mirror it so
+queries can be built with peewee. They are never bound to a database themselves:
+:func:`bind_tables` derives per-store subclasses bound to that store's ``DatabaseProxy``, so
+several stores (a SQLite one and a PostgreSQL one, say) coexist in one process.
+
+Times are BIGINT microseconds since the epoch (UTC); JSON-ish values are TEXT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import peewee
+
+
+class _Row(peewee.Model):
+    """Base of every row class."""
+
+
+class ModelRow(_Row):
+    """``models``: one registered model."""
+
+    id = peewee.BigAutoField()
+    tenant = peewee.TextField()
+    model_id = peewee.TextField()
+    uid = peewee.TextField()
+    display_name = peewee.TextField()
+    description = peewee.TextField()
+    type = peewee.TextField()
+    author = peewee.TextField()
+    create_time = peewee.BigIntegerField()
+    update_time = peewee.BigIntegerField()
+    delete_time = peewee.BigIntegerField(null=True)
+    purge_time = peewee.BigIntegerField(null=True)
+    revision = peewee.BigIntegerField()
+    latest_version_number = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "models"
+
+
+class ModelLabelRow(_Row):
+    """``model_labels``: one label of a model."""
+
+    tenant = peewee.TextField()
+    owner = peewee.BigIntegerField()
+    key = peewee.TextField()
+    value = peewee.TextField()
+
+    class Meta:
+        table_name = "model_labels"
+        primary_key = peewee.CompositeKey("owner", "key")
+
+
+class VersionRow(_Row):
+    """``versions``: one version; ``model_id`` is copied from the model for listing."""
+
+    id = peewee.BigAutoField()
+    tenant = peewee.TextField()
+    model_pk = peewee.BigIntegerField()
+    model_id = peewee.TextField()
+    number = peewee.BigIntegerField()
+    uid = peewee.TextField()
+    create_time = peewee.BigIntegerField()
+    update_time = peewee.BigIntegerField()
+    description = peewee.TextField()
+    type = peewee.TextField()
+    author = peewee.TextField()
+    inputs = peewee.TextField()
+    outputs = peewee.TextField()
+    parameters = peewee.TextField()
+    # Attribute names that would shadow Model methods (dependencies, alias) get a suffix.
+    dependencies_json = peewee.TextField(column_name="dependencies")
+    produced_by = peewee.TextField()
+    source = peewee.TextField(null=True)
+    datasets = peewee.TextField()
+    stage = peewee.TextField()
+    state = peewee.TextField()
+    manifest_digest = peewee.TextField()
+    expire_time = peewee.BigIntegerField(null=True)
+    delete_time = peewee.BigIntegerField(null=True)
+    purge_time = peewee.BigIntegerField(null=True)
+    revision = peewee.BigIntegerField()
+    file_count = peewee.BigIntegerField()
+    total_size = peewee.BigIntegerField()
+    transition_seq = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "versions"
+
+
+class VersionLabelRow(_Row):
+    """``version_labels``: one label of a version."""
+
+    tenant = peewee.TextField()
+    owner = peewee.BigIntegerField()
+    key = peewee.TextField()
+    value = peewee.TextField()
+
+    class Meta:
+        table_name = "version_labels"
+        primary_key = peewee.CompositeKey("owner", "key")
+
+
+class VersionMetricRow(_Row):
+    """``version_metrics``: one metric of a version."""
+
+    tenant = peewee.TextField()
+    owner = peewee.BigIntegerField()
+    key = peewee.TextField()
+    value = peewee.DoubleField()
+
+    class Meta:
+        table_name = "version_metrics"
+        primary_key = peewee.CompositeKey("owner", "key")
+
+
+class AliasRow(_Row):
+    """``aliases``: a named pointer from a model to one of its version numbers."""
+
+    tenant = peewee.TextField()
+    model_pk = peewee.BigIntegerField()
+    alias_name = peewee.TextField(column_name="alias")
+    version_number = peewee.BigIntegerField()
+    update_time = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "aliases"
+        primary_key = peewee.CompositeKey("model_pk", "alias_name")
+
+
+class TransitionRow(_Row):
+    """``transitions``: one recorded stage change of a version."""
+
+    id = peewee.BigAutoField()
+    tenant = peewee.TextField()
+    version_pk = peewee.BigIntegerField()
+    sequence = peewee.BigIntegerField()
+    from_stage = peewee.TextField()
+    to_stage = peewee.TextField()
+    actor = peewee.TextField()
+    comment = peewee.TextField()
+    transition_time = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "transitions"
+
+
+class RequestRow(_Row):
+    """``requests``: what an idempotent create produced."""
+
+    id = peewee.BigAutoField()
+    tenant = peewee.TextField()
+    request_id = peewee.TextField()
+    method = peewee.TextField()
+    resource_name = peewee.TextField()
+    create_time = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "requests"
+
+
+class FileRow(_Row):
+    """``files``: a visible file of a version; ``sha256`` names its blob."""
+
+    id = peewee.BigAutoField()
+    tenant = peewee.TextField()
+    version_pk = peewee.BigIntegerField()
+    file_id = peewee.TextField()
+    size = peewee.BigIntegerField()
+    sha256 = peewee.TextField()
+    crc32c = peewee.BigIntegerField()
+    content_type = peewee.TextField()
+    create_time = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "files"
+
+
+class UploadRow(_Row):
+    """``uploads``: a resumable upload session."""
+
+    id = peewee.BigAutoField()
+    tenant = peewee.TextField()
+    upload_id = peewee.TextField()
+    model_id = peewee.TextField()
+    version_number = peewee.BigIntegerField()
+    file_id = peewee.TextField()
+    declared_size = peewee.BigIntegerField(null=True)
+    declared_sha256 = peewee.TextField()
+    content_type = peewee.TextField()
+    committed_size = peewee.BigIntegerField()
+    state = peewee.TextField()
+    create_time = peewee.BigIntegerField()
+    update_time = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "uploads"
+
+
+class BlobRow(_Row):
+    """``blobs``: reference bookkeeping of a content-addressed blob (shared by all tenants)."""
+
+    digest = peewee.TextField(primary_key=True)
+    size = peewee.BigIntegerField()
+    touch_time = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "blobs"
+
+
+R = TypeVar("R", bound=_Row)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The row classes of one store, bound to its database proxy."""
+
+    models: type[ModelRow]
+    model_labels: type[ModelLabelRow]
+    versions: type[VersionRow]
+    version_labels: type[VersionLabelRow]
+    version_metrics: type[VersionMetricRow]
+    aliases: type[AliasRow]
+    transitions: type[TransitionRow]
+    requests: type[RequestRow]
+    files: type[FileRow]
+    uploads: type[UploadRow]
+    blobs: type[BlobRow]
+
+    def all(self) -> tuple[type[_Row], ...]:
+        """Every row class."""
+        return (
+            self.models,
+            self.model_labels,
+            self.versions,
+            self.version_labels,
+            self.version_metrics,
+            self.aliases,
+            self.transitions,
+            self.requests,
+            self.files,
+            self.uploads,
+            self.blobs,
+        )
+
+
+def bind_tables(database: peewee.DatabaseProxy) -> Tables:
+    """Subclasses of every row class bound to ``database`` (one set per store)."""
+    return Tables(
+        models=_bound(ModelRow, database),
+        model_labels=_bound(ModelLabelRow, database),
+        versions=_bound(VersionRow, database),
+        version_labels=_bound(VersionLabelRow, database),
+        version_metrics=_bound(VersionMetricRow, database),
+        aliases=_bound(AliasRow, database),
+        transitions=_bound(TransitionRow, database),
+        requests=_bound(RequestRow, database),
+        files=_bound(FileRow, database),
+        uploads=_bound(UploadRow, database),
+        blobs=_bound(BlobRow, database),
+    )
+
+
+def _bound(base: type[R], database: peewee.DatabaseProxy) -> type[R]:
+    meta: dict[str, Any] = {"database": database, "table_name": base._meta.table_name}
+    namespace = {"Meta": type("Meta", (), meta), "__module__": __name__}
+    bound: type[R] = type(base.__name__, (base,), namespace)
+    return bound
