@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from modelregistry.v1 import model_registry_pb2, payload_pb2
 from modelregistry.v1 import model_registry_pb2_grpc as registry_grpc
 from modelregistry.v1 import payload_pb2_grpc as payload_grpc

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from modelregistry.client import RegistryClient
 
+from modelregistry.client import RegistryClient
 from modelregistry_server.app import RegistryServer, build_server
 from modelregistry_server.config import Config
 

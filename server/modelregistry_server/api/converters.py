@@ -8,6 +8,7 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
+
 from modelregistry.v1 import resources_pb2 as pb
 
 from ..domain import names

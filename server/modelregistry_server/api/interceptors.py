@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -18,7 +18,12 @@ from .errors import internal_status, to_status
 
 log = logging.getLogger(__name__)
 
-Handler = grpc.RpcMethodHandler[Any, Any]
+if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
+    _Interceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    Handler = grpc.RpcMethodHandler
+    _Interceptor = grpc.ServerInterceptor
 
 
 def _fail(context: grpc.ServicerContext, method: str, exc: BaseException) -> None:
@@ -59,7 +64,7 @@ def _wrap_stream_response(method: str, behavior: Callable[..., Any]) -> Callable
     return wrapped
 
 
-class ErrorMappingInterceptor(grpc.ServerInterceptor[Any, Any]):
+class ErrorMappingInterceptor(_Interceptor):
     """Maps exceptions of every handler kind to statuses (see module docstring)."""
 
     def intercept_service(

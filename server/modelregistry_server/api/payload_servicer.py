@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import grpc
 from google.protobuf import empty_pb2
+
 from modelregistry.v1 import payload_pb2 as rpc
 from modelregistry.v1 import payload_pb2_grpc as rpc_grpc
 from modelregistry.v1 import resources_pb2 as pb

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import grpc
 from google.protobuf import empty_pb2
+
 from modelregistry.v1 import model_registry_pb2 as rpc
 from modelregistry.v1 import model_registry_pb2_grpc as rpc_grpc
 from modelregistry.v1 import resources_pb2 as pb
