@@ -110,7 +110,7 @@ def build_server(config: Config) -> RegistryServer:
     message_limit = config.max_upload_chunk_bytes + 1024 * 1024
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
-        interceptors=[ErrorMappingInterceptor()],
+        interceptors=[ErrorMappingInterceptor(unary_scope=store.connection)],
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", message_limit),

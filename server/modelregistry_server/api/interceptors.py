@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -38,10 +39,16 @@ def _is_abort(context: grpc.ServicerContext) -> bool:
     return context.code() is not None  # type: ignore[attr-defined]  # present on the sync context
 
 
-def _wrap_unary_response(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+Scope = Callable[[], AbstractContextManager[None]]
+
+
+def _wrap_unary_response(
+    method: str, behavior: Callable[..., Any], scope: Scope = nullcontext
+) -> Callable[..., Any]:
     def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return behavior(request, context)
+            with scope():
+                return behavior(request, context)
         except Exception as exc:
             if _is_abort(context):
                 raise
@@ -65,7 +72,14 @@ def _wrap_stream_response(method: str, behavior: Callable[..., Any]) -> Callable
 
 
 class ErrorMappingInterceptor(_Interceptor):
-    """Maps exceptions of every handler kind to statuses (see module docstring)."""
+    """Maps exceptions of every handler kind to statuses (see module docstring).
+
+    ``unary_scope`` wraps each unary call (e.g. one database connection per request); streaming
+    calls, which may last minutes, take resources only while they need them.
+    """
+
+    def __init__(self, unary_scope: Scope = nullcontext) -> None:
+        self._unary_scope = unary_scope
 
     def intercept_service(
         self,
@@ -78,7 +92,7 @@ class ErrorMappingInterceptor(_Interceptor):
         method = handler_call_details.method
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary_response(method, handler.unary_unary),
+                _wrap_unary_response(method, handler.unary_unary, self._unary_scope),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
