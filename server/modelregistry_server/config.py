@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import timedelta
+from typing import Any, get_type_hints
 
 MiB = 1024 * 1024
 
@@ -71,10 +72,12 @@ def load_config(
         prog="python -m modelregistry_server", description="Model registry gRPC service"
     )
     defaults = Config()
+    hints = get_type_hints(Config)
     for f in fields(Config):
         env_name = f"MODELREGISTRY_{f.name.upper()}"
         default = getattr(defaults, f.name)
-        kind = type(default)
+        # The declared type, not type(default): `retention_hours: float = 720` takes "0.5".
+        kind: type[Any] = hints[f.name]
         raw = env.get(env_name)
         try:
             value = kind(raw) if raw is not None else default

@@ -78,16 +78,17 @@ def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
-def _time_from(msg: Message, field: str) -> datetime | None:
+def _time_from(msg: Message, field: str, path: str) -> datetime | None:
+    """The timestamp ``field`` of ``msg``; errors name the request field ``path``."""
     if not msg.HasField(field):
         return None
     ts: timestamp_pb2.Timestamp = getattr(msg, field)
     if not 0 <= ts.nanos < 1_000_000_000:
-        raise InvalidArgument.field(field, "has invalid nanos")
+        raise InvalidArgument.field(path, "has invalid nanos")
     try:
         return ts.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError):
-        raise InvalidArgument.field(field, "is out of range") from None
+        raise InvalidArgument.field(path, "is out of range") from None
 
 
 def _value_to_py(value: struct_pb2.Value) -> Any:
@@ -218,7 +219,7 @@ def version_values(msg: pb.ModelVersion, field: str = "model_version") -> dict[s
         "source": source,
         "datasets": [DatasetRef(d.uri, d.digest, _ROLE_FROM_PB[d.role]) for d in msg.datasets],
         "labels": dict(msg.labels),
-        "expire_time": _time_from(msg, "expire_time"),
+        "expire_time": _time_from(msg, "expire_time", f"{field}.expire_time"),
     }
 
 

@@ -214,6 +214,8 @@ class Registry:
             _check_etag(etag, model.etag, "model.etag")
             for path in paths:
                 _apply_path(model, path, changes)
+            # `labels.<key>` paths add entries one by one: the limits hold for the result.
+            check_labels(model.labels, "model.labels")
             model.update_time = self._clock()
             model.revision += 1
             self._store.save_model(model)
@@ -352,6 +354,10 @@ class Registry:
             version = self._numbered(caller, ref, for_update=True)
             self._require_live(version)
             _check_etag(etag, version.etag, "model_version.etag")
+            if patch.paths == ("*",) and version.state is VersionState.READY:
+                # `*` means every field updatable in the current state.
+                paths = VERSION_ALWAYS_UPDATABLE
+                tops = set(paths)
             sealed = tops & set(VERSION_DRAFT_UPDATABLE)
             if version.state is VersionState.READY and sealed:
                 raise FailedPrecondition(
@@ -360,6 +366,9 @@ class Registry:
                 )
             for path in paths:
                 _apply_path(version, path, changes)
+            # `labels.<key>` / `metrics.<key>` paths add entries: the limits hold for the result.
+            check_labels(version.labels, "model_version.labels")
+            check_metrics(version.metrics, "model_version.metrics")
             version.update_time = self._clock()
             version.revision += 1
             self._store.save_version(version)
@@ -705,23 +714,28 @@ def _check_paths(
         return updatable
     out: list[str] = []
     for path in paths:
-        head, _, key = path.partition(".")
+        head, dot, key = path.partition(".")
         if head in output_only or head in immutable:
             kind = "output only" if head in output_only else "immutable"
             raise InvalidArgument.field(
                 "update_mask", f"{resource}.{head} is {kind}", reason=Reason.INVALID_UPDATE_MASK
             )
-        if head not in updatable or (key and head not in _MAP_FIELDS):
+        if head not in updatable or (dot and (head not in _MAP_FIELDS or not key)):
             raise InvalidArgument.field(
                 "update_mask",
                 f"{path!r} is not an updatable field of {resource}",
                 reason=Reason.INVALID_UPDATE_MASK,
             )
         if key:
-            if head == "labels":
-                check_label_key(key, "update_mask")
-            else:
-                check_metric_key(key, "update_mask")
+            check_key = check_label_key if head == "labels" else check_metric_key
+            try:
+                check_key(key, "update_mask")
+            except InvalidArgument as exc:
+                raise InvalidArgument.field(
+                    "update_mask",
+                    exc.field_violations[0].description,
+                    reason=Reason.INVALID_UPDATE_MASK,
+                ) from None
         if path not in out:
             out.append(path)
     return tuple(out)
