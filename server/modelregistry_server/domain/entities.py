@@ -126,7 +126,7 @@ class Model:
 
     @property
     def etag(self) -> str:
-        """Changes whenever a user-visible field changes."""
+        """Changes on every write of the resource itself (not on alias or counter moves)."""
         return make_etag(self.uid, self.revision)
 
     @property
@@ -171,7 +171,7 @@ class ModelVersion:
 
     @property
     def etag(self) -> str:
-        """Changes whenever a user-visible field changes."""
+        """Changes on every write of the resource itself (not on alias or counter moves)."""
         return make_etag(self.uid, self.revision)
 
     @property
