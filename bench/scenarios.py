@@ -1,0 +1,1151 @@
+"""The scenarios P1-P7 and the chunk-size sweep.
+
+Each scenario starts its own registry server on fresh temporary directories, measures its
+baseline in the same run (interleaved with the measured figure where both are repeated) and
+returns table rows plus the raw numbers for the JSON file and the plots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from modelregistry.client import RegistryClient
+from modelregistry.v1 import model_registry_pb2 as mr
+from modelregistry.v1 import model_registry_pb2_grpc as mr_grpc
+
+from . import procs, profiling, stats, transfers
+from .payload import MiB, Payload, PayloadReader
+from .results_model import INFO, Row, Target, ratio
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes and durations of one run (``--quick`` shrinks them)."""
+
+    size: int
+    chunk: int
+    sweep_size: int
+    sweep_chunks: tuple[int, ...]
+    repeats: int
+    sweep_repeats: int
+    p3_sizes: tuple[int, ...]
+    p4_seconds: float
+    p4_concurrency: tuple[int, ...]
+    p5_versions: int
+    p5_deep_page: int
+    p5_samples: int
+    p6_get_seconds: float
+    p7_streams: int
+    p7_stream_size: int
+    profile: bool
+    mlflow_python: str | None
+    piece_bytes: int = 64 * MiB  # the server's default --upload-piece-bytes
+
+
+@dataclass
+class Outcome:
+    """What a scenario hands back: table rows and raw numbers."""
+
+    rows: list[Row]
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Context:
+    """Shared state of a run: settings, directories, the no-op server, the profiler."""
+
+    def __init__(self, settings: Settings, work: Path, out: Path, stamp: str) -> None:
+        self.settings = settings
+        self.work = work
+        self.out = out
+        self.stamp = stamp
+        self.raw: procs.Child | None = None
+        self.raw_channel: grpc.Channel | None = None
+        self.py_spy = profiling.find_py_spy() if settings.profile else None
+        self.profiles: dict[str, dict[str, Any]] = {}
+        self._seed = 1
+        self._t0 = time.perf_counter()
+
+    def log(self, message: str) -> None:
+        """Progress on stderr with the elapsed time."""
+        print(f"[{time.perf_counter() - self._t0:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    def payload(self, size: int) -> Payload:
+        """A payload with bytes no other payload of this run has (no blob dedup)."""
+        self._seed += 1
+        return Payload(self._seed, size)
+
+    def start_raw(self) -> None:
+        """Start the shared no-op server (once)."""
+        if self.raw is None:
+            limit = max(*self.settings.sweep_chunks, self.settings.chunk) + MiB
+            self.raw = procs.start_raw(self.work / "raw", max(limit, 3 * MiB))
+            self.raw_channel = transfers.open_channel(self.raw.address)
+
+    def raw_ch(self) -> grpc.Channel:
+        """Channel to the no-op server."""
+        self.start_raw()
+        assert self.raw_channel is not None
+        return self.raw_channel
+
+    def close(self) -> None:
+        """Stop the no-op server."""
+        if self.raw_channel is not None:
+            self.raw_channel.close()
+        if self.raw is not None:
+            self.raw.stop()
+
+    def profile_if_missed(
+        self,
+        rows: Sequence[Row],
+        label: str,
+        pid: int,
+        workload: Callable[[], object],
+        *,
+        gil: bool = False,
+    ) -> None:
+        """Replay ``workload`` under py-spy if any row missed its target (``gil``: sample
+        only the GIL holder, see :func:`profiling.record`)."""
+        if not any(r.ok is False for r in rows) or self.py_spy is None:
+            return
+        self.log(f"{label}: target missed, profiling the server with py-spy")
+        output = self.out / f"{self.stamp}-profile-{label}.txt"
+        try:
+            self.profiles[label] = profiling.record(self.py_spy, pid, output, workload, gil=gil)
+        except Exception as exc:  # a failed profile must not lose the run
+            self.profiles[label] = {"error": repr(exc)}
+
+
+@dataclass
+class Session:
+    """A running registry server with a client and a raw channel to it."""
+
+    child: procs.Child
+    client: RegistryClient
+    channel: grpc.Channel
+    work: Path
+
+    def draft(self, model: str = "bench") -> str:
+        """Create a DRAFT version of ``model``; the name of its ``payload`` file."""
+        version = self.client.create_version(model)
+        return f"{version.name}/files/payload"
+
+
+@contextlib.contextmanager
+def registry(ctx: Context, tag: str, *extra: str, model: str | None = "bench") -> Iterator[Session]:
+    """Start a registry server on fresh directories; ``model`` is created if given."""
+    work = ctx.work / tag
+    child = procs.start_registry(work, *extra)
+    client = RegistryClient(child.address, timeout=120)
+    channel = transfers.open_channel(child.address)
+    try:
+        if model:
+            client.create_model(model)
+        yield Session(child, client, channel, work)
+    finally:
+        channel.close()
+        client.close()
+        child.stop()
+
+
+def _mb(values: Sequence[transfers.Transfer]) -> list[float]:
+    return [round(t.mb_per_s, 1) for t in values]
+
+
+def _mib(n: int) -> str:
+    return f"{n / MiB:g} MiB" if n < 1024 * MiB else f"{n / (1024 * MiB):g} GiB"
+
+
+# --- P1 -------------------------------------------------------------------------------------
+
+
+def p1_upload(ctx: Context) -> Outcome:
+    """Upload throughput vs a raw client stream and a disk write, same bytes and chunks."""
+    s = ctx.settings
+    raw_runs: list[transfers.Transfer] = []
+    disk_runs: list[transfers.Transfer] = []
+    ours_runs: list[transfers.Transfer] = []
+    cpu: list[dict[str, float]] = []
+    with registry(ctx, "p1") as reg:
+        blob_dir = reg.work / "blobs"
+        for i in range(s.repeats):
+            payload = ctx.payload(s.size)
+            _ = payload.sha256
+            raw_runs.append(transfers.upload_raw(ctx.raw_ch(), payload, s.chunk))
+            disk_runs.append(transfers.disk_write(blob_dir, payload, s.chunk, s.piece_bytes))
+            target = reg.draft()
+            with procs.CpuMeter(server=reg.child.pid, client=os.getpid()) as meter:
+                ours_runs.append(transfers.upload_registry(reg.channel, target, payload, s.chunk))
+            cpu.append(meter.utilisation())
+            ctx.log(
+                f"P1 #{i + 1}: raw {raw_runs[-1].mb_per_s:.0f}, disk {disk_runs[-1].mb_per_s:.0f}, "
+                f"ours {ours_runs[-1].mb_per_s:.0f} MB/s"
+            )
+        # As users see it: RegistryClient.upload_file from a non-seekable stream (the client
+        # hashes while sending; the server verifies the declared size).
+        payload = ctx.payload(s.size)
+        version = reg.client.create_version("bench")
+        client = RegistryClient(reg.child.address, chunk_size=s.chunk)
+        start = time.perf_counter()
+        client.upload_file("bench", version.version_number, PayloadReader(payload))
+        wrapper = transfers.Transfer(payload.size, time.perf_counter() - start)
+        client.close()
+
+        raw_mb = stats.median(_mb(raw_runs))
+        disk_mb = stats.median(_mb(disk_runs))
+        ours_mb = stats.median(_mb(ours_runs))
+        lower = min(raw_mb, disk_mb)
+        lower_name = "raw stream" if raw_mb <= disk_mb else "disk write+fsync"
+        rows = [
+            Row(
+                "P1",
+                f"UploadFile {_mib(s.size)}, {s.chunk // 1024} KiB chunks",
+                "MB/s",
+                ours_mb,
+                lower,
+                f"lower of raw stream {raw_mb:.0f} / disk {disk_mb:.0f} ({lower_name})",
+                ratio(ours_mb, lower),
+                Target("ratio_min", 0.85, "≥ 0.85x lower baseline"),
+                note=f"server CPU {stats.median([c['server'] for c in cpu]):.2f} cores",
+            ),
+            Row(
+                "P1",
+                "  as users see it: RegistryClient.upload_file (stream source)",
+                "MB/s",
+                round(wrapper.mb_per_s, 1),
+                lower,
+                "same baseline",
+                ratio(wrapper.mb_per_s, lower),
+                INFO,
+                note="client hashes sha256 while sending",
+            ),
+        ]
+
+        def replay() -> None:
+            again = ctx.payload(s.size)
+            _ = again.sha256
+            transfers.upload_registry(reg.channel, reg.draft(), again, s.chunk)
+
+        ctx.profile_if_missed(rows, "P1", reg.child.pid, replay)
+    data = {
+        "size_bytes": s.size,
+        "chunk_bytes": s.chunk,
+        "raw_mb_s": _mb(raw_runs),
+        "disk_mb_s": _mb(disk_runs),
+        "ours_mb_s": _mb(ours_runs),
+        "ours_seconds": [round(t.seconds, 3) for t in ours_runs],
+        "wrapper_mb_s": round(wrapper.mb_per_s, 1),
+        "cpu_utilisation": cpu,
+    }
+    return Outcome(rows, data)
+
+
+# --- P2 -------------------------------------------------------------------------------------
+
+
+def p2_download(ctx: Context) -> Outcome:
+    """Download throughput vs a raw server stream from a no-op source."""
+    s = ctx.settings
+    raw_runs: list[transfers.Transfer] = []
+    ours_runs: list[transfers.Transfer] = []
+    cpu: list[dict[str, float]] = []
+    with registry(ctx, "p2", "--download-chunk-bytes", str(s.chunk)) as reg:
+        payload = ctx.payload(s.size)
+        name = reg.draft()
+        transfers.upload_registry(reg.channel, name, payload, s.chunk)
+        reg.client.seal_version("bench", 1)
+        for i in range(s.repeats):
+            raw_runs.append(transfers.download_raw(ctx.raw_ch(), s.size, s.chunk))
+            with procs.CpuMeter(server=reg.child.pid, client=os.getpid()) as meter:
+                ours_runs.append(transfers.download_registry(reg.channel, name, s.size))
+            cpu.append(meter.utilisation())
+            ctx.log(
+                f"P2 #{i + 1}: raw {raw_runs[-1].mb_per_s:.0f}, "
+                f"ours {ours_runs[-1].mb_per_s:.0f} MB/s"
+            )
+        # As users see it: RegistryClient.iter_file verifies sha256 + crc32c on the client.
+        start = time.perf_counter()
+        got = sum(len(b) for b in reg.client.iter_file("bench", 1))
+        wrapper = transfers.Transfer(got, time.perf_counter() - start)
+
+        raw_mb = stats.median(_mb(raw_runs))
+        ours_mb = stats.median(_mb(ours_runs))
+        rows = [
+            Row(
+                "P2",
+                f"DownloadFile {_mib(s.size)}, {s.chunk // 1024} KiB messages",
+                "MB/s",
+                ours_mb,
+                raw_mb,
+                "raw server stream, no-op source",
+                ratio(ours_mb, raw_mb),
+                Target("ratio_min", 0.85, "≥ 0.85x raw stream"),
+                note=f"server CPU {stats.median([c['server'] for c in cpu]):.2f} cores",
+            ),
+            Row(
+                "P2",
+                "  as users see it: RegistryClient.iter_file (verifying)",
+                "MB/s",
+                round(wrapper.mb_per_s, 1),
+                raw_mb,
+                "same baseline",
+                ratio(wrapper.mb_per_s, raw_mb),
+                INFO,
+                note="client checks sha256 + crc32c",
+            ),
+        ]
+        ctx.profile_if_missed(
+            rows,
+            "P2",
+            reg.child.pid,
+            lambda: transfers.download_registry(reg.channel, name, s.size),
+        )
+    data = {
+        "size_bytes": s.size,
+        "chunk_bytes": s.chunk,
+        "raw_mb_s": _mb(raw_runs),
+        "ours_mb_s": _mb(ours_runs),
+        "ours_messages": ours_runs[0].messages if ours_runs else 0,
+        "wrapper_mb_s": round(wrapper.mb_per_s, 1),
+        "cpu_utilisation": cpu,
+    }
+    return Outcome(rows, data)
+
+
+# --- chunk sweep ----------------------------------------------------------------------------
+
+
+def sweep(ctx: Context) -> Outcome:
+    """P1/P2 throughput at each chunk size, ours and raw, to justify the default."""
+    s = ctx.settings
+    points: list[dict[str, Any]] = []
+    for chunk in s.sweep_chunks:
+        kib = chunk // 1024
+        runs: dict[str, list[transfers.Transfer]] = {
+            "raw_up": [],
+            "ours_up": [],
+            "raw_down": [],
+            "ours_down": [],
+        }
+        with registry(ctx, f"sweep-{kib}k", "--download-chunk-bytes", str(chunk)) as reg:
+            for _ in range(s.sweep_repeats):
+                payload = ctx.payload(s.sweep_size)
+                _ = payload.sha256
+                name = reg.draft()
+                runs["raw_up"].append(transfers.upload_raw(ctx.raw_ch(), payload, chunk))
+                runs["ours_up"].append(transfers.upload_registry(reg.channel, name, payload, chunk))
+                runs["raw_down"].append(transfers.download_raw(ctx.raw_ch(), payload.size, chunk))
+                runs["ours_down"].append(
+                    transfers.download_registry(reg.channel, name, payload.size)
+                )
+        point: dict[str, Any] = {"chunk_bytes": chunk}
+        for key, values in runs.items():
+            point[key] = stats.median(_mb(values))
+            point[f"{key}_runs"] = _mb(values)
+        down = runs["ours_down"][0]
+        point["ours_down_mean_message_bytes"] = down.nbytes // max(down.messages, 1)
+        points.append(point)
+        ctx.log(
+            f"sweep {kib:>4} KiB: up raw {point['raw_up']:.0f} ours {point['ours_up']:.0f} | "
+            f"down raw {point['raw_down']:.0f} ours {point['ours_down']:.0f} MB/s"
+        )
+    capped = [
+        f"{p['chunk_bytes'] // 1024} KiB setting sent "
+        f"{p['ours_down_mean_message_bytes'] // 1024} KiB"
+        for p in points
+        if p["ours_down_mean_message_bytes"] < min(p["chunk_bytes"], s.sweep_size)
+    ]
+    rows: list[Row] = []
+    for direction, label in (("up", "UploadFile"), ("down", "DownloadFile")):
+        best = max(points, key=lambda p: p[f"ours_{direction}"])
+        default = next((p for p in points if p["chunk_bytes"] == MiB), None)
+        if default is None:
+            continue
+        rows.append(
+            Row(
+                "sweep",
+                f"{label} at the 1 MiB default vs best chunk ({best['chunk_bytes'] // 1024} KiB)",
+                "MB/s",
+                default[f"ours_{direction}"],
+                best[f"ours_{direction}"],
+                f"best of {len(points)} chunk sizes, {_mib(s.sweep_size)} each",
+                ratio(default[f"ours_{direction}"], best[f"ours_{direction}"]),
+                INFO,
+                note="" if direction == "up" or not capped else "messages: " + ", ".join(capped),
+            )
+        )
+    return Outcome(rows, {"size_bytes": s.sweep_size, "points": points})
+
+
+# --- P3 -------------------------------------------------------------------------------------
+
+
+def p3_memory(ctx: Context) -> Outcome:
+    """Server peak RSS growth over idle while uploading then downloading each size."""
+    s = ctx.settings
+    results: list[dict[str, Any]] = []
+    for size in s.p3_sizes:
+        with registry(ctx, f"p3-{size // MiB}m") as reg:
+            name = reg.draft()
+            reg.client.get_version("bench", 1)
+            idle = procs.idle_rss(reg.child.pid)
+            payload = ctx.payload(size)
+            _ = payload.sha256
+            with procs.RssSampler(reg.child.pid) as up:
+                transfers.upload_registry(reg.channel, name, payload, s.chunk)
+            with procs.RssSampler(reg.child.pid) as down:
+                transfers.download_registry(reg.channel, name, size)
+            peak = max(up.peak, down.peak)
+            t_up = up.samples[-1][0] if up.samples else 0.0
+            timeline = [[t, r] for t, r in up.samples] + [[t_up + t, r] for t, r in down.samples]
+            results.append(
+                {
+                    "size_bytes": size,
+                    "idle_rss": idle,
+                    "peak_rss_upload": up.peak,
+                    "peak_rss_download": down.peak,
+                    "growth_bytes": peak - idle,
+                    "kernel_peak_used": up.hwm_reset,
+                    "timeline": stats.downsample(timeline),
+                }
+            )
+            ctx.log(f"P3 {_mib(size)}: idle {idle / MiB:.0f} MiB, peak {peak / MiB:.0f} MiB")
+        results[-1]["raw_server"] = _raw_rss_growth(ctx, payload, s.chunk)
+        ctx.log(
+            f"P3 {_mib(size)}: raw no-op server grew "
+            f"{results[-1]['raw_server']['growth_bytes'] / MiB:.0f} MiB on the same transfers"
+        )
+    rows: list[Row] = []
+    first_growth = results[0]["growth_bytes"] / MiB
+    first_size = results[0]["size_bytes"]
+    for i, r in enumerate(results):
+        growth = r["growth_bytes"] / MiB
+        idle_mib = r["idle_rss"] / MiB
+        rows.append(
+            Row(
+                "P3",
+                f"peak RSS growth, {_mib(r['size_bytes'])} up + down",
+                "MiB",
+                round(growth, 1),
+                round(idle_mib, 1),
+                "idle RSS",
+                ratio(idle_mib + growth, idle_mib),
+                Target("max", 80, "≤ 80 MiB"),
+            )
+        )
+        raw_growth = r["raw_server"]["growth_bytes"] / MiB
+        rows.append(
+            Row(
+                "P3",
+                f"  reference: raw no-op server, same {_mib(r['size_bytes'])} transfers",
+                "MiB",
+                round(raw_growth, 1),
+                round(r["raw_server"]["idle_rss"] / MiB, 1),
+                "its idle RSS",
+                None,
+                INFO,
+                note="what grpcio alone holds while streaming",
+            )
+        )
+        if i > 0:
+            rows.append(
+                Row(
+                    "P3",
+                    f"  growth {_mib(r['size_bytes'])} minus growth {_mib(first_size)}",
+                    "MiB",
+                    round(growth - first_growth, 1),
+                    round(first_growth, 1),
+                    f"growth at {_mib(results[0]['size_bytes'])}",
+                    None,
+                    Target("max", 16, "≤ 16 MiB (flat)"),
+                )
+            )
+    return Outcome(rows, {"sizes": results})
+
+
+def _raw_rss_growth(ctx: Context, payload: Payload, chunk: int) -> dict[str, Any]:
+    """RSS growth of a fresh no-op server over the same upload and download: the part of
+    the growth that grpcio's own buffering accounts for."""
+    raw = procs.start_raw(ctx.work / f"p3-raw-{payload.seed}", chunk + MiB)
+    channel = transfers.open_channel(raw.address)
+    try:
+        transfers.download_raw(channel, MiB, chunk)  # connect and warm up
+        idle = procs.idle_rss(raw.pid)
+        with procs.RssSampler(raw.pid) as up:
+            transfers.upload_raw(channel, payload, chunk)
+        with procs.RssSampler(raw.pid) as down:
+            transfers.download_raw(channel, payload.size, chunk)
+    finally:
+        channel.close()
+        raw.stop()
+    return {"idle_rss": idle, "growth_bytes": max(up.peak, down.peak) - idle}
+
+
+# --- P4 -------------------------------------------------------------------------------------
+
+
+def run_loadgen(
+    target: str, method: str, name: str, concurrency: int, seconds: float, warmup: float
+) -> dict[str, Any]:
+    """Run ``bench.loadgen`` in its own process and return its JSON."""
+    argv = [sys.executable, "-m", "bench.loadgen", "--target", target, "--method", method]
+    argv += ["--name", name, "--concurrency", str(concurrency)]
+    argv += ["--duration", str(seconds), "--warmup", str(warmup)]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"loadgen failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _realistic_version(client: RegistryClient, model: str) -> str:
+    """A sealed version with the metadata a real one carries; its name."""
+    version = client.create_version(
+        model,
+        description="gradient-boosted fraud model",
+        type="ONNX",
+        author="ci",
+        inputs=[("amount", "float32", "transaction amount"), ("country", "string")],
+        outputs=[("score", "float32", "fraud probability")],
+        parameters={"lr": 0.05, "depth": 8, "layers": [64, 32], "early_stopping": True},
+        dependencies=[("onnxruntime", "1.20", "runtime"), ("numpy", "2.1", "library")],
+        metrics={"auc": 0.97, "accuracy": 0.93, "f1": 0.88, "latency_ms": 3.2},
+        source=("https://git.example/fraud", "3f2a1c9", "train.py"),
+        datasets=[("gs://data/fraud/2026-11", "sha256:abc", "training")],
+        labels={"team": "risk", "owner": "ml-platform"},
+    )
+    client.upload_file(model, version.version_number, PayloadReader(Payload(7, 64 * 1024)))
+    client.seal_version(model, version.version_number)
+    return version.name
+
+
+def p4_unary(ctx: Context) -> Outcome:
+    """GetModelVersion calls/s and latency vs an empty unary RPC (health Check) on the same
+    server, at each concurrency."""
+    s = ctx.settings
+    runs: dict[str, dict[str, Any]] = {}
+    rows: list[Row] = []
+    with registry(ctx, "p4") as reg:
+        name = _realistic_version(reg.client, "bench")
+        warmup = min(0.5, s.p4_seconds / 2)
+        for c in s.p4_concurrency:
+            for method in ("health", "get-version"):
+                server = reg.child.process()
+                before = sum(server.cpu_times()[:2])
+                result = run_loadgen(reg.child.address, method, name, c, s.p4_seconds, warmup)
+                cpu = (sum(server.cpu_times()[:2]) - before) / (s.p4_seconds + warmup)
+                lat = result.pop("latencies_ms")
+                result.pop("starts_s")
+                runs[f"{method}@{c}"] = {
+                    "concurrency": c,
+                    "method": method,
+                    "calls": result["calls"],
+                    "errors": result["errors"],
+                    "calls_per_s": result["calls"] / result["seconds"],
+                    "latency_ms": stats.latency_summary(lat),
+                    "cdf_ms": stats.cdf_points(lat),
+                    "server_cpu_cores": round(cpu, 2),
+                }
+            base = runs[f"health@{c}"]
+            ours = runs[f"get-version@{c}"]
+            ctx.log(
+                f"P4 c={c}: health {base['calls_per_s']:.0f}/s, GetModelVersion "
+                f"{ours['calls_per_s']:.0f}/s p50 {ours['latency_ms']['p50']:.2f} "
+                f"p99 {ours['latency_ms']['p99']:.2f} ms"
+            )
+            rows.append(
+                Row(
+                    "P4",
+                    f"GetModelVersion calls/s @{c}",
+                    "calls/s",
+                    round(ours["calls_per_s"]),
+                    round(base["calls_per_s"]),
+                    "empty unary RPC (health Check), same server",
+                    ratio(ours["calls_per_s"], base["calls_per_s"]),
+                    Target("ratio_min", 0.7, "≥ 0.7x"),
+                    note=(
+                        f"p50 {ours['latency_ms']['p50']:.2f} / p99 "
+                        f"{ours['latency_ms']['p99']:.2f} ms (empty: "
+                        f"{base['latency_ms']['p50']:.2f} / {base['latency_ms']['p99']:.2f})"
+                    ),
+                )
+            )
+            if c == 8:
+                rows.append(
+                    Row(
+                        "P4",
+                        "GetModelVersion p99 @8",
+                        "ms",
+                        round(ours["latency_ms"]["p99"], 2),
+                        round(base["latency_ms"]["p99"], 2),
+                        "empty unary RPC p99",
+                        ratio(ours["latency_ms"]["p99"], base["latency_ms"]["p99"]),
+                        Target("max", 10, "≤ 10 ms"),
+                    )
+                )
+        missed_c = 8 if 8 in s.p4_concurrency else s.p4_concurrency[0]
+        ctx.profile_if_missed(
+            rows,
+            "P4",
+            reg.child.pid,
+            lambda: run_loadgen(reg.child.address, "get-version", name, missed_c, 4.0, 0.2),
+            gil=True,
+        )
+    return Outcome(rows, {"version_name": name, "runs": runs})
+
+
+# --- P5 -------------------------------------------------------------------------------------
+
+P5_FILTER = 'labels.team = "risk" AND metrics.x > 0.1'
+P5_ORDER = "metrics.x desc"
+
+
+def seed_versions(db_url: str, model_id: str, count: int) -> float:
+    """Insert ``count`` READY versions of one model straight through the metadata store;
+    the seconds it took."""
+    from modelregistry_server.domain.entities import Model, ModelVersion, VersionState
+    from modelregistry_server.storage.metadata import open_metadata_store
+
+    store = open_metadata_store(db_url)
+    rnd = random.Random(5)
+    start = time.perf_counter()
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        store.insert_model(
+            Model(
+                tenant="default",
+                model_id=model_id,
+                uid=str(uuid.uuid4()),
+                create_time=base,
+                update_time=base,
+                latest_version_number=count,
+            )
+        )
+        batch = 5000
+        for first in range(1, count + 1, batch):
+            with store.transaction():
+                for number in range(first, min(first + batch, count + 1)):
+                    when = base + timedelta(seconds=number)
+                    store.insert_version(
+                        ModelVersion(
+                            tenant="default",
+                            model_id=model_id,
+                            number=number,
+                            uid=str(uuid.uuid4()),
+                            create_time=when,
+                            update_time=when,
+                            type="ONNX",
+                            author="sweep",
+                            metrics={"x": rnd.random(), "loss": rnd.random()},
+                            labels={"team": "risk" if number % 2 else "growth"},
+                            state=VersionState.READY,
+                        )
+                    )
+    finally:
+        store.close()
+    return time.perf_counter() - start
+
+
+def p5_listing(ctx: Context) -> Outcome:
+    """Filtered, metric-ordered pages of 100 over many versions: first page and a deep one."""
+    s = ctx.settings
+    work = ctx.work / "p5"
+    work.mkdir(parents=True, exist_ok=True)
+    ctx.log(f"P5: inserting {s.p5_versions} versions through the metadata store")
+    seed_seconds = seed_versions(
+        f"sqlite:///{work.absolute() / 'registry.db'}", "sweep", s.p5_versions
+    )
+    ctx.log(f"P5: inserted in {seed_seconds:.0f} s")
+    child = procs.start_registry(work)
+    channel = transfers.open_channel(child.address)
+    stub = mr_grpc.ModelRegistryStub(channel)
+
+    def page(token: str) -> tuple[float, mr.ListModelVersionsResponse]:
+        request = mr.ListModelVersionsRequest(
+            parent="models/sweep",
+            page_size=100,
+            filter=P5_FILTER,
+            order_by=P5_ORDER,
+            page_token=token,
+        )
+        start = time.perf_counter()
+        response = stub.ListModelVersions(request, timeout=60)
+        return (time.perf_counter() - start) * 1000, response
+
+    try:
+        for _ in range(3):
+            page("")  # warm the connection and the database cache
+        first = [page("")[0] for _ in range(s.p5_samples)]
+        _, first_response = page("")
+        xs = [v.metrics["x"] for v in first_response.model_versions]
+        if xs != sorted(xs, reverse=True) or len(xs) != 100:
+            raise RuntimeError("P5: the first page is not 100 versions ordered by metrics.x desc")
+        walk: list[float] = []
+        token = ""
+        depth = 0
+        while depth < s.p5_deep_page - 1:
+            ms, response = page(token)
+            walk.append(ms)
+            if not response.next_page_token:
+                break
+            token = response.next_page_token
+            depth += 1
+        deep = [page(token)[0] for _ in range(s.p5_samples)]
+        first_p50 = stats.percentile(first, 50)
+        deep_p50 = stats.percentile(deep, 50)
+        rows = [
+            Row(
+                "P5",
+                f"ListModelVersions first page p50 ({s.p5_versions:,} versions)",
+                "ms",
+                round(first_p50, 2),
+                None,
+                "—",
+                None,
+                Target("max", 15, "≤ 15 ms"),
+                note=f"p99 {stats.percentile(first, 99):.2f} ms",
+            ),
+            Row(
+                "P5",
+                f"ListModelVersions page {depth + 1} p50",
+                "ms",
+                round(deep_p50, 2),
+                None,
+                "—",
+                None,
+                Target("max", 15, "≤ 15 ms"),
+                note=f"p99 {stats.percentile(deep, 99):.2f} ms",
+            ),
+            Row(
+                "P5",
+                f"  page {depth + 1} vs first page",
+                "ms",
+                round(deep_p50, 2),
+                round(first_p50, 2),
+                "first page p50",
+                ratio(deep_p50, first_p50),
+                Target("ratio_max", 1.5, "≤ 1.5x first"),
+            ),
+        ]
+        ctx.profile_if_missed(
+            rows,
+            "P5",
+            child.pid,
+            lambda: [page(t) for t in ["", token] * s.p5_samples],
+        )
+    finally:
+        channel.close()
+        child.stop()
+    data = {
+        "versions": s.p5_versions,
+        "seed_seconds": round(seed_seconds, 1),
+        "filter": P5_FILTER,
+        "order_by": P5_ORDER,
+        "page_size": 100,
+        "deep_page": depth + 1,
+        "first_ms": stats.latency_summary(first),
+        "deep_ms": stats.latency_summary(deep),
+        "walk_ms": [round(x, 3) for x in walk],
+    }
+    return Outcome(rows, data)
+
+
+# --- P6 -------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def find_mlflow_python(explicit: str | None) -> tuple[str | None, str]:
+    """The interpreter that has MLflow (``--mlflow-python``, this venv, or
+    ``bench/.mlflow-venv``) and a note on where it was found or why not."""
+    candidates = [explicit] if explicit else []
+    candidates += [sys.executable, str(REPO / "bench" / ".mlflow-venv" / "bin" / "python")]
+    for python in candidates:
+        if not python or not Path(python).exists():
+            continue
+        probe = subprocess.run(
+            [python, "-c", "import mlflow, sys; print(mlflow.__version__)"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0:
+            return python, f"mlflow {probe.stdout.strip()} from {python}"
+    return None, "MLflow is not installed (pip install -e '.[bench]'); P6 skipped"
+
+
+def _peer(python: str, *args: str) -> dict[str, Any]:
+    argv = [python, "-m", "bench.peer", *args]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.peer {args[0]} failed: {done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@contextlib.contextmanager
+def mlflow_server(python: str, work: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``mlflow server`` with SQLite and proxied artifacts on loopback; yields its URI."""
+    port = _free_port()
+    argv = [python, "-m", "mlflow", "server"]
+    argv += ["--backend-store-uri", f"sqlite:///{work.absolute() / 'mlflow.db'}"]
+    argv += ["--artifacts-destination", str(work.absolute() / "artifacts"), "--serve-artifacts"]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    with open(work / "mlflow.log", "wb") as log:
+        popen = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if popen.poll() is not None:
+                raise RuntimeError(f"mlflow server exited; see {work / 'mlflow.log'}")
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("mlflow server did not become healthy within 180 s")
+            time.sleep(0.5)
+        yield uri, popen
+    finally:
+        procs.stop_group(popen, timeout=30)
+
+
+def _p6_rows(ctx: Context, data: dict[str, Any], gets: dict[str, dict[str, Any]]) -> list[Row]:
+    """Table rows of P6 from the peer results (latency summaries go into ``data``)."""
+    s = ctx.settings
+    rates: dict[str, float] = {}
+    for key, result in gets.items():
+        lat = result.pop("latencies_ms")
+        rates[key] = result["calls"] / result["seconds"]
+        data[f"get_{key}"] = {"calls_per_s": rates[key], "latency_ms": stats.latency_summary(lat)}
+    mlflow_s = stats.median(data["mlflow_create_s"])
+    ours_s = stats.median(data["ours_create_s"])
+    ctx.log(
+        f"P6 get-version/s: ours {rates['ours']:.0f}, MLflow {rates['mlflow_reuse']:.0f} "
+        f"(reused connection), {rates['mlflow_fresh']:.0f} (new connection per call)"
+    )
+    three = Target("ratio_min", 3, "ours ≥ 3x faster")
+    rows = [
+        Row(
+            "P6",
+            f"create version + upload {_mib(s.size)} (speed-up)",
+            "s",
+            round(ours_s, 2),
+            round(mlflow_s, 2),
+            "MLflow: run + log_artifact + create_model_version",
+            ratio(mlflow_s, ours_s),
+            three,
+            note=f"MLflow {s.size / mlflow_s / 1e6:.0f} MB/s, "
+            f"ours {s.size / ours_s / 1e6:.0f} MB/s",
+        ),
+        Row(
+            "P6",
+            "get-version calls/s @1 vs MLflow, new connection per call",
+            "calls/s",
+            round(rates["ours"]),
+            round(rates["mlflow_fresh"]),
+            "MLflow REST, no keep-alive stall",
+            ratio(rates["ours"], rates["mlflow_fresh"]),
+            three,
+        ),
+        Row(
+            "P6",
+            "get-version calls/s @1 vs MLflow as users see it",
+            "calls/s",
+            round(rates["ours"]),
+            round(rates["mlflow_reuse"]),
+            "MlflowClient (keep-alive connection)",
+            ratio(rates["ours"], rates["mlflow_reuse"]),
+            three,
+        ),
+    ]
+    return rows
+
+
+def p6_mlflow(ctx: Context) -> Outcome:
+    """MLflow as a peer: create a version + upload the artifact, and get-version calls/s."""
+    s = ctx.settings
+    python, how = find_mlflow_python(s.mlflow_python)
+    if python is None:
+        ctx.log(f"P6: {how}")
+        return Outcome([Row("P6", "MLflow comparison", "", None, note=how)], {"skipped": how})
+    work = ctx.work / "p6"
+    work.mkdir(parents=True, exist_ok=True)
+    artifact = work / "artifact.bin"
+    ctx.payload(s.size).write_to(str(artifact))
+    data: dict[str, Any] = {
+        "mlflow": how,
+        "size_bytes": s.size,
+        "mlflow_create_s": [],
+        "ours_create_s": [],
+    }
+    try:
+        with mlflow_server(python, work) as (uri, popen), registry(ctx, "p6-ours") as reg:
+            data["mlflow_idle_rss_bytes"] = procs.tree_rss(popen.pid)
+            data["ours_idle_rss_bytes"] = reg.child.tree_rss()
+            for i in range(s.repeats):
+                m = _peer(python, "mlflow-create", "--tracking-uri", uri, "--file", str(artifact))
+                o = _peer(
+                    sys.executable,
+                    "registry-create",
+                    "--target",
+                    reg.child.address,
+                    "--file",
+                    str(artifact),
+                )
+                data["mlflow_create_s"].append(round(m["seconds"], 3))
+                data["ours_create_s"].append(round(o["seconds"], 3))
+                ctx.log(
+                    f"P6 #{i + 1}: create+upload MLflow {m['seconds']:.2f} s, "
+                    f"ours {o['seconds']:.2f} s"
+                )
+            seconds = str(s.p6_get_seconds)
+            gets = {
+                "mlflow_reuse": _peer(
+                    python,
+                    "mlflow-get",
+                    "--tracking-uri",
+                    uri,
+                    "--mode",
+                    "reuse",
+                    "--seconds",
+                    seconds,
+                ),
+                "mlflow_fresh": _peer(
+                    python,
+                    "mlflow-get",
+                    "--tracking-uri",
+                    uri,
+                    "--mode",
+                    "fresh",
+                    "--seconds",
+                    seconds,
+                ),
+                "ours": _peer(
+                    sys.executable,
+                    "registry-get",
+                    "--target",
+                    reg.child.address,
+                    "--seconds",
+                    seconds,
+                ),
+            }
+            rows = _p6_rows(ctx, data, gets)
+            ctx.profile_if_missed(
+                rows[:1],
+                "P6",
+                reg.child.pid,
+                lambda: _peer(
+                    sys.executable,
+                    "registry-create",
+                    "--target",
+                    reg.child.address,
+                    "--file",
+                    str(artifact),
+                ),
+            )
+    except Exception as exc:  # MLflow failing must not stop the run
+        note = f"MLflow could not be run: {exc}"[:300]
+        ctx.log(f"P6: {note}")
+        data["error"] = str(exc)[-3000:]
+        return Outcome([Row("P6", "MLflow comparison", "", None, note=note)], data)
+    return Outcome(rows, data)
+
+
+# --- P7 -------------------------------------------------------------------------------------
+
+
+def _probe(target: str, name: str, method: str = "get-version") -> subprocess.Popen[str]:
+    """A paced probe (one call every 20 ms) in its own process, running until stopped."""
+    argv = [sys.executable, "-m", "bench.loadgen", "--target", target, "--method", method]
+    argv += ["--name", name, "--interval", "0.02", "--until-stdin", "--duration", "3600"]
+    argv += ["--warmup", "0"]
+    probe = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    assert probe.stdout is not None
+    if probe.stdout.readline().strip() != "ready":
+        probe.kill()
+        raise RuntimeError("the latency probe did not start")
+    return probe
+
+
+def _stop_probe(probe: subprocess.Popen[str]) -> dict[str, Any]:
+    """Stop a probe and return its JSON result."""
+    out, _ = probe.communicate("stop\n", timeout=60)
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def p7_concurrent(ctx: Context) -> Outcome:
+    """Many concurrent uploads: aggregate throughput vs one stream, and metadata latency."""
+    s = ctx.settings
+    with registry(ctx, "p7") as reg:
+        name = _realistic_version(reg.client, "bench")
+
+        def single_stream() -> float:
+            payload = ctx.payload(s.size)
+            _ = payload.sha256
+            done = transfers.upload_registry(reg.channel, reg.draft(), payload, s.chunk)
+            ctx.log(f"P7: single stream {done.mb_per_s:.0f} MB/s")
+            return done.mb_per_s
+
+        singles = [single_stream()]  # and once more after the concurrent uploads
+        payloads = [ctx.payload(s.p7_stream_size) for _ in range(s.p7_streams)]
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda p: p.sha256, payloads))
+        targets = [reg.draft() for _ in payloads]
+        idle_probe = _probe(reg.child.address, name)
+        time.sleep(min(3.0, s.p4_seconds))
+        idle = _stop_probe(idle_probe)
+        channels = [transfers.open_channel(reg.child.address) for _ in payloads]
+        idle_rss = procs.idle_rss(reg.child.pid, 0.5)
+
+        def upload_all() -> float:
+            start = time.perf_counter()
+            with ThreadPoolExecutor(len(payloads)) as pool:
+                list(
+                    pool.map(
+                        lambda i: transfers.upload_registry(
+                            channels[i], targets[i], payloads[i], s.chunk
+                        ),
+                        range(len(payloads)),
+                    )
+                )
+            return time.perf_counter() - start
+
+        probe = _probe(reg.child.address, name)
+        # An empty RPC probed at the same time tells the server's general responsiveness
+        # under this load from what GetModelVersion itself adds.
+        empty_probe = _probe(reg.child.address, name, "health")
+        with (
+            procs.RssSampler(reg.child.pid) as rss,
+            procs.CpuMeter(server=reg.child.pid, client=os.getpid()) as meter,
+        ):
+            wall = upload_all()
+        busy = _stop_probe(probe)
+        singles.append(single_stream())
+        single_mb = stats.median(singles)
+        empty_lat = _stop_probe(empty_probe)["latencies_ms"]
+        total = s.p7_streams * s.p7_stream_size
+        aggregate = total / wall / 1e6
+        busy_lat = busy["latencies_ms"]
+        idle_lat = idle["latencies_ms"]
+        ctx.log(
+            f"P7: {s.p7_streams} streams {aggregate:.0f} MB/s aggregate; probe p99 "
+            f"{stats.percentile(busy_lat, 99):.1f} ms (idle {stats.percentile(idle_lat, 99):.1f})"
+        )
+        rows = [
+            Row(
+                "P7",
+                f"{s.p7_streams} x {_mib(s.p7_stream_size)} concurrent uploads, aggregate",
+                "MB/s",
+                round(aggregate, 1),
+                round(single_mb, 1),
+                f"P1 single stream ({_mib(s.size)}), mean of before + after",
+                ratio(aggregate, single_mb),
+                Target("ratio_min", 0.9, "≥ 0.9x single"),
+                note=f"server CPU {meter.utilisation().get('server', 0):.2f} cores",
+            ),
+            Row(
+                "P7",
+                "  GetModelVersion p99 during the uploads",
+                "ms",
+                round(stats.percentile(busy_lat, 99), 2),
+                round(stats.percentile(idle_lat, 99), 2),
+                "same probe, idle server",
+                ratio(stats.percentile(busy_lat, 99), stats.percentile(idle_lat, 99)),
+                Target("max", 50, "≤ 50 ms"),
+                note=f"p50 {stats.percentile(busy_lat, 50):.2f} ms, {len(busy_lat)} probes",
+            ),
+            Row(
+                "P7",
+                "  empty RPC (health Check) p99 during the same uploads",
+                "ms",
+                round(stats.percentile(empty_lat, 99), 2),
+                round(stats.percentile(idle_lat, 99), 2),
+                "GetModelVersion probe, idle server",
+                None,
+                INFO,
+                note=f"p50 {stats.percentile(empty_lat, 50):.2f} ms",
+            ),
+            Row(
+                "P7",
+                "  server peak RSS during the uploads",
+                "MiB",
+                round(rss.peak / MiB, 1),
+                round(idle_rss / MiB, 1),
+                "idle RSS before the uploads",
+                ratio(rss.peak, idle_rss),
+                INFO,
+            ),
+        ]
+
+        def replay() -> None:
+            for i, payload in enumerate(payloads):
+                targets[i] = reg.draft()
+                payloads[i] = ctx.payload(min(payload.size, 64 * MiB))
+                _ = payloads[i].sha256
+            upload_all()
+
+        # A slow probe means GetModelVersion waits for the interpreter: sample the GIL holder.
+        ctx.profile_if_missed(rows, "P7", reg.child.pid, replay, gil=rows[1].ok is False)
+        for ch in channels:
+            ch.close()
+    data = {
+        "streams": s.p7_streams,
+        "stream_bytes": s.p7_stream_size,
+        "single_mb_s": [round(x, 1) for x in singles],
+        "aggregate_mb_s": round(aggregate, 1),
+        "wall_seconds": round(wall, 3),
+        "cpu_utilisation": meter.utilisation(),
+        "peak_rss_bytes": rss.peak,
+        "probe_busy_ms": stats.latency_summary(busy_lat),
+        "probe_idle_ms": stats.latency_summary(idle_lat),
+        "empty_probe_busy_ms": stats.latency_summary(empty_lat),
+        "probe_busy_series": [
+            [round(t, 3), round(x, 3)] for t, x in zip(busy["starts_s"], busy_lat, strict=True)
+        ],
+    }
+    return Outcome(rows, data)
+
+
+SCENARIOS: dict[str, Callable[[Context], Outcome]] = {
+    "P1": p1_upload,
+    "P2": p2_download,
+    "sweep": sweep,
+    "P3": p3_memory,
+    "P4": p4_unary,
+    "P5": p5_listing,
+    "P6": p6_mlflow,
+    "P7": p7_concurrent,
+}
