@@ -12,7 +12,8 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any, get_type_hints
 
-MiB = 1024 * 1024
+KiB = 1024
+MiB = 1024 * KiB
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Config:
     max_workers: int = 64
     max_concurrent_rpcs: int = 512
     db_max_connections: int = 32
-    download_chunk_bytes: int = 1 * MiB
+    download_chunk_bytes: int = 256 * KiB
     max_upload_chunk_bytes: int = 2 * MiB
     upload_piece_bytes: int = 64 * MiB
     retention_hours: float = 30 * 24
