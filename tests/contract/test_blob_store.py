@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from modelregistry_server.domain.errors import DataLoss, InvalidArgument, Reason, Unavailable
 from modelregistry_server.domain.ports import BlobStore
 from modelregistry_server.storage.blobs import open_blob_store
 from modelregistry_server.storage.blobs.local import LocalBlobStore
-
 from tests.support.blob_fixtures import TEST_CHUNK_SIZE, GcsEmulator, free_port
 
 CHUNK = TEST_CHUNK_SIZE
@@ -650,6 +650,7 @@ class TestGcsBlobStore:
     ) -> None:
         """The emulator accepts any number of sources, so the requests are checked here."""
         from google.cloud.storage import Blob
+
         from modelregistry_server.storage.blobs import gcs
 
         if limit is not None:
@@ -734,6 +735,7 @@ class TestGcsUnavailable:
     def test_closed_port_fails_fast_with_unavailable(self) -> None:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
+
         from modelregistry_server.storage.blobs.gcs import GcsBlobStore
 
         client = storage.Client(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from modelregistry_server.domain.entities import (
     Alias,
     DatasetRef,
@@ -48,7 +49,6 @@ from modelregistry_server.storage.metadata import (
 )
 from modelregistry_server.storage.metadata.errors import StoreError, translated
 from modelregistry_server.storage.metadata.migrations import LATEST_VERSION, schema_version
-
 from tests.support.metadata_fixtures import sqlite_url
 from tests.support.postgres import free_port, running_cluster
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+
 from modelregistry_server.domain.ports import BlobStore
 
 # Read and upload chunk size of the stores under test: small, so a few MiB span many chunks.

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from modelregistry_server.storage.metadata import PeeweeMetadataStore, open_metadata_store
 
+from modelregistry_server.storage.metadata import PeeweeMetadataStore, open_metadata_store
 from tests.support.postgres import PostgresCluster, running_cluster
 
 BACKENDS = [

@@ -7,6 +7,7 @@ from typing import Any
 import grpc
 import pytest
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+
 from modelregistry.client import errors
 from modelregistry.client.errors import (
     AbortedError,

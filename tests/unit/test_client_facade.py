@@ -20,6 +20,7 @@ from google.protobuf import empty_pb2, struct_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
 from modelregistry.client import (
     AbortedError,
     InvalidArgumentError,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from modelregistry.client.names import (
     AliasName,
     FileName,

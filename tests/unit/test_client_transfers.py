@@ -23,6 +23,7 @@ import pytest
 from google.protobuf import empty_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
 from modelregistry.client import (
     FailedPreconditionError,
     IntegrityError,

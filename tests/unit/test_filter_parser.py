@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+
 from modelregistry_server.domain.errors import InvalidArgument, Reason
 from modelregistry_server.domain.filter_parser import (
     MAX_COMPARISONS,

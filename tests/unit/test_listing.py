@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from modelregistry_server.domain.errors import InvalidArgument, Reason
 from modelregistry_server.domain.listing import (
     DEFAULT_PAGE_SIZE,
