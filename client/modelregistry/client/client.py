@@ -883,12 +883,16 @@ class RegistryClient:
         without size or digest, hashed while streaming and checked against the stored file.
         A dropped stream is resumed from the committed size reported by GetUploadStatus, at
         most ``max_resumes`` times (default: ``retries``), with jittered exponential back-off;
-        a non-seekable source can only restart if nothing was read from it yet.
+        a non-seekable source can only restart if nothing was read from it yet. Passing the
+        ``upload_id`` of an interrupted upload continues it from its committed size (seekable
+        sources; one GetUploadStatus call first).
         ``progress(bytes_sent, total)`` runs after each chunk, on gRPC's sending thread (after
         a resume ``bytes_sent`` restarts from the committed size); an exception from it or
         from the source aborts the upload and is re-raised here.
         """
         name = _file_ref(model_id, version, file_id)
+        # A caller-chosen id may name an upload that already has committed bytes: ask first.
+        resuming = upload_id is not None
         upload_id = upload_id or _new_request_id()
         resumes = self._retries if max_resumes is None else max_resumes
         with contextlib.ExitStack() as stack:
@@ -908,7 +912,7 @@ class RegistryClient:
             )
             offset = 0
             failures = 0
-            check_status = False
+            check_status = resuming and src.seekable
             while True:
                 try:
                     if check_status:

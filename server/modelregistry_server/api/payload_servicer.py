@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import grpc
@@ -40,6 +41,26 @@ def _chunks(requests: Iterator[rpc.UploadFileRequest]) -> Iterator[tuple[int, by
         raise Cancelled("the client cancelled the upload or the connection dropped") from None
 
 
+class _Liveness:
+    """Whether an upload's caller went away.
+
+    grpc-python may end the request iterator as if the client had finished when it actually
+    cancelled (grpc/grpc#33038); the cancellation is delivered a moment later on gRPC's own
+    thread. :meth:`cancelled` can wait for it: termination callbacks fire on cancellation.
+    """
+
+    def __init__(self, context: Ctx) -> None:
+        self._context = context
+        self._ended = threading.Event()
+        if not context.add_callback(self._ended.set):
+            self._ended.set()
+
+    def cancelled(self, grace: float) -> bool:
+        if grace > 0 and self._context.is_active():
+            self._ended.wait(grace)
+        return not self._context.is_active()
+
+
 class PayloadServicer(rpc_grpc.PayloadServiceServicer):
     """The PayloadService service."""
 
@@ -69,7 +90,9 @@ class PayloadServicer(rpc_grpc.PayloadServiceServicer):
             sha256=header.sha256,
             content_type=header.content_type,
         )
-        record = self._payloads.upload(caller_of(context), request, _chunks(request_iterator))
+        record = self._payloads.upload(
+            caller_of(context), request, _chunks(request_iterator), _Liveness(context).cancelled
+        )
         return conv.file_to_proto(record)
 
     def DownloadFile(

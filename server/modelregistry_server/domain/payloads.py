@@ -33,6 +33,7 @@ from .entities import (
 from .errors import (
     Aborted,
     AlreadyExists,
+    Cancelled,
     DataLoss,
     FailedPrecondition,
     InvalidArgument,
@@ -50,6 +51,8 @@ MAX_CHUNK_BYTES = 2 * 1024 * 1024
 DEFAULT_PIECE_BYTES = 64 * 1024 * 1024
 DEFAULT_GC_GRACE = timedelta(hours=24)
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+# How long an upload of undeclared size waits, at its end, for a cancellation in flight.
+CANCEL_GRACE_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -196,9 +199,19 @@ class Payloads:
 
     # -- upload ------------------------------------------------------------------------------
     def upload(
-        self, caller: Caller, request: UploadRequest, chunks: Iterator[tuple[int, bytes]]
+        self,
+        caller: Caller,
+        request: UploadRequest,
+        chunks: Iterator[tuple[int, bytes]],
+        cancelled: Callable[[float], bool] = lambda grace: False,
     ) -> FileRecord:
-        """Receive one upload stream; returns the visible file once it is whole and verified."""
+        """Receive one upload stream; returns the visible file once it is whole and verified.
+
+        ``cancelled(grace)`` tells whether the caller went away, waiting up to ``grace``
+        seconds for a cancellation still being delivered. The end of ``chunks`` alone does not
+        prove the stream is complete (a transport may end it when the call is cancelled), so
+        it is asked again once the last bytes are durable, before they count or become visible.
+        """
         _check_upload_request(request)
         key = (caller.tenant, request.upload_id)
         with self._active_lock:
@@ -209,13 +222,17 @@ class Payloads:
                 )
             self._active.add(key)
         try:
-            return self._upload(caller, request, chunks)
+            return self._upload(caller, request, chunks, cancelled)
         finally:
             with self._active_lock:
                 self._active.discard(key)
 
     def _upload(
-        self, caller: Caller, request: UploadRequest, chunks: Iterator[tuple[int, bytes]]
+        self,
+        caller: Caller,
+        request: UploadRequest,
+        chunks: Iterator[tuple[int, bytes]],
+        cancelled: Callable[[float], bool],
     ) -> FileRecord:
         session = self._open_session(caller, request)
         if session.state is UploadState.COMMITTED:
@@ -228,9 +245,15 @@ class Payloads:
             chunks, session.committed_size, session.declared_size, digests, self._max_chunk
         )
         committed = session.committed_size
+        checked = False
         while feed.has_more():
             written = self._blobs.write_upload(sid, committed, feed.piece(self._piece_bytes))
+            if feed.exhausted:  # the tail is neither counted nor published if the call died
+                _check_not_cancelled(cancelled, session.declared_size, committed + written)
+                checked = True
             committed = self._advance(caller, session.upload_id, committed, committed + written)
+        if not checked:
+            _check_not_cancelled(cancelled, session.declared_size, committed)
         if session.declared_size is not None and committed != session.declared_size:
             raise InvalidArgument.field(
                 "header.size_bytes",
@@ -346,9 +369,8 @@ class Payloads:
     ) -> FileRecord:
         now = self._clock()
         with self._store.transaction():
-            # Touch first: blob GC deletes only rows untouched since its cutoff, under a lock.
+            # A row first, so GC can collect the blob even if publishing fails below.
             self._store.touch_blob(sha, size, now)
-        self._blobs.commit_upload(sid, size, blob_key(sha))
         record = FileRecord(
             tenant=caller.tenant,
             model_id=session.model_id,
@@ -363,6 +385,11 @@ class Payloads:
         with self._store.transaction():
             ref = names.VersionRef(session.model_id, number=session.version_number)
             version = self._draft_version(caller, ref, for_update=True)
+            # GC deletes a blob only while holding its row and only if no file references it.
+            # Holding the row from before the blob is committed until the file referencing it
+            # is, GC either finishes first (and the commit re-creates the blob) or sees the file.
+            self._store.touch_blob(sha, size, now)
+            self._blobs.commit_upload(sid, size, blob_key(sha))
             self._store.insert_file(record)
             version.file_count += 1
             version.total_size += size
@@ -523,10 +550,19 @@ class Payloads:
         cutoff = self._clock() - self._gc_grace
         uploads = 0
         for session in self._store.stale_uploads(cutoff, 1000):
-            if session.state is UploadState.ACTIVE:
-                self._blobs.abort_upload(storage_id(session.tenant, session.upload_id))
-            with self._store.transaction():
-                self._store.delete_upload(session.tenant, session.upload_id)
+            key = (session.tenant, session.upload_id)
+            with self._active_lock:
+                if key in self._active:
+                    continue  # a stream is receiving it right now: not abandoned
+                self._active.add(key)  # streams for it wait (UPLOAD_CONFLICT) until it is gone
+            try:
+                if session.state is UploadState.ACTIVE:
+                    self._blobs.abort_upload(storage_id(session.tenant, session.upload_id))
+                with self._store.transaction():
+                    self._store.delete_upload(session.tenant, session.upload_id)
+            finally:
+                with self._active_lock:
+                    self._active.discard(key)
             uploads += 1
         blobs = 0
         for digest in self._store.collectable_blobs(cutoff, 1000):
@@ -537,6 +573,16 @@ class Payloads:
                     self._blobs.delete(blob_key(digest))
                     blobs += 1
         return GcReport(uploads, blobs)
+
+
+def _check_not_cancelled(
+    cancelled: Callable[[float], bool], declared_size: int | None, received: int
+) -> None:
+    """At the end of the stream: raise Cancelled if the caller went away. Unless the declared
+    size arrived (which proves the stream whole), wait a moment for a cancellation in flight:
+    without a declared size the end of the stream is the only sign of completeness."""
+    if cancelled(0 if declared_size == received else CANCEL_GRACE_S):
+        raise Cancelled("the client cancelled the upload or the connection dropped")
 
 
 def _check_upload_request(request: UploadRequest) -> None:

@@ -609,6 +609,10 @@ class PeeweeMetadataStore:
         """Delete the blob row if still unreferenced and untouched since ``before``."""
         b = self._t.blobs
         with self._write():
+            if self._backend.supports_for_update:
+                # Wait for a publish holding the row, then judge references in a new statement:
+                # a DELETE that waited on the lock would re-check them against its old snapshot.
+                _first(b.select(b.digest).where(b.digest == digest).for_update())
             deleted: int = b.delete().where(b.digest == digest, self._collectable(before)).execute()
             return deleted > 0
 

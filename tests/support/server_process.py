@@ -1,0 +1,117 @@
+"""The registry server as a subprocess (``python -m modelregistry_server``): started on port 0,
+its address read from the ``modelregistry listening on HOST:PORT`` line, stopped or SIGKILLed."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+_READY = re.compile(r"modelregistry listening on (\S+:\d+)")
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+
+
+class ServerProcess:
+    """One server process; ``address`` is valid after :meth:`start`. Its log goes to ``log``."""
+
+    def __init__(
+        self,
+        database_url: str,
+        blob_url: str,
+        log: Path,
+        *,
+        piece_bytes: int | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.command = [
+            sys.executable,
+            "-m",
+            "modelregistry_server",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            database_url,
+            "--blob-url",
+            blob_url,
+            "--maintenance-interval-seconds",
+            "0",
+            "--shutdown-grace-seconds",
+            "1",
+            *(["--upload-piece-bytes", str(piece_bytes)] if piece_bytes else []),
+            *extra_args,
+        ]
+        self.log = log
+        self.address = ""
+        self._process: subprocess.Popen[str] | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    def start(self) -> Self:
+        """Start the process and wait for its "listening" line."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with self.log.open("a") as log:
+            self._process = subprocess.Popen(
+                self.command, stdout=subprocess.PIPE, stderr=log, text=True, env=env
+            )
+        assert self._process.stdout is not None
+        threading.Thread(
+            target=self._drain, args=(self._process.stdout,), name="server-stdout", daemon=True
+        ).start()
+        while True:
+            try:
+                line = self._lines.get(timeout=START_TIMEOUT_S)
+            except queue.Empty:
+                self.kill()
+                raise RuntimeError(f"server did not start in {START_TIMEOUT_S}s") from None
+            if line is None:
+                raise RuntimeError(f"server exited at start-up:\n{self.log.read_text()[-4000:]}")
+            found = _READY.search(line)
+            if found:
+                self.address = found.group(1)
+                return self
+
+    def _drain(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs (a crash)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGKILL)
+        if self._process is not None:
+            self._process.wait(STOP_TIMEOUT_S)
+
+    def stop(self) -> None:
+        """SIGTERM (graceful), SIGKILL if it does not exit in time."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
