@@ -106,6 +106,7 @@ def build_server(config: Config) -> RegistryServer:
         piece_bytes=config.upload_piece_bytes,
         max_chunk_bytes=config.max_upload_chunk_bytes,
         gc_grace=config.gc_grace,
+        sync_workers=config.max_workers,  # one pending piece sync per concurrent upload
     )
     message_limit = config.max_upload_chunk_bytes + 1024 * 1024
     server = grpc.server(

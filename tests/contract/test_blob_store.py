@@ -210,6 +210,26 @@ class TestResume:
             blob_store.read_upload("u1", len(data) + 1)
         assert lost.value.reason == Reason.UPLOAD_DATA_MISSING
 
+    def test_sync_while_writing_the_next_piece(self, blob_store: BlobStore) -> None:
+        first, second = payload(CHUNK + 7, seed=1), payload(3_000, seed=2)
+        blob_store.write_upload("u1", 0, [first])
+
+        def second_piece() -> Iterator[bytes]:
+            yield second[:1_000]
+            blob_store.sync_upload("u1")  # the previous piece, synced mid-write
+            yield second[1_000:]
+
+        blob_store.write_upload("u1", len(first), second_piece())
+        blob_store.sync_upload("u1")
+        data = first + second
+        assert joined(blob_store.read_upload("u1", len(data))) == data
+        assert blob_store.commit_upload("u1", len(data), key_of(data)) is True
+        assert joined(blob_store.read(key_of(data))) == data
+
+    def test_sync_rejects_bad_upload_ids(self, blob_store: BlobStore) -> None:
+        with pytest.raises(InvalidArgument):
+            blob_store.sync_upload("../escape")
+
     def test_read_upload_of_unknown_upload(self, blob_store: BlobStore) -> None:
         assert joined(blob_store.read_upload("nobody", 0)) == b""
         with pytest.raises(DataLoss) as lost:
@@ -527,12 +547,14 @@ class TestLocalBlobStore:
 
         store.write_upload("u1", 0, pieces(data[:20_000], 1_000))
         upload_file = inode(uploads / "u1")
+        assert synced.count(upload_file) == 0  # writing alone does not sync
+        store.sync_upload("u1")
         assert synced.count(upload_file) == 1  # once per piece, not per chunk
         assert synced.count(inode(uploads)) == 1  # the new file's directory entry
 
         store.write_upload("u1", 20_000, pieces(data[20_000:], 1_000))
+        store.sync_upload("u1")
         assert synced.count(upload_file) == 2
-        assert synced.count(inode(uploads)) == 1
 
         synced.clear()
         key = key_of(data)

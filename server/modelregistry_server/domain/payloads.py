@@ -12,10 +12,12 @@ row is inserted: only then is the file visible.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -186,6 +188,7 @@ class Payloads:
         piece_bytes: int = DEFAULT_PIECE_BYTES,
         max_chunk_bytes: int = MAX_CHUNK_BYTES,
         gc_grace: timedelta = DEFAULT_GC_GRACE,
+        sync_workers: int = 64,
     ) -> None:
         self._store = store
         self._blobs = blobs
@@ -196,6 +199,8 @@ class Payloads:
         self._gc_grace = gc_grace
         self._active: set[tuple[str, str]] = set()
         self._active_lock = threading.Lock()
+        # Syncs pieces while their upload receives the next one (one pending sync per upload).
+        self._syncer = ThreadPoolExecutor(max_workers=sync_workers, thread_name_prefix="sync")
 
     # -- upload ------------------------------------------------------------------------------
     def upload(
@@ -244,16 +249,7 @@ class Payloads:
         feed = _ChunkFeed(
             chunks, session.committed_size, session.declared_size, digests, self._max_chunk
         )
-        committed = session.committed_size
-        checked = False
-        while feed.has_more():
-            written = self._blobs.write_upload(sid, committed, feed.piece(self._piece_bytes))
-            if feed.exhausted:  # the tail is neither counted nor published if the call died
-                _check_not_cancelled(cancelled, session.declared_size, committed + written)
-                checked = True
-            committed = self._advance(caller, session.upload_id, committed, committed + written)
-        if not checked:
-            _check_not_cancelled(cancelled, session.declared_size, committed)
+        committed = self._receive(caller, session, sid, feed, cancelled)
         if session.declared_size is not None and committed != session.declared_size:
             raise InvalidArgument.field(
                 "header.size_bytes",
@@ -350,6 +346,51 @@ class Payloads:
                 reason=Reason.UPLOAD_DATA_MISSING,
                 metadata={"committed_size": "0"},
             ) from None
+
+    def _receive(
+        self,
+        caller: Caller,
+        session: UploadSession,
+        sid: str,
+        feed: _ChunkFeed,
+        cancelled: Callable[[float], bool],
+    ) -> int:
+        """Store the stream piece by piece; returns the committed (durable, recorded) size.
+
+        Making piece k durable (fsync) and recording it runs on a helper thread while piece
+        k+1 is received, so the network and the disk work at the same time; at most one piece
+        is waiting to be synced, and pieces are recorded in order.
+        """
+        stored = committed = session.committed_size
+        pending: Future[int] | None = None
+        checked = False
+        try:
+            while feed.has_more():
+                start = stored
+                stored += self._blobs.write_upload(sid, start, feed.piece(self._piece_bytes))
+                if feed.exhausted:  # the tail is neither counted nor published if the call died
+                    _check_not_cancelled(cancelled, session.declared_size, stored)
+                    checked = True
+                if pending is not None:
+                    committed = pending.result()
+                pending = self._syncer.submit(
+                    self._sync_and_advance, caller, session.upload_id, sid, start, stored
+                )
+            if pending is not None:
+                committed, pending = pending.result(), None
+        finally:
+            if pending is not None:  # failing: still record the piece already received whole
+                with contextlib.suppress(Exception):
+                    pending.result()
+        if not checked:
+            _check_not_cancelled(cancelled, session.declared_size, committed)
+        return committed
+
+    def _sync_and_advance(
+        self, caller: Caller, upload_id: str, sid: str, expected: int, new_size: int
+    ) -> int:
+        self._blobs.sync_upload(sid)
+        return self._advance(caller, upload_id, expected, new_size)
 
     def _advance(self, caller: Caller, upload_id: str, expected: int, new_size: int) -> int:
         with self._store.transaction():

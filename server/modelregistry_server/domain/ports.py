@@ -251,12 +251,20 @@ class BlobStore(Protocol):
     """
 
     def write_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
-        """Durably store ``chunks`` at ``offset`` of the upload and return the bytes written.
+        """Store ``chunks`` at ``offset`` of the upload and return the bytes written.
 
-        ``offset`` is always the upload's committed size (0 for a new upload); anything an
-        earlier unfinished write left beyond it is discarded. Bytes are durable when this
-        returns. If ``chunks`` raises, the exception propagates and nothing past ``offset``
-        counts as written.
+        ``offset`` is the end of what earlier writes stored (0 for a new upload); anything an
+        earlier unfinished write left beyond it is discarded. The bytes are durable once
+        :meth:`sync_upload` returns. If ``chunks`` raises, the exception propagates and nothing
+        past ``offset`` counts as written.
+        """
+        ...
+
+    def sync_upload(self, upload_id: str) -> None:
+        """Make every byte written to the upload so far durable.
+
+        May run on another thread while the next :meth:`write_upload` of the same upload is
+        in progress (it then may or may not include some of those newer bytes).
         """
         ...
 

@@ -200,6 +200,10 @@ class GcsBlobStore:
         written, _ = self._write_part(f"{prefix}{offset:020d}", chunks)
         return written
 
+    def sync_upload(self, upload_id: str) -> None:
+        """Nothing to do: a part is durable once its upload request has finished."""
+        check_upload_id(upload_id)
+
     def read_upload(self, upload_id: str, size: int) -> Iterator[bytes]:
         """The first ``size`` bytes of the part chain."""
         check_upload_id(upload_id)

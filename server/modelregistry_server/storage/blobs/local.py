@@ -131,7 +131,8 @@ class LocalBlobStore:
 
     # -- uploads -----------------------------------------------------------------------------
     def write_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
-        """Truncate the upload file to ``offset``, append ``chunks`` and fsync it once."""
+        """Truncate the upload file to ``offset`` and append ``chunks`` (durable after
+        :meth:`sync_upload`)."""
         path = self._upload_path(upload_id)
         check_position("offset", offset)
         with _fs(f"open upload {upload_id}"):
@@ -158,13 +159,20 @@ class LocalBlobStore:
                     else:
                         os.ftruncate(fd, offset)
                 raise
-            with _fs(f"sync upload {upload_id}"):
-                os.fsync(fd)
-                if created:
-                    _fsync_dir(self._uploads)
         finally:
             os.close(fd)
         return position - offset
+
+    def sync_upload(self, upload_id: str) -> None:
+        """fsync the upload file and its directory entry."""
+        path = self._upload_path(upload_id)
+        with _fs(f"sync upload {upload_id}"):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            _fsync_dir(self._uploads)
 
     def read_upload(self, upload_id: str, size: int) -> Iterator[bytes]:
         """The first ``size`` bytes of the upload file."""
