@@ -13,12 +13,14 @@ import binascii
 import hashlib
 import json
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import InvalidArgument, Reason
 from .filter_parser import MAP_KEY_RE
 from .filtering import FieldKind, FieldSpec, FilterSchema, split_field
 from .ports import OrderKey
+
+T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -154,6 +156,16 @@ def decode_page_token(token: str, fingerprint: str) -> tuple[Any, ...] | None:
     if not all(v is None or isinstance(v, (str, int, float, bool)) for v in cursor):
         raise _bad_token("is not a token this service issued")
     return tuple(cursor)
+
+
+def single_cursor(cursor: tuple[Any, ...] | None, kind: type[T]) -> T | None:
+    """The one value of a cursor that holds just one ``kind`` (an id or a sequence number)."""
+    if cursor is None:
+        return None
+    value = cursor[0] if len(cursor) == 1 else None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise _bad_token("is not a token this service issued")
+    return value
 
 
 def _bad_token(description: str) -> InvalidArgument:

@@ -43,9 +43,15 @@ from .errors import (
     OutOfRange,
     Reason,
 )
-from .listing import check_page_size, decode_page_token, encode_page_token, query_fingerprint
+from .listing import (
+    check_page_size,
+    decode_page_token,
+    encode_page_token,
+    query_fingerprint,
+    single_cursor,
+)
 from .ports import BlobStore, MetadataStore
-from .registry import Registry, utc_now
+from .registry import Registry, check_etag, utc_now
 from .validation import check_text
 
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
@@ -508,15 +514,7 @@ class Payloads:
         version = self._registry.resolve(caller, ref)
         fingerprint = query_fingerprint("files", version.model_id, version.number)
         cursor = decode_page_token(page_token, fingerprint)
-        after: str | None = None
-        if cursor is not None:
-            if len(cursor) != 1 or not isinstance(cursor[0], str):
-                raise InvalidArgument.field(
-                    "page_token",
-                    "is not a token this service issued",
-                    reason=Reason.INVALID_PAGE_TOKEN,
-                )
-            after = cursor[0]
+        after = single_cursor(cursor, str)
         page = self._store.list_files(caller.tenant, version.model_id, version.number, after, size)
         return page.items, encode_page_token(page.next_cursor, fingerprint)
 
@@ -542,12 +540,7 @@ class Payloads:
         """DRAFT → READY: files become immutable and the manifest digest is recorded."""
         with self._store.transaction():
             version = self._draft_version(caller, ref, for_update=True)
-            if etag and etag != version.etag:
-                raise Aborted(
-                    "etag does not match: the version changed since it was read",
-                    reason=Reason.ETAG_MISMATCH,
-                    metadata={"current_etag": version.etag},
-                )
+            check_etag(etag, version.etag, "etag")
             files: list[FileRecord] = []
             after: str | None = None
             while True:

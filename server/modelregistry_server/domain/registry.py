@@ -47,6 +47,7 @@ from .listing import (
     encode_page_token,
     parse_order_by,
     query_fingerprint,
+    single_cursor,
 )
 from .ports import ListQuery, MetadataStore
 from .validation import (
@@ -211,7 +212,7 @@ class Registry:
         changes = _model_values(patch.values, "model", only={p.split(".")[0] for p in paths})
         with self._store.transaction():
             model = self._live_model(caller, model_id, for_update=True)
-            _check_etag(etag, model.etag, "model.etag")
+            check_etag(etag, model.etag, "model.etag")
             for path in paths:
                 _apply_path(model, path, changes)
             # `labels.<key>` paths add entries one by one: the limits hold for the result.
@@ -225,7 +226,7 @@ class Registry:
         """Soft-delete a model (and with ``force`` its live versions)."""
         with self._store.transaction():
             model = self._live_model(caller, model_id, for_update=True)
-            _check_etag(etag, model.etag, "etag")
+            check_etag(etag, model.etag, "etag")
             live = self._store.count_versions(caller.tenant, model_id, include_deleted=False)
             if live and not force:
                 raise FailedPrecondition(
@@ -248,7 +249,7 @@ class Registry:
             model = self._store.get_model(caller.tenant, model_id, for_update=True)
             if model is None:
                 raise _model_not_found(model_id)
-            _check_etag(etag, model.etag, "etag")
+            check_etag(etag, model.etag, "etag")
             if model.delete_time is None:
                 raise FailedPrecondition(
                     f"model {model_id!r} is not deleted", reason=Reason.MODEL_NOT_DELETED
@@ -353,7 +354,7 @@ class Registry:
         with self._store.transaction():
             version = self._numbered(caller, ref, for_update=True)
             self._require_live(version)
-            _check_etag(etag, version.etag, "model_version.etag")
+            check_etag(etag, version.etag, "model_version.etag")
             if patch.paths == ("*",) and version.state is VersionState.READY:
                 # `*` means every field updatable in the current state.
                 paths = VERSION_ALWAYS_UPDATABLE
@@ -379,7 +380,7 @@ class Registry:
         with self._store.transaction():
             version = self._numbered(caller, ref, for_update=True)
             self._require_live(version)
-            _check_etag(etag, version.etag, "etag")
+            check_etag(etag, version.etag, "etag")
             now = self._clock()
             self._soft_delete_version(caller, version, now)
         return version
@@ -389,7 +390,7 @@ class Registry:
         with self._store.transaction():
             self._live_model(caller, ref.model_id)
             version = self._numbered(caller, ref, for_update=True)
-            _check_etag(etag, version.etag, "etag")
+            check_etag(etag, version.etag, "etag")
             if version.delete_time is None:
                 raise FailedPrecondition(
                     f"version {ref.number} is not deleted", reason=Reason.VERSION_NOT_DELETED
@@ -408,7 +409,7 @@ class Registry:
         with self._store.transaction():
             version = self._resolve(caller, ref, for_update=True)
             self._require_live(version)
-            _check_etag(etag, version.etag, "etag")
+            check_etag(etag, version.etag, "etag")
             if version.stage is stage:
                 raise FailedPrecondition(
                     f"version is already in stage {stage.value}", reason=Reason.STAGE_UNCHANGED
@@ -441,7 +442,7 @@ class Registry:
         version = self._resolve(caller, ref)
         fingerprint = query_fingerprint("transitions", version.model_id, version.number)
         cursor = decode_page_token(page_token, fingerprint)
-        after = _int_cursor(cursor)
+        after = single_cursor(cursor, int)
         page = self._store.list_transitions(
             caller.tenant, version.model_id, version.number, after, size
         )
@@ -667,7 +668,8 @@ def _model_not_found(model_id: str) -> NotFound:
     return NotFound(f"model {model_id!r} not found", reason=Reason.MODEL_NOT_FOUND)
 
 
-def _check_etag(given: str, current: str, field_name: str) -> None:
+def check_etag(given: str, current: str, field_name: str) -> None:
+    """ABORTED (ETAG_MISMATCH, with the current etag) if ``given`` is set and stale."""
     if given and given != current:
         raise Aborted(
             f"{field_name} does not match: the resource changed since it was read",
@@ -764,16 +766,6 @@ def _empty_value(target: Model | ModelVersion, name: str) -> Any:
     if isinstance(value, list):
         return []
     return None
-
-
-def _int_cursor(cursor: tuple[Any, ...] | None) -> int | None:
-    if cursor is None:
-        return None
-    if len(cursor) != 1 or not isinstance(cursor[0], int) or isinstance(cursor[0], bool):
-        raise InvalidArgument.field(
-            "page_token", "is not a token this service issued", reason=Reason.INVALID_PAGE_TOKEN
-        )
-    return cursor[0]
 
 
 def _check_variables(items: list[Variable], field_name: str) -> list[Variable]:
