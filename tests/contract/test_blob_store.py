@@ -1,4 +1,5 @@
-"""Contract of the BlobStore port, run over every adapter (``blob_store`` / ``blob_url``).
+"""Contract of the blob ports (BlobReader, UploadStaging, BlobInventory), run over every
+adapter (``blob_store`` / ``blob_url``).
 
 Adapter-specific checks (file layout, fsync, memory; GCS object names, preconditions, dead
 endpoint) follow in their own classes.
@@ -20,10 +21,9 @@ from typing import Any
 import pytest
 
 from modelregistry_server.domain.errors import DataLoss, InvalidArgument, Reason, Unavailable
-from modelregistry_server.domain.ports import BlobStore
 from modelregistry_server.storage.blobs import open_blob_store
 from modelregistry_server.storage.blobs.local import LocalBlobStore
-from tests.support.blob_fixtures import TEST_CHUNK_SIZE, GcsEmulator, free_port
+from tests.support.blob_fixtures import TEST_CHUNK_SIZE, BlobAdapter, GcsEmulator, free_port
 
 CHUNK = TEST_CHUNK_SIZE
 MiB = 1 << 20
@@ -48,7 +48,7 @@ def joined(chunks: Iterable[bytes]) -> bytes:
     return b"".join(chunks)
 
 
-def upload(store: BlobStore, upload_id: str, data: bytes, *, chunk: int = 10_007) -> str:
+def upload(store: BlobAdapter, upload_id: str, data: bytes, *, chunk: int = 10_007) -> str:
     """Write ``data`` as one piece and commit it; its key."""
     assert store.write_upload(upload_id, 0, pieces(data, chunk)) == len(data)
     key = key_of(data)
@@ -56,7 +56,7 @@ def upload(store: BlobStore, upload_id: str, data: bytes, *, chunk: int = 10_007
     return key
 
 
-def upload_ids(store: BlobStore) -> set[str]:
+def upload_ids(store: BlobAdapter) -> set[str]:
     return {obj.name for obj in store.list_uploads()}
 
 
@@ -77,7 +77,7 @@ class TestRoundTrip:
         [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * MiB + 17],
         ids=["0B", "1B", "chunk-1", "chunk", "chunk+1", "3MiB+17"],
     )
-    def test_write_commit_read(self, blob_store: BlobStore, size: int) -> None:
+    def test_write_commit_read(self, blob_store: BlobAdapter, size: int) -> None:
         data = payload(size, seed=size)
         assert blob_store.write_upload("u1", 0, pieces(data, 100_003)) == size
         key = key_of(data)
@@ -91,13 +91,15 @@ class TestRoundTrip:
         assert blob_store.exists(key)
         assert "u1" not in upload_ids(blob_store)
 
-    def test_commit_of_upload_never_written_creates_empty_blob(self, blob_store: BlobStore) -> None:
+    def test_commit_of_upload_never_written_creates_empty_blob(
+        self, blob_store: BlobAdapter
+    ) -> None:
         key = key_of(b"")
         assert blob_store.commit_upload("never-written", 0, key) is True
         assert blob_store.exists(key)
         assert joined(blob_store.read(key)) == b""
 
-    def test_several_pieces_then_commit(self, blob_store: BlobStore) -> None:
+    def test_several_pieces_then_commit(self, blob_store: BlobAdapter) -> None:
         parts = [payload(n, seed=n) for n in (70_001, CHUNK * 2 + 5, 1)]
         offset = 0
         for part in parts:
@@ -110,12 +112,12 @@ class TestRoundTrip:
         assert blob_store.commit_upload("u1", len(data), key) is True
         assert joined(blob_store.read(key)) == data
 
-    def test_empty_chunks_are_skipped(self, blob_store: BlobStore) -> None:
+    def test_empty_chunks_are_skipped(self, blob_store: BlobAdapter) -> None:
         assert blob_store.write_upload("u1", 0, [b"", b"ab", b"", b"c", b""]) == 3
         assert blob_store.write_upload("u1", 3, [b""]) == 0
         assert joined(blob_store.read_upload("u1", 3)) == b"abc"
 
-    def test_more_than_32_pieces(self, blob_store: BlobStore) -> None:
+    def test_more_than_32_pieces(self, blob_store: BlobAdapter) -> None:
         parts = [payload(3_000 + 7 * i, seed=i) for i in range(40)]
         offset = 0
         for part in parts:
@@ -133,7 +135,7 @@ class TestRoundTrip:
 class TestResume:
     @pytest.mark.parametrize("replacement_size", [3_000, 5_000, 8_000])
     def test_rewrite_at_committed_offset_replaces_unrecorded_piece(
-        self, blob_store: BlobStore, replacement_size: int
+        self, blob_store: BlobAdapter, replacement_size: int
     ) -> None:
         first = payload(CHUNK + 11, seed=1)
         # Two pieces written, but the domain never recorded them.
@@ -159,7 +161,7 @@ class TestResume:
 
     @pytest.mark.parametrize("fail_after", [0, 3 * CHUNK + 5], ids=["at-once", "mid-piece"])
     def test_failing_iterator_leaves_nothing_past_offset(
-        self, blob_store: BlobStore, fail_after: int
+        self, blob_store: BlobAdapter, fail_after: int
     ) -> None:
         first = payload(20_000, seed=1)
         blob_store.write_upload("u1", 0, [first])
@@ -185,7 +187,7 @@ class TestResume:
         assert blob_store.commit_upload("u1", len(data), key) is True
         assert joined(blob_store.read(key)) == data
 
-    def test_failed_first_piece_leaves_no_upload(self, blob_store: BlobStore) -> None:
+    def test_failed_first_piece_leaves_no_upload(self, blob_store: BlobAdapter) -> None:
         def failing() -> Iterator[bytes]:
             yield b"x" * (CHUNK + 1)
             raise RuntimeError("client went away")
@@ -196,7 +198,7 @@ class TestResume:
         with pytest.raises(DataLoss):
             blob_store.read_upload("u1", 1)
 
-    def test_read_upload_of_a_prefix(self, blob_store: BlobStore) -> None:
+    def test_read_upload_of_a_prefix(self, blob_store: BlobAdapter) -> None:
         parts = [payload(n, seed=n) for n in (1_000, CHUNK + 1, 2_500)]
         offset = 0
         for part in parts:
@@ -210,7 +212,7 @@ class TestResume:
             blob_store.read_upload("u1", len(data) + 1)
         assert lost.value.reason == Reason.UPLOAD_DATA_MISSING
 
-    def test_sync_while_writing_the_next_piece(self, blob_store: BlobStore) -> None:
+    def test_sync_while_writing_the_next_piece(self, blob_store: BlobAdapter) -> None:
         first, second = payload(CHUNK + 7, seed=1), payload(3_000, seed=2)
         blob_store.write_upload("u1", 0, [first])
 
@@ -226,17 +228,17 @@ class TestResume:
         assert blob_store.commit_upload("u1", len(data), key_of(data)) is True
         assert joined(blob_store.read(key_of(data))) == data
 
-    def test_sync_rejects_bad_upload_ids(self, blob_store: BlobStore) -> None:
+    def test_sync_rejects_bad_upload_ids(self, blob_store: BlobAdapter) -> None:
         with pytest.raises(InvalidArgument):
             blob_store.sync_upload("../escape")
 
-    def test_read_upload_of_unknown_upload(self, blob_store: BlobStore) -> None:
+    def test_read_upload_of_unknown_upload(self, blob_store: BlobAdapter) -> None:
         assert joined(blob_store.read_upload("nobody", 0)) == b""
         with pytest.raises(DataLoss) as lost:
             blob_store.read_upload("nobody", 1)
         assert lost.value.reason == Reason.UPLOAD_DATA_MISSING
 
-    def test_write_past_stored_bytes_is_data_loss(self, blob_store: BlobStore) -> None:
+    def test_write_past_stored_bytes_is_data_loss(self, blob_store: BlobAdapter) -> None:
         first = payload(1_000)
         blob_store.write_upload("u1", 0, [first])
         chunks = Untouched()
@@ -251,7 +253,7 @@ class TestResume:
             blob_store.write_upload("nobody", 5, Untouched())
         assert lost.value.reason == Reason.UPLOAD_DATA_MISSING
 
-    def test_write_inside_an_earlier_piece_keeps_its_prefix(self, blob_store: BlobStore) -> None:
+    def test_write_inside_an_earlier_piece_keeps_its_prefix(self, blob_store: BlobAdapter) -> None:
         first = payload(CHUNK + 100, seed=1)
         blob_store.write_upload("u1", 0, pieces(first, 7_000))
         assert blob_store.write_upload("u1", 60, [b"x" * 10]) == 10
@@ -263,7 +265,7 @@ class TestResume:
         assert blob_store.commit_upload("u1", len(data), key) is True
         assert joined(blob_store.read(key)) == data
 
-    def test_commit_of_fewer_bytes_than_stored(self, blob_store: BlobStore) -> None:
+    def test_commit_of_fewer_bytes_than_stored(self, blob_store: BlobAdapter) -> None:
         data = payload(CHUNK + 100)
         blob_store.write_upload("u1", 0, [data[:5_000]])
         blob_store.write_upload("u1", 5_000, [data[5_000:]])
@@ -275,7 +277,9 @@ class TestResume:
             blob_store.write_upload("u1", 0, [data[:5_000]])
             blob_store.write_upload("u1", 5_000, [data[5_000:]])
 
-    def test_commit_of_more_bytes_than_stored_changes_nothing(self, blob_store: BlobStore) -> None:
+    def test_commit_of_more_bytes_than_stored_changes_nothing(
+        self, blob_store: BlobAdapter
+    ) -> None:
         data = payload(3_000)
         blob_store.write_upload("u1", 0, [data])
         key = key_of(data + b"?")
@@ -289,7 +293,7 @@ class TestResume:
 
 class TestDedup:
     def test_second_commit_of_a_key_returns_false_and_keeps_the_blob(
-        self, blob_store: BlobStore
+        self, blob_store: BlobAdapter
     ) -> None:
         original = payload(CHUNK + 7, seed=1)
         key = upload(blob_store, "first", original)
@@ -304,7 +308,7 @@ class TestDedup:
         with pytest.raises(DataLoss):
             blob_store.read_upload("second", 1)
 
-    def test_same_bytes_twice(self, blob_store: BlobStore) -> None:
+    def test_same_bytes_twice(self, blob_store: BlobAdapter) -> None:
         data = payload(5_000)
         key = upload(blob_store, "first", data)
         blob_store.write_upload("second", 0, [data])
@@ -313,7 +317,7 @@ class TestDedup:
 
 
 class TestRead:
-    def test_offset_and_limit(self, blob_store: BlobStore) -> None:
+    def test_offset_and_limit(self, blob_store: BlobAdapter) -> None:
         data = payload(2 * CHUNK + 3)
         key = upload(blob_store, "u1", data)
         size = len(data)
@@ -336,7 +340,7 @@ class TestRead:
             assert joined(chunks) == data[offset:end], (offset, limit)
             assert all(0 < len(chunk) <= CHUNK for chunk in chunks)
 
-    def test_missing_blob_is_data_loss_before_streaming(self, blob_store: BlobStore) -> None:
+    def test_missing_blob_is_data_loss_before_streaming(self, blob_store: BlobAdapter) -> None:
         key = key_of(b"never stored")
         with pytest.raises(DataLoss) as lost:
             blob_store.read(key)
@@ -364,7 +368,7 @@ INVALID_UPLOAD_IDS = ["", ".", "..", "../x", "a/b", "a\\b", "x" * 129, "a b", "Ã
 
 class TestNames:
     @pytest.mark.parametrize("key", INVALID_KEYS)
-    def test_invalid_key(self, blob_store: BlobStore, key: str) -> None:
+    def test_invalid_key(self, blob_store: BlobAdapter, key: str) -> None:
         for call in (
             lambda: blob_store.read(key),
             lambda: blob_store.exists(key),
@@ -377,7 +381,7 @@ class TestNames:
         assert list(blob_store.list_uploads()) == []
 
     @pytest.mark.parametrize("upload_id", INVALID_UPLOAD_IDS)
-    def test_invalid_upload_id(self, blob_store: BlobStore, upload_id: str) -> None:
+    def test_invalid_upload_id(self, blob_store: BlobAdapter, upload_id: str) -> None:
         chunks = Untouched()
         for call in (
             lambda: blob_store.write_upload(upload_id, 0, chunks),
@@ -391,13 +395,13 @@ class TestNames:
         assert list(blob_store.list_uploads()) == []
         assert not blob_store.exists(key_of(b""))
 
-    def test_longest_upload_id_is_valid(self, blob_store: BlobStore) -> None:
+    def test_longest_upload_id_is_valid(self, blob_store: BlobAdapter) -> None:
         upload_id = "A-z_9" * 25 + "abc"
         assert len(upload_id) == 128
         assert blob_store.write_upload(upload_id, 0, [b"abc"]) == 3
         assert upload_ids(blob_store) == {upload_id}
 
-    def test_negative_positions(self, blob_store: BlobStore) -> None:
+    def test_negative_positions(self, blob_store: BlobAdapter) -> None:
         key = key_of(b"")
         for call in (
             lambda: blob_store.write_upload("u1", -1, [b"x"]),
@@ -411,7 +415,7 @@ class TestNames:
 
 
 class TestListing:
-    def test_lists_blobs_and_uploads_with_sizes_and_times(self, blob_store: BlobStore) -> None:
+    def test_lists_blobs_and_uploads_with_sizes_and_times(self, blob_store: BlobAdapter) -> None:
         assert list(blob_store.list_blobs()) == []
         assert list(blob_store.list_uploads()) == []
         before = datetime.now(UTC) - timedelta(minutes=1)
@@ -433,7 +437,7 @@ class TestListing:
 
 
 class TestDeleteAndAbort:
-    def test_delete(self, blob_store: BlobStore) -> None:
+    def test_delete(self, blob_store: BlobAdapter) -> None:
         keep = upload(blob_store, "a", b"keep")
         gone = upload(blob_store, "b", b"gone")
 
@@ -446,7 +450,7 @@ class TestDeleteAndAbort:
         blob_store.delete(gone)  # again: no error
         assert joined(blob_store.read(keep)) == b"keep"
 
-    def test_abort(self, blob_store: BlobStore) -> None:
+    def test_abort(self, blob_store: BlobAdapter) -> None:
         data = payload(CHUNK + 1)
         blob_store.write_upload("u1", 0, [data[:1_000]])
         blob_store.write_upload("u1", 1_000, [data[1_000:]])

@@ -1,4 +1,5 @@
-"""Contract of the ``MetadataStore`` port, run over every adapter/backend (SQLite, PostgreSQL)."""
+"""Contract of the metadata ports (``MetadataStore`` and its parts), run over every backend
+(SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 

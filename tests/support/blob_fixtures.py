@@ -16,11 +16,16 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
 import pytest
 
-from modelregistry_server.domain.ports import BlobStore
+if TYPE_CHECKING:
+    from modelregistry_server.storage.blobs.gcs import GcsBlobStore
+    from modelregistry_server.storage.blobs.local import LocalBlobStore
+
+# The adapters under test: the blob ports plus test-only helpers such as ``exists``.
+BlobAdapter: TypeAlias = "LocalBlobStore | GcsBlobStore"
 
 # Read and upload chunk size of the stores under test: small, so a few MiB span many chunks.
 TEST_CHUNK_SIZE = 256 * 1024
@@ -135,7 +140,7 @@ def _unique_prefix() -> str:
 
 
 @pytest.fixture(params=ADAPTERS)
-def blob_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+def blob_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobAdapter]:
     """A fresh, empty store: a temporary directory, or a unique prefix in the emulator."""
     if request.param == "local":
         from modelregistry_server.storage.blobs.local import LocalBlobStore

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import google_crc32c
 
@@ -50,7 +51,14 @@ from .listing import (
     query_fingerprint,
     single_cursor,
 )
-from .ports import BlobStore, MetadataStore
+from .ports import (
+    BlobReferences,
+    BlobStore,
+    FileCatalog,
+    Transactions,
+    UploadSessions,
+    VersionCatalog,
+)
 from .registry import Registry, check_etag, utc_now
 from .validation import check_text
 
@@ -81,6 +89,12 @@ class GcReport:
 
     uploads: int
     blobs: int
+
+
+class PayloadStore(
+    Transactions, VersionCatalog, FileCatalog, UploadSessions, BlobReferences, Protocol
+):
+    """The metadata ports the payload use cases need."""
 
 
 def blob_key(sha256_hex: str) -> str:
@@ -186,7 +200,7 @@ class Payloads:
 
     def __init__(
         self,
-        store: MetadataStore,
+        store: PayloadStore,
         blobs: BlobStore,
         registry: Registry,
         *,

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from . import names
 from .entities import (
@@ -49,7 +49,16 @@ from .listing import (
     query_fingerprint,
     single_cursor,
 )
-from .ports import ListQuery, MetadataStore
+from .ports import (
+    AliasBook,
+    ListQuery,
+    ModelCatalog,
+    Purger,
+    RequestLog,
+    StageHistory,
+    Transactions,
+    VersionCatalog,
+)
 from .validation import (
     MAX_DESCRIPTION,
     check_count,
@@ -118,6 +127,19 @@ class Patch:
     values: dict[str, Any] = field(default_factory=dict)
 
 
+class RegistryStore(
+    Transactions,
+    ModelCatalog,
+    VersionCatalog,
+    AliasBook,
+    StageHistory,
+    RequestLog,
+    Purger,
+    Protocol,
+):
+    """The metadata ports the registry use cases need."""
+
+
 def utc_now() -> datetime:
     """Current time, UTC, microsecond precision."""
     return datetime.now(UTC)
@@ -128,7 +150,7 @@ class Registry:
 
     def __init__(
         self,
-        store: MetadataStore,
+        store: RegistryStore,
         *,
         clock: Callable[[], datetime] = utc_now,
         retention: timedelta = DEFAULT_RETENTION,

@@ -1,0 +1,52 @@
+"""Ports: what the domain needs from storage, in the domain's words.
+
+Each port is a small Protocol holding one cohesive group of operations; a use case depends
+only on the ports it uses. Adapters live in ``storage/``; one contract test suite per adapter
+runs over every backend.
+
+- :mod:`.scopes`: :class:`Transactions` (write transactions and connection scopes).
+- :mod:`.catalog`: :class:`ModelCatalog`, :class:`VersionCatalog`, :class:`AliasBook`,
+  :class:`StageHistory`, :class:`RequestLog`, :class:`Purger` (the registry's rows).
+- :mod:`.files`: :class:`FileCatalog`, :class:`UploadSessions`, :class:`BlobReferences`
+  (files of versions, upload sessions, blob bookkeeping for dedup and GC).
+- :mod:`.blobs`: :class:`BlobReader` (reading blobs), :class:`UploadStaging` (resumable
+  uploads that become blobs) and :class:`BlobInventory` (listing and deleting, for GC).
+- :mod:`.metadata`: :class:`MetadataStore`, every metadata port in one (what an adapter
+  provides and the wiring holds); :class:`~.blobs.BlobStore` likewise for bytes.
+- :mod:`.queries`: value types the ports take and return.
+
+Conventions for every adapter:
+- Every query is scoped by ``tenant``.
+- A backend that cannot be reached raises :class:`~..errors.Unavailable`; no driver exception
+  escapes an adapter.
+- Soft-deleted rows are returned by ``get_*``; the domain decides what to do with them.
+"""
+
+from .blobs import BlobInventory, BlobReader, BlobStore, StoredObject, UploadStaging
+from .catalog import AliasBook, ModelCatalog, Purger, RequestLog, StageHistory, VersionCatalog
+from .files import BlobReferences, FileCatalog, UploadSessions
+from .metadata import MetadataStore
+from .queries import ListQuery, OrderKey, PurgeCounts
+from .scopes import Transactions
+
+__all__ = [
+    "AliasBook",
+    "BlobInventory",
+    "BlobReader",
+    "BlobReferences",
+    "BlobStore",
+    "FileCatalog",
+    "ListQuery",
+    "MetadataStore",
+    "ModelCatalog",
+    "OrderKey",
+    "PurgeCounts",
+    "Purger",
+    "RequestLog",
+    "StageHistory",
+    "StoredObject",
+    "Transactions",
+    "UploadSessions",
+    "UploadStaging",
+    "VersionCatalog",
+]

@@ -1,0 +1,29 @@
+"""Every metadata port in one: what a metadata adapter provides and the wiring holds."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .catalog import AliasBook, ModelCatalog, Purger, RequestLog, StageHistory, VersionCatalog
+from .files import BlobReferences, FileCatalog, UploadSessions
+from .scopes import Transactions
+
+
+class MetadataStore(
+    Transactions,
+    ModelCatalog,
+    VersionCatalog,
+    AliasBook,
+    StageHistory,
+    RequestLog,
+    Purger,
+    FileCatalog,
+    UploadSessions,
+    BlobReferences,
+    Protocol,
+):
+    """All metadata ports of one database; use cases take the narrower ports they need."""
+
+    def close(self) -> None:
+        """Close every connection (pool included)."""
+        ...

@@ -1,0 +1,165 @@
+"""The shared core of the peewee metadata adapter: scopes, savepoint inserts, row lookups.
+
+Scopes: :meth:`StoreCore.connection` holds one pooled connection per thread (nested scopes
+reuse it); :meth:`StoreCore.transaction` is a write transaction (``BEGIN IMMEDIATE`` on
+SQLite) that nested calls join. Every method of the adapter also works outside any scope: it
+opens what it needs. Reads of several statements run in one read-only snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, TypeVar
+
+import peewee
+
+from ...domain.errors import DomainError, InvalidArgument, NotFound, Reason
+from .database import Backend
+from .errors import is_unique_violation, translated
+from .pages import model_collection, version_collection
+from .schema import Tables, bind_tables
+
+T = TypeVar("T")
+_CHUNK = 500  # ids per IN (...) list
+
+
+def chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``items`` in slices small enough for one ``IN (...)`` list."""
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def tuples(query: Any) -> list[tuple[Any, ...]]:
+    """Rows of a select as tuples (peewee's typing knows only model instances)."""
+    return list(query.tuples())
+
+
+def dicts(query: Any) -> list[dict[str, Any]]:
+    """Rows of a select as ``{field name: value}``."""
+    return list(query.dicts())
+
+
+def first(query: Any) -> dict[str, Any] | None:
+    """The first row of a select as ``{field name: value}``, or None."""
+    row: dict[str, Any] | None = query.dicts().first()
+    return row
+
+
+def check_limit(limit: int) -> None:
+    """INVALID_ARGUMENT unless ``limit`` is positive."""
+    if limit <= 0:
+        raise InvalidArgument.field("page_size", "must be positive")
+
+
+class StoreCore:
+    """Connection, transactions and lookups shared by every part of the adapter."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._db = backend.database
+        self._proxy = peewee.DatabaseProxy()
+        self._proxy.initialize(self._db)
+        self._t: Tables = bind_tables(self._proxy)
+        self._models_listing = model_collection(self._t)
+        self._versions_listing = version_collection(self._t)
+
+    @property
+    def backend(self) -> Backend:
+        """The database this store runs on."""
+        return self._backend
+
+    # -- scopes ------------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction; nested calls join the outer one. Rolls back on exception."""
+        with translated(), self._db.connection_context():
+            if self._db.in_transaction():
+                yield
+            else:
+                with self._backend.write_transaction():
+                    yield
+
+    @contextmanager
+    def connection(self) -> Iterator[None]:
+        """A connection scope for one request; nested scopes reuse the outer connection."""
+        with translated(), self._db.connection_context():
+            yield
+
+    def close(self) -> None:
+        """Close every connection (pool included)."""
+        with translated():
+            self._backend.close()
+
+    @contextmanager
+    def _read(self, *, snapshot: bool = False) -> Iterator[None]:
+        """A connection, and a read-only snapshot if several statements must agree."""
+        with translated(), self._db.connection_context():
+            if snapshot and not self._db.in_transaction():
+                with self._backend.read_transaction():
+                    yield
+            else:
+                yield
+
+    def _write(self) -> AbstractContextManager[None]:
+        return self.transaction()
+
+    def _insert_unique(self, query: Any, conflict: Callable[[], DomainError]) -> Any:
+        """Run an INSERT; a duplicate key raises ``conflict()``, the transaction stays usable."""
+        try:
+            with self._db.atomic():  # a savepoint inside the surrounding transaction
+                return query.execute()
+        except peewee.IntegrityError as exc:
+            if is_unique_violation(exc):
+                raise conflict() from None
+            raise
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def _model_pk(self, tenant: str, model_id: str) -> int | None:
+        m = self._t.models
+        pk: int | None = m.select(m.id).where(m.tenant == tenant, m.model_id == model_id).scalar()
+        return pk
+
+    def _require_model_pk(self, tenant: str, model_id: str) -> int:
+        pk = self._model_pk(tenant, model_id)
+        if pk is None:
+            raise NotFound(f"model {model_id!r} does not exist", reason=Reason.MODEL_NOT_FOUND)
+        return pk
+
+    def _version_pk(self, tenant: str, model_id: str, number: int) -> int | None:
+        v = self._t.versions
+        pk: int | None = (
+            v.select(v.id)
+            .where(v.tenant == tenant, v.model_id == model_id, v.number == number)
+            .scalar()
+        )
+        return pk
+
+    def _require_version_pk(self, tenant: str, model_id: str, number: int) -> int:
+        pk = self._version_pk(tenant, model_id, number)
+        if pk is None:
+            raise NotFound(
+                f"version {number} of model {model_id!r} does not exist",
+                reason=Reason.VERSION_NOT_FOUND,
+            )
+        return pk
+
+    def _pairs(self, table: Any, tenant: str, owners: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Labels or metrics of several owners: ``{owner: {key: value}}``."""
+        result: dict[int, dict[str, Any]] = {owner: {} for owner in owners}
+        for chunk in chunks(list(result)):
+            query = table.select(table.owner, table.key, table.value).where(
+                table.tenant == tenant, table.owner.in_(chunk)
+            )
+            for owner, key, value in tuples(query):
+                result[owner][key] = value
+        return result
+
+    def _replace_pairs(self, table: Any, tenant: str, owner: int, pairs: Mapping[str, Any]) -> None:
+        table.delete().where(table.owner == owner).execute()
+        if pairs:
+            table.insert_many(
+                [{"tenant": tenant, "owner": owner, "key": k, "value": v} for k, v in pairs.items()]
+            ).as_rowcount().execute()

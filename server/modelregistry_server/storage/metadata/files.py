@@ -1,0 +1,60 @@
+"""Files of versions (the ``FileCatalog`` port)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...domain.entities import FileRecord, Page
+from ...domain.errors import AlreadyExists, Reason
+from . import rows
+from .core import StoreCore, check_limit, dicts, first
+
+
+class FileRows(StoreCore):
+    """``files``: one row per visible file; ``sha256`` names its blob."""
+
+    def insert_file(self, record: FileRecord) -> None:
+        """Make a file visible; raises AlreadyExists(FILE_ALREADY_EXISTS) if the id is taken."""
+        f = self._t.files
+        with self._write():
+            version_pk = self._require_version_pk(
+                record.tenant, record.model_id, record.version_number
+            )
+            self._insert_unique(
+                f.insert(**rows.file_columns(record), version_pk=version_pk),
+                lambda: AlreadyExists(
+                    f"file {record.file_id!r} already exists", reason=Reason.FILE_ALREADY_EXISTS
+                ),
+            )
+
+    def _files_of(self, tenant: str, model_id: str, number: int) -> Any:
+        f, v = self._t.files, self._t.versions
+        return (
+            f.select(f)
+            .join_from(f, v, on=(f.version_pk == v.id))
+            .where(
+                v.tenant == tenant, v.model_id == model_id, v.number == number, f.tenant == tenant
+            )
+        )
+
+    def get_file(self, tenant: str, model_id: str, number: int, file_id: str) -> FileRecord | None:
+        """The file, or None."""
+        f = self._t.files
+        with self._read():
+            row = first(self._files_of(tenant, model_id, number).where(f.file_id == file_id))
+        return None if row is None else rows.file_entity(row, model_id, number)
+
+    def list_files(
+        self, tenant: str, model_id: str, number: int, after: str | None, limit: int
+    ) -> Page[FileRecord]:
+        """Files ordered by id; the cursor is ``(file_id,)``."""
+        check_limit(limit)
+        f = self._t.files
+        with self._read():
+            query = self._files_of(tenant, model_id, number)
+            if after is not None:
+                query = query.where(f.file_id > after)
+            found = dicts(query.order_by(f.file_id).limit(limit + 1))
+        items = [rows.file_entity(r, model_id, number) for r in found[:limit]]
+        cursor = (items[-1].file_id,) if len(found) > limit else None
+        return Page(items=items, next_cursor=cursor)

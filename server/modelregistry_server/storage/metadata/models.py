@@ -1,0 +1,73 @@
+"""Models and their version counters (the ``ModelCatalog`` port)."""
+
+from __future__ import annotations
+
+from ...domain.entities import Model, Page
+from ...domain.errors import AlreadyExists, NotFound, Reason
+from ...domain.ports import ListQuery
+from . import rows
+from .core import StoreCore, first
+from .pages import fetch_page
+
+
+class ModelRows(StoreCore):
+    """``models`` and ``model_labels``."""
+
+    def insert_model(self, model: Model) -> None:
+        """Insert a new model; raises AlreadyExists(MODEL_ALREADY_EXISTS) if the id is taken."""
+        m = self._t.models
+        with self._write():
+            pk = self._insert_unique(
+                m.insert(
+                    **rows.model_columns(model), latest_version_number=model.latest_version_number
+                ),
+                lambda: AlreadyExists(
+                    f"model {model.model_id!r} already exists", reason=Reason.MODEL_ALREADY_EXISTS
+                ),
+            )
+            self._replace_pairs(self._t.model_labels, model.tenant, pk, model.labels)
+
+    def get_model(self, tenant: str, model_id: str, *, for_update: bool = False) -> Model | None:
+        """The model (soft-deleted included), locked for the transaction if ``for_update``."""
+        m = self._t.models
+        scope = self._write() if for_update else self._read(snapshot=True)
+        with scope:
+            query = m.select().where(m.tenant == tenant, m.model_id == model_id)
+            if for_update and self._backend.supports_for_update:
+                query = query.for_update()
+            row = first(query)
+            if row is None:
+                return None
+            labels = self._pairs(self._t.model_labels, tenant, [row["id"]])
+            return rows.model_entity(row, labels[row["id"]])
+
+    def save_model(self, model: Model) -> None:
+        """Write every mutable field (labels included) of an existing model."""
+        m = self._t.models
+        with self._write():
+            pk = self._require_model_pk(model.tenant, model.model_id)
+            m.update(**rows.model_mutable_columns(model)).where(m.id == pk).execute()
+            self._replace_pairs(self._t.model_labels, model.tenant, pk, model.labels)
+
+    def list_models(self, tenant: str, query: ListQuery) -> Page[Model]:
+        """One page of models matching the query (soft-deleted only if ``show_deleted``)."""
+        with self._read(snapshot=True):
+            found, cursor = fetch_page(self._models_listing, tenant, query, now_us=0, scope=[])
+            labels = self._pairs(self._t.model_labels, tenant, [r["id"] for r in found])
+            items = [rows.model_entity(r, labels[r["id"]]) for r in found]
+        return Page(items=items, next_cursor=cursor)
+
+    def allocate_version_number(self, tenant: str, model_id: str) -> int:
+        """Atomically increment and return the model's version counter (call in a transaction)."""
+        m = self._t.models
+        with self._write():
+            # The UPDATE holds the row (PostgreSQL) or database (SQLite) lock until commit,
+            # so the value read back is ours alone.
+            where = (m.tenant == tenant) & (m.model_id == model_id)
+            changed = (
+                m.update(latest_version_number=m.latest_version_number + 1).where(where).execute()
+            )
+            if not changed:
+                raise NotFound(f"model {model_id!r} does not exist", reason=Reason.MODEL_NOT_FOUND)
+            number: int = m.select(m.latest_version_number).where(where).scalar()
+            return number

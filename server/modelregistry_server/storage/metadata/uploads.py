@@ -1,0 +1,71 @@
+"""Upload sessions (the ``UploadSessions`` port)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ...domain.entities import UploadSession
+from ...domain.errors import AlreadyExists, NotFound, Reason
+from . import rows
+from .core import StoreCore, check_limit, dicts, first
+
+
+class UploadRows(StoreCore):
+    """``uploads``: one row per resumable upload session."""
+
+    def insert_upload(self, session: UploadSession) -> None:
+        """Create a session; raises AlreadyExists(UPLOAD_CONFLICT) if the id is taken."""
+        u = self._t.uploads
+        with self._write():
+            self._insert_unique(
+                u.insert(**rows.upload_columns(session)),
+                lambda: AlreadyExists(
+                    f"upload {session.upload_id!r} already exists", reason=Reason.UPLOAD_CONFLICT
+                ),
+            )
+
+    def get_upload(
+        self, tenant: str, upload_id: str, *, for_update: bool = False
+    ) -> UploadSession | None:
+        """The session, or None."""
+        u = self._t.uploads
+        scope = self._write() if for_update else self._read()
+        with scope:
+            query = u.select().where(u.tenant == tenant, u.upload_id == upload_id)
+            if for_update and self._backend.supports_for_update:
+                query = query.for_update()
+            row = first(query)
+        return None if row is None else rows.upload_entity(row)
+
+    def save_upload(self, session: UploadSession) -> None:
+        """Write ``committed_size``, ``state`` and ``update_time`` of a session."""
+        u = self._t.uploads
+        with self._write():
+            changed = (
+                u.update(**rows.upload_mutable_columns(session))
+                .where(u.tenant == session.tenant, u.upload_id == session.upload_id)
+                .execute()
+            )
+            if not changed:
+                raise NotFound(
+                    f"upload {session.upload_id!r} does not exist", reason=Reason.UPLOAD_NOT_FOUND
+                )
+
+    def delete_upload(self, tenant: str, upload_id: str) -> None:
+        """Remove a session row."""
+        u = self._t.uploads
+        with self._write():
+            u.delete().where(u.tenant == tenant, u.upload_id == upload_id).execute()
+
+    def stale_uploads(self, before: datetime, limit: int) -> list[UploadSession]:
+        """Sessions (any tenant) not updated since ``before``."""
+        check_limit(limit)
+        u = self._t.uploads
+        with self._read():
+            query = (
+                u.select()
+                .where(u.update_time < rows.to_micros(before))
+                .order_by(u.update_time, u.id)
+                .limit(limit)
+            )
+            return [rows.upload_entity(r) for r in dicts(query)]

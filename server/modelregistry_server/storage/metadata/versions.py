@@ -1,0 +1,121 @@
+"""Versions of models (the ``VersionCatalog`` port)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from ...domain.entities import ModelVersion, Page, VersionState
+from ...domain.errors import AlreadyExists, Reason
+from ...domain.ports import ListQuery
+from . import rows
+from .core import StoreCore, chunks, first, tuples
+from .pages import fetch_page
+
+
+class VersionRows(StoreCore):
+    """``versions``, ``version_labels`` and ``version_metrics`` (aliases read alongside)."""
+
+    def insert_version(self, version: ModelVersion) -> None:
+        """Insert a new version (its number comes from ``allocate_version_number``)."""
+        v = self._t.versions
+        with self._write():
+            model_pk = self._require_model_pk(version.tenant, version.model_id)
+            pk = self._insert_unique(
+                v.insert(**rows.version_columns(version), model_pk=model_pk, transition_seq=0),
+                lambda: AlreadyExists(
+                    f"version {version.number} of model {version.model_id!r} already exists",
+                    reason=Reason.INVALID_ARGUMENT,
+                ),
+            )
+            self._replace_pairs(self._t.version_labels, version.tenant, pk, version.labels)
+            self._replace_pairs(self._t.version_metrics, version.tenant, pk, version.metrics)
+
+    def get_version(
+        self, tenant: str, model_id: str, number: int, *, for_update: bool = False
+    ) -> ModelVersion | None:
+        """The version with its aliases filled in (soft-deleted included)."""
+        v = self._t.versions
+        scope = self._write() if for_update else self._read(snapshot=True)
+        with scope:
+            query = v.select().where(v.tenant == tenant, v.model_id == model_id, v.number == number)
+            if for_update and self._backend.supports_for_update:
+                query = query.for_update()
+            row = first(query)
+            return None if row is None else self._versions(tenant, [row])[0]
+
+    def latest_version(self, tenant: str, model_id: str, now: datetime) -> ModelVersion | None:
+        """The highest-numbered version that is READY, not deleted and not expired at ``now``."""
+        v = self._t.versions
+        now_us = rows.to_micros(now)
+        with self._read(snapshot=True):
+            row = first(
+                v.select()
+                .where(
+                    v.tenant == tenant,
+                    v.model_id == model_id,
+                    v.state == str(VersionState.READY),
+                    v.delete_time.is_null(),
+                    v.expire_time.is_null() | (v.expire_time > now_us),
+                )
+                .order_by(v.number.desc())
+            )
+            return None if row is None else self._versions(tenant, [row])[0]
+
+    def save_version(self, version: ModelVersion) -> None:
+        """Write every mutable field (labels, metrics included) of an existing version."""
+        v = self._t.versions
+        with self._write():
+            pk = self._require_version_pk(version.tenant, version.model_id, version.number)
+            v.update(**rows.version_mutable_columns(version)).where(v.id == pk).execute()
+            self._replace_pairs(self._t.version_labels, version.tenant, pk, version.labels)
+            self._replace_pairs(self._t.version_metrics, version.tenant, pk, version.metrics)
+
+    def count_versions(self, tenant: str, model_id: str, *, include_deleted: bool) -> int:
+        """How many versions the model has."""
+        v = self._t.versions
+        with self._read():
+            query = v.select().where(v.tenant == tenant, v.model_id == model_id)
+            if not include_deleted:
+                query = query.where(v.delete_time.is_null())
+            count: int = query.count()
+            return count
+
+    def list_versions(
+        self, tenant: str, model_id: str | None, query: ListQuery, now: datetime
+    ) -> Page[ModelVersion]:
+        """One page of versions of one model, or of all models if ``model_id`` is None."""
+        v = self._t.versions
+        scope = [] if model_id is None else [v.model_id == model_id]
+        with self._read(snapshot=True):
+            found, cursor = fetch_page(
+                self._versions_listing, tenant, query, now_us=rows.to_micros(now), scope=scope
+            )
+            items = self._versions(tenant, found)
+        return Page(items=items, next_cursor=cursor)
+
+    def _versions(self, tenant: str, found: Sequence[Mapping[str, Any]]) -> list[ModelVersion]:
+        """Entities for version rows, with labels, metrics and aliases (three queries)."""
+        ids = [r["id"] for r in found]
+        labels = self._pairs(self._t.version_labels, tenant, ids)
+        metrics = self._pairs(self._t.version_metrics, tenant, ids)
+        aliases: dict[tuple[int, int], list[str]] = {
+            (r["model_pk"], r["number"]): [] for r in found
+        }
+        a = self._t.aliases
+        model_pks = sorted({r["model_pk"] for r in found})
+        for chunk in chunks(model_pks):
+            query = a.select(a.model_pk, a.version_number, a.alias_name).where(
+                a.tenant == tenant, a.model_pk.in_(chunk)
+            )
+            for model_pk, number, name in tuples(query):
+                names = aliases.get((model_pk, number))
+                if names is not None:
+                    names.append(name)
+        return [
+            rows.version_entity(
+                r, labels[r["id"]], metrics[r["id"]], aliases[(r["model_pk"], r["number"])]
+            )
+            for r in found
+        ]
