@@ -39,6 +39,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check server client/modelregistry/client tests scripts bench
 	$(BIN)/ruff format --check server client/modelregistry/client tests scripts bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy server/modelregistry_server client/modelregistry/client
