@@ -10,13 +10,18 @@ from modelregistry.client.names import (
     ModelName,
     VersionName,
     alias_name,
+    alias_ref,
     file_name,
+    file_ref,
+    model_id_of,
     model_name,
+    model_ref,
     parse_alias_name,
     parse_file_name,
     parse_model_name,
     parse_version_name,
     version_name,
+    version_ref,
 )
 
 
@@ -115,3 +120,28 @@ def test_parsers_reject_malformed_names(parser: object, name: str) -> None:
 def test_parsers_reject_non_strings() -> None:
     with pytest.raises(ValueError):
         parse_model_name(None)  # type: ignore[arg-type]  # deliberately wrong type
+
+
+def test_unchecked_refs_accept_ids_and_full_names() -> None:
+    assert model_ref("fraud") == model_ref("models/fraud") == "models/fraud"
+    assert model_id_of("models/fraud") == model_id_of("fraud") == "fraud"
+    assert version_ref("fraud", 3) == "models/fraud/versions/3"
+    assert version_ref("models/fraud", "latest") == "models/fraud/versions/latest"
+    assert version_ref("ignored", "models/x/versions/2") == "models/x/versions/2"
+    assert file_ref("fraud", 1) == "models/fraud/versions/1/files/payload"
+    assert file_ref("fraud", 1, "a/b.json") == "models/fraud/versions/1/files/a/b.json"
+    assert alias_ref("fraud", "prod") == "models/fraud/aliases/prod"
+    assert alias_ref("fraud", "models/x/aliases/y") == "models/x/aliases/y"
+
+
+def test_unchecked_refs_leave_validation_to_the_server() -> None:
+    """Malformed ids pass through, so the server answers INVALID_ARGUMENT naming the field."""
+    assert model_ref("Bad Id") == "models/Bad Id"
+    assert version_ref("m", 0) == "models/m/versions/0"
+    assert file_ref("m", 1, "../x") == "models/m/versions/1/files/../x"
+
+
+@pytest.mark.parametrize("version", [True, 1.5, None])
+def test_version_ref_rejects_other_types(version: object) -> None:
+    with pytest.raises(TypeError, match="version"):
+        version_ref("m", version)  # type: ignore[arg-type]  # deliberately wrong types

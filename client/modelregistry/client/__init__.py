@@ -62,6 +62,7 @@ from modelregistry.client.names import (
     parse_version_name,
     version_name,
 )
+from modelregistry.client.pager import Pager
 
 __all__ = [
     "CLIENT_DOMAIN",
@@ -87,6 +88,7 @@ __all__ = [
     "ModelName",
     "NotFoundError",
     "OutOfRangeError",
+    "Pager",
     "PermissionDeniedError",
     "ProgressCallback",
     "RegistryClient",

@@ -6,6 +6,10 @@ Model ids and aliases match ``[a-z][a-z0-9-]{0,62}`` (an alias is never ``latest
 segment is a number (1, 2, …), ``latest`` or an alias; a file id has 1-512 characters in
 ``/``-separated segments, none empty, ``.`` or ``..``, and no control characters. Builders and
 parsers raise :class:`ValueError` for anything else.
+
+The ``*_ref`` functions build names from what a caller wrote (an id or already a full name)
+without checking them: :class:`~modelregistry.client.RegistryClient` uses them so that the
+server validates every name and answers ``INVALID_ARGUMENT`` naming the field.
 """
 
 from __future__ import annotations
@@ -21,13 +25,18 @@ __all__ = [
     "ModelName",
     "VersionName",
     "alias_name",
+    "alias_ref",
     "file_name",
+    "file_ref",
+    "model_id_of",
     "model_name",
+    "model_ref",
     "parse_alias_name",
     "parse_file_name",
     "parse_model_name",
     "parse_version_name",
     "version_name",
+    "version_ref",
 ]
 
 #: The version segment that resolves to the highest READY, live, unexpired version.
@@ -217,3 +226,36 @@ def parse_alias_name(name: str) -> AliasName:
         return AliasName(_check_model_id(parts[1]), _check_alias(parts[3]))
     except ValueError as e:
         raise ValueError(f"invalid alias name {name!r}: {e}") from None
+
+
+# -- unchecked references ---------------------------------------------------------------------
+
+
+def model_ref(model: str) -> str:
+    """``models/{model}`` from a model id or a model name (unchecked)."""
+    return model if model.startswith("models/") else f"models/{model}"
+
+
+def model_id_of(model: str) -> str:
+    """The model id in a model id or a model name (unchecked)."""
+    return model.removeprefix("models/")
+
+
+def version_ref(model: str, version: int | str) -> str:
+    """A version name from a model id or name and a number, ``latest``, an alias or a full
+    version name (then ``model`` is ignored); unchecked apart from the type of ``version``."""
+    if isinstance(version, str) and version.startswith("models/"):
+        return version
+    if isinstance(version, bool) or not isinstance(version, int | str):
+        raise TypeError(f"version must be an int or a str, not {type(version).__name__}")
+    return f"{model_ref(model)}/versions/{version}"
+
+
+def file_ref(model: str, version: int | str, file_id: str = DEFAULT_FILE_ID) -> str:
+    """A file name from a model, a version as in :func:`version_ref` and a file id (unchecked)."""
+    return f"{version_ref(model, version)}/files/{file_id}"
+
+
+def alias_ref(model: str, alias: str) -> str:
+    """An alias name from a model id or name and an alias or a full alias name (unchecked)."""
+    return alias if alias.startswith("models/") else f"{model_ref(model)}/aliases/{alias}"
