@@ -101,6 +101,9 @@ class FakePayload(pl_grpc.PayloadServiceServicer):
         self.corrupt_at: int | None = None
         # Fail the first GetFile calls with UNAVAILABLE.
         self.get_file_failures = 0
+        # What ListUploads answers; None: UNIMPLEMENTED, as from a server without it.
+        self.listing: list[pl.UploadStatus] | None = None
+        self.list_requests: list[pl.ListUploadsRequest] = []
 
     def put(self, name: str, data: bytes, meta: res.File | None = None) -> res.File:
         self.files[name] = data
@@ -187,6 +190,15 @@ class FakePayload(pl_grpc.PayloadServiceServicer):
         if upload.file is not None:
             status.file.CopyFrom(upload.file)
         return status
+
+    def ListUploads(
+        self, request: pl.ListUploadsRequest, context: grpc.ServicerContext
+    ) -> pl.ListUploadsResponse:
+        with self.lock:
+            self.list_requests.append(request)
+        if self.listing is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+        return pl.ListUploadsResponse(uploads=self.listing)
 
     def CancelUpload(
         self, request: pl.CancelUploadRequest, context: grpc.ServicerContext
@@ -518,6 +530,66 @@ def test_upload_progress_failure_propagates_without_resuming(
         client.upload_file("fraud", 1, io.BytesIO(blob(4 * CHUNK)), progress=explode)
     assert len(payload.headers) <= 1  # cancelled, perhaps before the server saw the header
     assert payload.status_calls == 0
+
+
+def test_upload_looks_for_an_unfinished_upload_of_the_same_bytes(
+    client: RegistryClient, payload: FakePayload
+) -> None:
+    payload.listing = []
+    data = blob(3 * CHUNK)
+    file_id = 'odd "name"*/x'
+    client.upload_file("fraud", 1, io.BytesIO(data), file_id=file_id)
+    (request,) = payload.list_requests
+    assert request.parent == "models/fraud/versions/1"
+    assert request.filter == (
+        'state = ACTIVE AND file_id = "odd \\"name\\"\\*/x"'
+        f' AND size_bytes = {len(data)} AND sha256 = "{hashlib.sha256(data).hexdigest()}"'
+    )
+    assert request.order_by == "committed_size_bytes desc, update_time desc"
+    assert request.page_size == 1
+    assert payload.headers[0].write_offset == 0  # nothing found: a new upload
+
+
+def test_upload_continues_the_unfinished_upload_it_finds(
+    client: RegistryClient, payload: FakePayload
+) -> None:
+    data = blob(5 * CHUNK + 7)
+    old = payload.uploads["crashed"] = Upload(header=pl.UploadHeader(name=NAME))
+    old.data += data[: 2 * CHUNK]
+    old.size = 2 * CHUNK
+    payload.listing = [
+        pl.UploadStatus(upload_id="crashed", name=NAME, committed_size_bytes=2 * CHUNK)
+    ]
+    sent: list[int] = []
+    file = client.upload_file("fraud", 1, io.BytesIO(data), progress=lambda n, _: sent.append(n))
+    (header,) = payload.headers
+    assert (header.upload_id, header.write_offset) == ("crashed", 2 * CHUNK)
+    assert payload.chunks[0] == (2 * CHUNK, CHUNK)
+    assert sum(n for _, n in payload.chunks) == len(data) - 2 * CHUNK
+    assert sent[0] == 3 * CHUNK and sent[-1] == len(data)
+    assert file.sha256 == hashlib.sha256(data).hexdigest()
+    assert payload.files[NAME] == data
+
+
+def test_upload_without_list_uploads_on_the_server_starts_a_new_upload(
+    client: RegistryClient, payload: FakePayload
+) -> None:
+    data = blob(CHUNK + 1)
+    client.upload_file("fraud", 1, io.BytesIO(data))
+    assert len(payload.list_requests) == 1  # answered UNIMPLEMENTED
+    assert payload.headers[0].write_offset == 0
+    assert payload.files[NAME] == data
+
+
+def test_upload_does_not_look_for_unfinished_uploads_when_it_cannot_or_must_not(
+    client: RegistryClient, payload: FakePayload
+) -> None:
+    payload.listing = []
+    client.upload_file("fraud", 1, io.BytesIO(b"abc"), upload_id="chosen")
+    client.upload_file("fraud", 1, io.BytesIO(b"abc"), file_id="b", resume_unfinished=False)
+    client.upload_file("fraud", 1, GeneratedStream(3), file_id="c")  # size and digest unknown
+    assert payload.list_requests == []
+    assert len(payload.headers) == 3
 
 
 def test_upload_status_and_cancel(client: RegistryClient, payload: FakePayload) -> None:

@@ -480,6 +480,46 @@ class RegistryClient:
         """Abandon an unfinished upload."""
         self._call(self._payload.CancelUpload, pl.CancelUploadRequest(upload_id=upload_id))
 
+    def list_uploads_page(
+        self,
+        model_id: str,
+        version: VersionRef,
+        *,
+        filter: str = "",
+        order_by: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> pl.ListUploadsResponse:
+        """One page of a version's upload sessions, with its token."""
+        request = pl.ListUploadsRequest(
+            parent=names.version_ref(model_id, version),
+            filter=filter,
+            order_by=order_by,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return self._call(self._payload.ListUploads, request)
+
+    def list_uploads(
+        self,
+        model_id: str,
+        version: VersionRef,
+        *,
+        filter: str = "",
+        order_by: str = "",
+        page_size: int = 0,
+    ) -> Pager[pl.UploadStatus]:
+        """The upload sessions of a version, unfinished and committed (by default ordered by
+        upload id; ``filter`` e.g. ``'state = ACTIVE AND file_id = "model.onnx"'``), fetching
+        pages lazily. Their ``file`` is unset: :meth:`get_upload_status` returns it."""
+        request = pl.ListUploadsRequest(
+            parent=names.version_ref(model_id, version),
+            filter=filter,
+            order_by=order_by,
+            page_size=page_size,
+        )
+        return self._pager(self._payload.ListUploads, request, lambda page: page.uploads)
+
     # --- transfers ---------------------------------------------------------------------------
 
     def upload_file(
@@ -494,6 +534,7 @@ class RegistryClient:
         upload_id: str | None = None,
         progress: ProgressCallback | None = None,
         max_resumes: int | None = None,
+        resume_unfinished: bool = True,
     ) -> res.File:
         """Upload a file to a DRAFT version in ``chunk_size`` chunks and return it.
 
@@ -505,19 +546,24 @@ class RegistryClient:
         most ``max_resumes`` times (default: ``retries``), with jittered exponential back-off;
         a non-seekable source can only restart if nothing was read from it yet. Passing the
         ``upload_id`` of an interrupted upload continues it from its committed size (seekable
-        sources; one GetUploadStatus call first).
+        sources; one GetUploadStatus call first). Without an ``upload_id`` and with
+        ``resume_unfinished`` (the default), an unfinished upload of the same bytes to the same
+        file (same file id, declared size and sha256; found with one ListUploads call) is
+        continued from its committed size, for example after the process crashed mid-upload.
         ``progress(bytes_sent, total)`` runs after each chunk, on gRPC's sending thread (after
         a resume ``bytes_sent`` restarts from the committed size); an exception from it or
         from the source aborts the upload and is re-raised here.
         """
         return self._uploader.upload(
-            names.file_ref(model_id, version, file_id),
+            names.version_ref(model_id, version),
+            file_id,
             source,
             content_type=content_type,
             sha256=sha256,
             upload_id=upload_id,
             progress=progress,
             max_resumes=max_resumes,
+            resume_unfinished=resume_unfinished,
         )
 
     def iter_file(

@@ -18,6 +18,7 @@ __all__ = [
     "coerce_all",
     "enum_name",
     "field_mask",
+    "filter_string",
     "stage",
     "struct",
     "timestamp",
@@ -31,6 +32,12 @@ def field_mask(paths: Sequence[str]) -> field_mask_pb2.FieldMask:
     if isinstance(paths, str):
         paths = [p.strip() for p in paths.split(",") if p.strip()]
     return field_mask_pb2.FieldMask(paths=list(paths))
+
+
+def filter_string(value: str) -> str:
+    """``value`` as a quoted AIP-160 filter string that matches exactly (``*`` escaped)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("*", "\\*")
+    return f'"{escaped}"'
 
 
 def enum_name(value: str, prefix: str) -> str:

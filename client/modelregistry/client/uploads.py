@@ -1,5 +1,6 @@
 """Uploads: declared size and sha256, chunked streams resumed from the committed size after a
-drop, and a final cross-check of what the server stored."""
+drop, unfinished uploads of the same bytes found and continued, and a final cross-check of
+what the server stored."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import grpc
 
 from modelregistry.client.calls import Invoker, new_request_id
 from modelregistry.client.errors import IntegrityError, RegistryError
+from modelregistry.client.messages import filter_string
 from modelregistry.client.transfers import BinaryReader, ProgressCallback, resumable
 from modelregistry.v1 import payload_pb2 as pl
 from modelregistry.v1 import payload_pb2_grpc as pl_grpc
@@ -132,7 +134,8 @@ class Uploader:
 
     def upload(
         self,
-        name: str,
+        version: str,
+        file_id: str,
         source: str | os.PathLike[str] | BinaryReader,
         *,
         content_type: str,
@@ -140,11 +143,12 @@ class Uploader:
         upload_id: str | None,
         progress: ProgressCallback | None,
         max_resumes: int | None,
+        resume_unfinished: bool,
     ) -> res.File:
-        """Upload ``source`` to file ``name``; see :meth:`RegistryClient.upload_file`."""
+        """Upload ``source`` to ``file_id`` of the version named ``version``; see
+        :meth:`RegistryClient.upload_file`."""
         # A caller-chosen id may name an upload that already has committed bytes: ask first.
         resuming = upload_id is not None
-        upload_id = upload_id or new_request_id()
         resumes = self._invoke.retries if max_resumes is None else max_resumes
         with contextlib.ExitStack() as stack:
             if isinstance(source, str | os.PathLike):
@@ -155,8 +159,8 @@ class Uploader:
             if sha256 is None and src.seekable:
                 sha256 = src.sha256()
             header = pl.UploadHeader(
-                name=name,
-                upload_id=upload_id,
+                name=f"{version}/files/{file_id}",
+                upload_id=upload_id or new_request_id(),
                 size_bytes=src.size,
                 sha256=(sha256 or "").lower(),
                 content_type=content_type,
@@ -164,10 +168,15 @@ class Uploader:
             offset = 0
             failures = 0
             check_status = resuming and src.seekable
+            if resume_unfinished and not resuming and src.size is not None and header.sha256:
+                unfinished = self._unfinished(version, file_id, src.size, header.sha256)
+                if unfinished is not None:
+                    header.upload_id = unfinished.upload_id
+                    offset = unfinished.committed_size_bytes
             while True:
                 try:
                     if check_status:
-                        status = self._resume_point(upload_id)
+                        status = self._resume_point(header.upload_id)
                         if status is not None and status.state == pl.UPLOAD_STATE_COMMITTED:
                             if progress is not None:
                                 progress(status.file.size_bytes, src.size)
@@ -186,6 +195,28 @@ class Uploader:
                     failures += 1
                     check_status = src.seekable
                     self._invoke.backoff(failures)
+
+    def _unfinished(
+        self, version: str, file_id: str, size: int, sha256: str
+    ) -> pl.UploadStatus | None:
+        """The unfinished upload of these bytes (same file id, declared size and sha256) with
+        the most bytes committed, or None (also from a server without ListUploads)."""
+        request = pl.ListUploadsRequest(
+            parent=version,
+            filter=(
+                f"state = ACTIVE AND file_id = {filter_string(file_id)}"
+                f" AND size_bytes = {size} AND sha256 = {filter_string(sha256)}"
+            ),
+            order_by="committed_size_bytes desc, update_time desc",
+            page_size=1,
+        )
+        try:
+            page = self._invoke(self._stub.ListUploads, request)
+        except RegistryError as err:
+            if err.code is grpc.StatusCode.UNIMPLEMENTED:
+                return None
+            raise
+        return page.uploads[0] if page.uploads else None
 
     def _resume_point(self, upload_id: str) -> pl.UploadStatus | None:
         """The upload's status, or None if the server never saw it (start over)."""

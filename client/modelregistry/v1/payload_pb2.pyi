@@ -333,6 +333,9 @@ class UploadStatus(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     FILE_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
     upload_id: _builtins.str
     """The upload id."""
     name: _builtins.str
@@ -343,6 +346,10 @@ class UploadStatus(_message.Message):
     """Declared total size, if any."""
     state: Global___UploadState.ValueType
     """Session state."""
+    file_id: _builtins.str
+    """Id of the target file within its version."""
+    sha256: _builtins.str
+    """Declared lowercase hex SHA-256 of the whole file, if any."""
     @_builtins.property
     def file(self) -> _resources_pb2.File:
         """The written file, once COMMITTED."""
@@ -350,6 +357,10 @@ class UploadStatus(_message.Message):
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Last time bytes were stored."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the upload was started."""
 
     def __init__(
         self,
@@ -361,10 +372,13 @@ class UploadStatus(_message.Message):
         state: Global___UploadState.ValueType = ...,
         file: _resources_pb2.File | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        file_id: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_size_bytes", b"_size_bytes", "file", b"file", "size_bytes", b"size_bytes", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_size_bytes", b"_size_bytes", "create_time", b"create_time", "file", b"file", "size_bytes", b"size_bytes", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_size_bytes", b"_size_bytes", "committed_size_bytes", b"committed_size_bytes", "file", b"file", "name", b"name", "size_bytes", b"size_bytes", "state", b"state", "update_time", b"update_time", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_size_bytes", b"_size_bytes", "committed_size_bytes", b"committed_size_bytes", "create_time", b"create_time", "file", b"file", "file_id", b"file_id", "name", b"name", "sha256", b"sha256", "size_bytes", b"size_bytes", "state", b"state", "update_time", b"update_time", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__size_bytes: _TypeAlias = _typing.Literal["size_bytes"]  # noqa: Y015
     _WhichOneofArgType__size_bytes: _TypeAlias = _typing.Literal["_size_bytes", b"_size_bytes"]  # noqa: Y015
@@ -393,3 +407,74 @@ class CancelUploadRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelUploadRequest: _TypeAlias = CancelUploadRequest  # noqa: Y015
+
+@_typing.final
+class ListUploadsRequest(_message.Message):
+    """Request for ListUploads."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    ORDER_BY_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """Required. `models/{model}/versions/{version}`; `{version}` may be a number, `latest` or
+    an alias.
+    """
+    page_size: _builtins.int
+    """As in ListModelsRequest."""
+    page_token: _builtins.str
+    """As in ListModelsRequest."""
+    filter: _builtins.str
+    """AIP-160 filter over `upload_id`, `file_id`, `state` (`ACTIVE`, `COMMITTED`), `sha256`,
+    `size_bytes`, `committed_size_bytes`, `create_time` and `update_time`, e.g.
+    `state = ACTIVE AND file_id = "model.onnx"`.
+    """
+    order_by: _builtins.str
+    """Comma-separated fields of `filter` with optional ` desc`; default `upload_id`."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        filter: _builtins.str = ...,
+        order_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUploadsRequest: _TypeAlias = ListUploadsRequest  # noqa: Y015
+
+@_typing.final
+class ListUploadsResponse(_message.Message):
+    """Response of ListUploads."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPLOADS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def uploads(self) -> _containers.RepeatedCompositeFieldContainer[Global___UploadStatus]:
+        """In `order_by` order. `file` is left unset (GetUploadStatus returns it)."""
+
+    def __init__(
+        self,
+        *,
+        uploads: _abc.Iterable[Global___UploadStatus] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "uploads", b"uploads"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUploadsResponse: _TypeAlias = ListUploadsResponse  # noqa: Y015

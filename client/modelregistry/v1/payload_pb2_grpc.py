@@ -67,6 +67,11 @@ class PayloadServiceStub:
                 request_serializer=modelregistry_dot_v1_dot_payload__pb2.CancelUploadRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ListUploads = channel.unary_unary(
+                '/modelregistry.v1.PayloadService/ListUploads',
+                request_serializer=modelregistry_dot_v1_dot_payload__pb2.ListUploadsRequest.SerializeToString,
+                response_deserializer=modelregistry_dot_v1_dot_payload__pb2.ListUploadsResponse.FromString,
+                _registered_method=True)
 
 
 class PayloadServiceServicer:
@@ -118,6 +123,14 @@ class PayloadServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUploads(self, request, context):
+        """Lists the upload sessions of a version (unfinished and committed), so a client that
+        lost an upload id can find its unfinished upload and resume it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PayloadServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -150,6 +163,11 @@ def add_PayloadServiceServicer_to_server(servicer, server):
                     servicer.CancelUpload,
                     request_deserializer=modelregistry_dot_v1_dot_payload__pb2.CancelUploadRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListUploads': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUploads,
+                    request_deserializer=modelregistry_dot_v1_dot_payload__pb2.ListUploadsRequest.FromString,
+                    response_serializer=modelregistry_dot_v1_dot_payload__pb2.ListUploadsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -315,6 +333,33 @@ class PayloadService:
             '/modelregistry.v1.PayloadService/CancelUpload',
             modelregistry_dot_v1_dot_payload__pb2.CancelUploadRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUploads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelregistry.v1.PayloadService/ListUploads',
+            modelregistry_dot_v1_dot_payload__pb2.ListUploadsRequest.SerializeToString,
+            modelregistry_dot_v1_dot_payload__pb2.ListUploadsResponse.FromString,
             options,
             channel_credentials,
             insecure,

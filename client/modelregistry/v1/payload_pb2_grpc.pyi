@@ -51,6 +51,10 @@ class PayloadServiceStub:
     """Reports how many bytes of an upload are durably stored, so a client can resume."""
     CancelUpload: _grpc.UnaryUnaryMultiCallable[_payload_pb2.CancelUploadRequest, _empty_pb2.Empty]
     """Abandons an unfinished upload and frees its stored bytes."""
+    ListUploads: _grpc.UnaryUnaryMultiCallable[_payload_pb2.ListUploadsRequest, _payload_pb2.ListUploadsResponse]
+    """Lists the upload sessions of a version (unfinished and committed), so a client that
+    lost an upload id can find its unfinished upload and resume it.
+    """
 
 @_typing.type_check_only
 class PayloadServiceAsyncStub(PayloadServiceStub):
@@ -73,6 +77,10 @@ class PayloadServiceAsyncStub(PayloadServiceStub):
     """Reports how many bytes of an upload are durably stored, so a client can resume."""
     CancelUpload: _aio.UnaryUnaryMultiCallable[_payload_pb2.CancelUploadRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Abandons an unfinished upload and frees its stored bytes."""
+    ListUploads: _aio.UnaryUnaryMultiCallable[_payload_pb2.ListUploadsRequest, _payload_pb2.ListUploadsResponse]  # type: ignore[assignment]
+    """Lists the upload sessions of a version (unfinished and committed), so a client that
+    lost an upload id can find its unfinished upload and resume it.
+    """
 
 class PayloadServiceServicer(metaclass=_abc_1.ABCMeta):
     """The files of versions: verified, resumable uploads and ranged downloads."""
@@ -128,5 +136,15 @@ class PayloadServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Abandons an unfinished upload and frees its stored bytes."""
+
+    @_abc_1.abstractmethod
+    def ListUploads(
+        self,
+        request: _payload_pb2.ListUploadsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payload_pb2.ListUploadsResponse, _abc.Awaitable[_payload_pb2.ListUploadsResponse]]:
+        """Lists the upload sessions of a version (unfinished and committed), so a client that
+        lost an upload id can find its unfinished upload and resume it.
+        """
 
 def add_PayloadServiceServicer_to_server(servicer: PayloadServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

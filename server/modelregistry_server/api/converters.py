@@ -9,6 +9,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
+from modelregistry.v1 import payload_pb2 as payload_pb
 from modelregistry.v1 import resources_pb2 as pb
 
 from ..domain import names
@@ -24,6 +25,8 @@ from ..domain.entities import (
     SourceCode,
     Stage,
     StageTransition,
+    UploadSession,
+    UploadState,
     Variable,
     VersionState,
 )
@@ -260,3 +263,29 @@ def file_to_proto(record: FileRecord) -> pb.File:
         content_type=record.content_type,
         create_time=_ts(record.create_time),
     )
+
+
+_UPLOAD_STATE_TO_PB = {
+    UploadState.ACTIVE: payload_pb.UPLOAD_STATE_ACTIVE,
+    UploadState.COMMITTED: payload_pb.UPLOAD_STATE_COMMITTED,
+}
+
+
+def upload_to_proto(
+    session: UploadSession, record: FileRecord | None = None
+) -> payload_pb.UploadStatus:
+    """Domain upload session (and, once committed, its file) → proto."""
+    status = payload_pb.UploadStatus(
+        upload_id=session.upload_id,
+        name=names.file_name(session.model_id, session.version_number, session.file_id),
+        file_id=session.file_id,
+        committed_size_bytes=session.committed_size,
+        size_bytes=session.declared_size,
+        sha256=session.declared_sha256,
+        state=_UPLOAD_STATE_TO_PB[session.state],
+        create_time=_ts(session.create_time),
+        update_time=_ts(session.update_time),
+    )
+    if record is not None:
+        status.file.CopyFrom(file_to_proto(record))
+    return status

@@ -13,18 +13,12 @@ from modelregistry.v1 import payload_pb2_grpc as rpc_grpc
 from modelregistry.v1 import resources_pb2 as pb
 
 from ..domain import names
-from ..domain.entities import UploadState
 from ..domain.errors import Cancelled, InvalidArgument
 from ..domain.payloads import Payloads, UploadRequest
 from . import converters as conv
 from .callers import caller_of
 
 Ctx = grpc.ServicerContext
-
-_UPLOAD_STATE = {
-    UploadState.ACTIVE: rpc.UPLOAD_STATE_ACTIVE,
-    UploadState.COMMITTED: rpc.UPLOAD_STATE_COMMITTED,
-}
 
 
 def _chunks(requests: Iterator[rpc.UploadFileRequest]) -> Iterator[tuple[int, bytes]]:
@@ -131,18 +125,21 @@ class PayloadServicer(rpc_grpc.PayloadServiceServicer):
         self, request: rpc.GetUploadStatusRequest, context: Ctx
     ) -> rpc.UploadStatus:
         session, record = self._payloads.upload_status(caller_of(context), request.upload_id)
-        status = rpc.UploadStatus(
-            upload_id=session.upload_id,
-            name=names.file_name(session.model_id, session.version_number, session.file_id),
-            committed_size_bytes=session.committed_size,
-            state=_UPLOAD_STATE[session.state],
+        return conv.upload_to_proto(session, record)
+
+    def ListUploads(self, request: rpc.ListUploadsRequest, context: Ctx) -> rpc.ListUploadsResponse:
+        ref = names.parse_version_name(request.parent, "parent")
+        sessions, token = self._payloads.list_uploads(
+            caller_of(context),
+            ref,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            filter_text=request.filter,
+            order_by=request.order_by,
         )
-        status.update_time.FromDatetime(session.update_time)
-        if session.declared_size is not None:
-            status.size_bytes = session.declared_size
-        if record is not None:
-            status.file.CopyFrom(conv.file_to_proto(record))
-        return status
+        return rpc.ListUploadsResponse(
+            uploads=[conv.upload_to_proto(s) for s in sessions], next_page_token=token
+        )
 
     def CancelUpload(self, request: rpc.CancelUploadRequest, context: Ctx) -> empty_pb2.Empty:
         self._payloads.cancel_upload(caller_of(context), request.upload_id)

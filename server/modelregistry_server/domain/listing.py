@@ -66,10 +66,25 @@ VERSION_SCHEMA = FilterSchema(
     maps={"labels": _STRING, "metrics": FieldSpec(FieldKind.NUMBER)},
 )
 
+UPLOAD_SCHEMA = FilterSchema(
+    fields={
+        "upload_id": _STRING,
+        "file_id": _STRING,
+        "state": FieldSpec(FieldKind.ENUM, enum_values=("ACTIVE", "COMMITTED")),
+        "sha256": _STRING,
+        "size_bytes": _INT,
+        "committed_size_bytes": _INT,
+        "create_time": _TIME,
+        "update_time": _TIME,
+    },
+    maps={},
+)
+
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
 MODEL_DEFAULT_ORDER = (OrderKey("model_id"),)
 VERSION_DEFAULT_ORDER = (OrderKey("model_id"), OrderKey("version_number"))
+UPLOAD_DEFAULT_ORDER = (OrderKey("upload_id"),)
 
 
 def check_page_size(page_size: int) -> int:

@@ -44,10 +44,14 @@ from .errors import (
     OutOfRange,
     Reason,
 )
+from .filter_parser import parse_filter
 from .listing import (
+    UPLOAD_DEFAULT_ORDER,
+    UPLOAD_SCHEMA,
     check_page_size,
     decode_page_token,
     encode_page_token,
+    parse_order_by,
     query_fingerprint,
     single_cursor,
 )
@@ -55,6 +59,7 @@ from .ports import (
     BlobReferences,
     BlobStore,
     FileCatalog,
+    ListQuery,
     Transactions,
     UploadSessions,
     VersionCatalog,
@@ -498,6 +503,30 @@ class Payloads:
                 reason=Reason.UPLOAD_ALREADY_COMMITTED,
             )
         self._discard(caller, upload_id, storage_id(caller.tenant, upload_id))
+
+    def list_uploads(
+        self,
+        caller: Caller,
+        ref: names.VersionRef,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        filter_text: str = "",
+        order_by: str = "",
+    ) -> tuple[list[UploadSession], str]:
+        """The upload sessions targeting a version (unfinished and committed; by default
+        ordered by upload id), so an upload whose id was lost can be found and resumed."""
+        size = check_page_size(page_size)
+        expr = parse_filter(filter_text, UPLOAD_SCHEMA)
+        order = parse_order_by(order_by, UPLOAD_SCHEMA, UPLOAD_DEFAULT_ORDER)
+        version = self._registry.resolve(caller, ref)
+        fingerprint = query_fingerprint(
+            "uploads", version.model_id, version.number, filter_text, order
+        )
+        cursor = decode_page_token(page_token, fingerprint)
+        query = ListQuery(expr, order, page_size=size, after=cursor)
+        page = self._store.list_uploads(caller.tenant, version.model_id, version.number, query)
+        return page.items, encode_page_token(page.next_cursor, fingerprint)
 
     def _session(self, caller: Caller, upload_id: str) -> UploadSession:
         if not names.UPLOAD_ID_RE.fullmatch(upload_id):

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ..entities import FileRecord, Page, UploadSession
+from .queries import ListQuery
 
 
 class FileCatalog(Protocol):
@@ -49,6 +50,13 @@ class UploadSessions(Protocol):
 
     def stale_uploads(self, before: datetime, limit: int) -> list[UploadSession]:
         """Sessions (any tenant) not updated since ``before``."""
+        ...
+
+    def list_uploads(
+        self, tenant: str, model_id: str, number: int, query: ListQuery
+    ) -> Page[UploadSession]:
+        """One page of the sessions targeting a version (``show_deleted`` does not apply:
+        sessions are never soft-deleted)."""
         ...
 
 

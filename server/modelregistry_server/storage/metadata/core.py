@@ -17,7 +17,7 @@ import peewee
 from ...domain.errors import DomainError, InvalidArgument, NotFound, Reason
 from .database import Backend
 from .errors import is_unique_violation, translated
-from .pages import model_collection, version_collection
+from .pages import model_collection, upload_collection, version_collection
 from .schema import Tables, bind_tables
 
 T = TypeVar("T")
@@ -63,6 +63,7 @@ class StoreCore:
         self._t: Tables = bind_tables(self._proxy)
         self._models_listing = model_collection(self._t)
         self._versions_listing = version_collection(self._t)
+        self._uploads_listing = upload_collection(self._t)
 
     @property
     def backend(self) -> Backend:

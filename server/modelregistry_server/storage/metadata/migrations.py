@@ -122,11 +122,21 @@ def _v1(dialect: Dialect) -> list[str]:
     ]
 
 
+def _v2(dialect: Dialect) -> list[str]:
+    return [
+        "CREATE INDEX uploads_tenant_version ON uploads"
+        " (tenant, model_id, version_number, upload_id)",
+    ]
+
+
 def _execute(db: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return db.execute_sql(sql, params)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "create every table", _v1),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "create every table", _v1),
+    Migration(2, "index upload sessions by version (ListUploads)", _v2),
+)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import peewee
 
 from ...domain.errors import InvalidArgument
-from ...domain.listing import MODEL_SCHEMA, VERSION_SCHEMA
+from ...domain.listing import MODEL_SCHEMA, UPLOAD_SCHEMA, VERSION_SCHEMA
 from ...domain.ports import ListQuery
 from .schema import Tables
 from .sql_filters import Collection, Column, compile_filter, plan_order
@@ -74,6 +74,19 @@ def version_collection(t: Tables) -> Collection:
 
     maps = {"labels": t.version_labels, "metrics": t.version_metrics}
     return _collection(VERSION_SCHEMA, v, columns, maps, {"expired": expired})
+
+
+def upload_collection(t: Tables) -> Collection:
+    """The listing collection of upload sessions."""
+    u = t.uploads
+    plain = ("upload_id", "file_id", "state", "create_time", "update_time")
+    columns = {name: Column(getattr(u, name)) for name in plain}
+    columns |= {
+        "sha256": Column(u.declared_sha256),
+        "size_bytes": Column(u.declared_size, nullable=True),
+        "committed_size_bytes": Column(u.committed_size),
+    }
+    return _collection(UPLOAD_SCHEMA, u, columns, {}, {})
 
 
 def _collection(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
-from ...domain.entities import UploadSession
+from ...domain.entities import Page, UploadSession
 from ...domain.errors import AlreadyExists, NotFound, Reason
+from ...domain.ports import ListQuery
 from . import rows
 from .core import StoreCore, check_limit, dicts, first
+from .pages import fetch_page
 
 
 class UploadRows(StoreCore):
@@ -69,3 +72,20 @@ class UploadRows(StoreCore):
                 .limit(limit)
             )
             return [rows.upload_entity(r) for r in dicts(query)]
+
+    def list_uploads(
+        self, tenant: str, model_id: str, number: int, query: ListQuery
+    ) -> Page[UploadSession]:
+        """One page of the sessions targeting a version (``show_deleted`` does not apply:
+        sessions are never soft-deleted)."""
+        u = self._t.uploads
+        scope = [u.model_id == model_id, u.version_number == number]
+        with self._read(snapshot=True):
+            found, cursor = fetch_page(
+                self._uploads_listing,
+                tenant,
+                dataclasses.replace(query, show_deleted=True),
+                now_us=0,
+                scope=scope,
+            )
+        return Page(items=[rows.upload_entity(r) for r in found], next_cursor=cursor)
