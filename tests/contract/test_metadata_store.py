@@ -30,6 +30,7 @@ from modelregistry_server.domain.entities import (
     UploadState,
     Variable,
     VersionState,
+    VersionStatus,
 )
 from modelregistry_server.domain.errors import (
     AlreadyExists,
@@ -80,6 +81,7 @@ def make_version(model_id: str, number: int, tenant: str = "a", **fields: Any) -
 def add_version(store: MetadataStore, model_id: str, tenant: str = "a", **fields: Any) -> int:
     with store.transaction():
         number = store.allocate_version_number(tenant, model_id)
+        assert number is not None
         store.insert_version(make_version(model_id, number, tenant, **fields))
     return number
 
@@ -275,8 +277,21 @@ def test_allocate_version_number_counts_up(metadata_store: PeeweeMetadataStore) 
     assert metadata_store.allocate_version_number("a", "n") == 1
     model = metadata_store.get_model("a", "m")
     assert model is not None and model.latest_version_number == 3
-    with pytest.raises(NotFound):
-        metadata_store.allocate_version_number("a", "ghost")
+    assert metadata_store.allocate_version_number("a", "ghost") is None
+    assert metadata_store.allocate_version_number("b", "m") is None
+
+
+def test_allocate_version_number_needs_a_live_model(metadata_store: PeeweeMetadataStore) -> None:
+    metadata_store.insert_model(make_model("m"))
+    assert metadata_store.allocate_version_number("a", "m") == 1
+    model = metadata_store.get_model("a", "m")
+    assert model is not None
+    model.delete_time = model.purge_time = T0
+    metadata_store.save_model(model)
+    assert metadata_store.allocate_version_number("a", "m") is None
+    model.delete_time = model.purge_time = None
+    metadata_store.save_model(model)
+    assert metadata_store.allocate_version_number("a", "m") == 2  # the refusal counted nothing
 
 
 def test_concurrent_allocation_is_gapless(metadata_store: PeeweeMetadataStore) -> None:
@@ -314,6 +329,21 @@ def test_duplicate_version_number_is_already_exists(metadata_store: PeeweeMetada
     add_version(metadata_store, "m")
     with pytest.raises(AlreadyExists):
         metadata_store.insert_version(make_version("m", 1))
+
+
+def test_version_status(metadata_store: PeeweeMetadataStore) -> None:
+    metadata_store.insert_model(make_model("m"))
+    add_version(metadata_store, "m", state=VersionState.READY, delete_time=T0)
+    add_version(metadata_store, "m")
+    assert metadata_store.version_status("a", "m", 1) == VersionStatus(
+        "m", 1, VersionState.READY, T0
+    )
+    with metadata_store.transaction():
+        assert metadata_store.version_status("a", "m", 2, for_update=True) == VersionStatus(
+            "m", 2, VersionState.DRAFT, None
+        )
+    assert metadata_store.version_status("a", "m", 3) is None
+    assert metadata_store.version_status("b", "m", 1) is None
 
 
 def test_version_of_missing_model_is_not_found(metadata_store: PeeweeMetadataStore) -> None:
@@ -453,21 +483,35 @@ def make_file(file_id: str, number: int = 1, tenant: str = "a", sha: str = "f" *
 
 def test_files(metadata_store: PeeweeMetadataStore) -> None:
     metadata_store.insert_model(make_model("m"))
+    add_version(metadata_store, "m", labels={"team": "risk"}, metrics={"auc": 0.9})
     add_version(metadata_store, "m")
-    add_version(metadata_store, "m")
+    before = metadata_store.get_version("a", "m", 1)
+    assert before is not None
     names = ["b.txt", "a/x.bin", "a.txt", "Z", "é"]
     for name in names:
-        metadata_store.insert_file(make_file(name))
-    metadata_store.insert_file(make_file("a.txt", number=2))  # same id, other version
+        metadata_store.add_file(make_file(name))
+    metadata_store.add_file(make_file("a.txt", number=2))  # same id, other version
 
     assert metadata_store.get_file("a", "m", 1, "a.txt") == make_file("a.txt")
     assert metadata_store.get_file("a", "m", 1, "nope") is None
     assert metadata_store.get_file("b", "m", 1, "a.txt") is None
     with pytest.raises(AlreadyExists) as caught:
-        metadata_store.insert_file(make_file("a.txt"))
+        metadata_store.add_file(make_file("a.txt"))
     assert_error(caught.value, Reason.FILE_ALREADY_EXISTS)
     with pytest.raises(NotFound):
-        metadata_store.insert_file(make_file("a.txt", number=3))
+        metadata_store.add_file(make_file("a.txt", number=3))
+
+    # Each file counted once in its own version (the refused one not at all); nothing else of
+    # the version changed but its update time and revision.
+    after = metadata_store.get_version("a", "m", 1)
+    assert after is not None
+    assert (after.file_count, after.total_size) == (len(names), 10 * len(names))
+    assert (after.update_time, after.revision) == (T0, before.revision + len(names))
+    after.file_count, after.total_size = before.file_count, before.total_size
+    after.update_time, after.revision = before.update_time, before.revision
+    assert after == before
+    other = metadata_store.get_version("a", "m", 2)
+    assert other is not None and (other.file_count, other.total_size) == (1, 10)
 
     listed: list[str] = []
     after = None
@@ -494,7 +538,7 @@ def test_blob_bookkeeping(metadata_store: PeeweeMetadataStore) -> None:
     metadata_store.touch_blob(fresh, 10, at(0))
     metadata_store.touch_blob(fresh, 10, at(100))  # upsert: touched again later
     assert metadata_store.is_blob_known(used)
-    metadata_store.insert_file(make_file("f", sha=used))
+    metadata_store.add_file(make_file("f", sha=used))
 
     assert metadata_store.collectable_blobs(at(50), 10) == [free]
     assert sorted(metadata_store.collectable_blobs(at(101), 10)) == sorted([free, fresh])
@@ -545,6 +589,14 @@ def test_upload_sessions(metadata_store: PeeweeMetadataStore) -> None:
         7, UploadState.COMMITTED, at(9), "f.bin",
     )  # fmt: skip
 
+    assert metadata_store.advance_upload("b", "u2", 0, 100, at(6)) is True
+    assert metadata_store.advance_upload("b", "u2", 0, 200, at(7)) is False  # moved on
+    assert metadata_store.advance_upload("a", "u2", 100, 200, at(7)) is False  # other tenant
+    assert metadata_store.advance_upload("a", "u1", 7, 8, at(7)) is False  # committed
+    moved = metadata_store.get_upload("b", "u2")
+    assert moved is not None and (moved.committed_size, moved.update_time) == (100, at(6))
+    metadata_store.advance_upload("b", "u2", 100, 100, at(5))  # back to its old time
+
     assert [s.upload_id for s in metadata_store.stale_uploads(at(9.5), 10)] == ["u2", "u1"]
     assert [s.upload_id for s in metadata_store.stale_uploads(at(6), 10)] == ["u2"]
     assert len(metadata_store.stale_uploads(at(10), 1)) == 1
@@ -561,7 +613,7 @@ def test_upload_sessions(metadata_store: PeeweeMetadataStore) -> None:
 def test_purge(metadata_store: PeeweeMetadataStore) -> None:
     store = metadata_store
     gone = {"delete_time": at(0), "purge_time": at(10)}
-    store.insert_model(make_model("dead", labels={"x": "y"}, **gone))
+    store.insert_model(make_model("dead", labels={"x": "y"}))  # deleted below
     store.insert_model(make_model("later", delete_time=at(0), purge_time=at(1000)))
     store.insert_model(make_model("live"))
     for model_id in ("dead", "live"):
@@ -570,12 +622,16 @@ def test_purge(metadata_store: PeeweeMetadataStore) -> None:
         add_version(store, model_id, delete_time=at(0), purge_time=at(1000))  # 3
         for number in (1, 2, 3):
             store.set_alias(Alias("a", model_id, f"v{number}", number, T0))
-            store.insert_file(FileRecord("a", model_id, number, "f", 1, "9" * 64, 0, "x", T0))
+            store.add_file(FileRecord("a", model_id, number, "f", 1, "9" * 64, 0, "x", T0))
             store.add_transition(
                 "a", model_id, number,
                 StageTransition(Stage.DEVELOPMENT, Stage.STAGING, "ann", "", T0),
             )  # fmt: skip
     store.touch_blob("9" * 64, 1, T0)
+    dead = store.get_model("a", "dead")
+    assert dead is not None
+    dead.delete_time, dead.purge_time = at(0), at(10)
+    store.save_model(dead)
 
     counts = store.purge(at(10))
     assert (counts.models, counts.versions) == (1, 4)  # "dead" with 3 versions, live/2
@@ -609,7 +665,7 @@ def test_tenants_are_isolated(metadata_store: PeeweeMetadataStore) -> None:
     store.insert_model(make_model("m", tenant="a", labels={"t": "a"}))
     add_version(store, "m", tenant="a", state=VersionState.READY, labels={"t": "a"})
     store.set_alias(Alias("a", "m", "prod", 1, T0))
-    store.insert_file(FileRecord("a", "m", 1, "f", 1, "0" * 64, 0, "x", T0))
+    store.add_file(FileRecord("a", "m", 1, "f", 1, "0" * 64, 0, "x", T0))
     store.add_transition(
         "a", "m", 1, StageTransition(Stage.DEVELOPMENT, Stage.STAGING, "x", "", T0)
     )
@@ -635,8 +691,7 @@ def test_tenants_are_isolated(metadata_store: PeeweeMetadataStore) -> None:
     assert store.list_transitions(b, "m", 1, None, 10).items == []
     assert store.get_upload(b, "u") is None
     assert store.find_request(b, "r") is None
-    with pytest.raises(NotFound):
-        store.allocate_version_number(b, "m")
+    assert store.allocate_version_number(b, "m") is None
 
     # Same names in tenant b do not collide with tenant a, and a's rows are unchanged.
     store.insert_model(make_model("m", tenant=b))

@@ -184,6 +184,21 @@ class ModelVersion:
         return self.expire_time is not None and self.expire_time <= now
 
 
+@dataclass(frozen=True)
+class VersionStatus:
+    """Where a version stands, without its metadata: enough to check it may take files."""
+
+    model_id: str
+    number: int
+    state: VersionState
+    delete_time: datetime | None
+
+    @property
+    def is_deleted(self) -> bool:
+        """True while soft-deleted."""
+        return self.delete_time is not None
+
+
 @dataclass
 class Alias:
     """A per-model named pointer to one version (``production`` → 7)."""

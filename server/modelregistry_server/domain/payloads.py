@@ -32,6 +32,7 @@ from .entities import (
     UploadSession,
     UploadState,
     VersionState,
+    VersionStatus,
 )
 from .errors import (
     Aborted,
@@ -227,6 +228,10 @@ class Payloads:
         # Syncs pieces while their upload receives the next one (one pending sync per upload).
         self._syncer = ThreadPoolExecutor(max_workers=sync_workers, thread_name_prefix="sync")
 
+    def close(self) -> None:
+        """Stop the piece-sync pool once its pending syncs finish; uploads then fail."""
+        self._syncer.shutdown(wait=True)
+
     # -- upload ------------------------------------------------------------------------------
     def upload(
         self,
@@ -296,7 +301,7 @@ class Payloads:
     def _open_session(self, caller: Caller, request: UploadRequest) -> UploadSession:
         target = request.target
         with self._store.transaction():
-            version = self._draft_version(caller, target.version, for_update=False)
+            version = self._draft_status(caller, target.version, for_update=False)
             session = self._store.get_upload(caller.tenant, request.upload_id, for_update=True)
             if session is None:
                 existing = self._store.get_file(
@@ -419,15 +424,13 @@ class Payloads:
 
     def _advance(self, caller: Caller, upload_id: str, expected: int, new_size: int) -> int:
         with self._store.transaction():
-            session = self._store.get_upload(caller.tenant, upload_id, for_update=True)
-            if session is None or session.committed_size != expected:
+            if not self._store.advance_upload(
+                caller.tenant, upload_id, expected, new_size, self._clock()
+            ):
                 raise Aborted(
                     f"upload {upload_id!r} was changed by another stream",
                     reason=Reason.UPLOAD_CONFLICT,
                 )
-            session.committed_size = new_size
-            session.update_time = self._clock()
-            self._store.save_upload(session)
         return new_size
 
     def _publish(
@@ -450,24 +453,18 @@ class Payloads:
         )
         with self._store.transaction():
             ref = names.VersionRef(session.model_id, number=session.version_number)
-            version = self._draft_version(caller, ref, for_update=True)
+            self._draft_status(caller, ref, for_update=True)
             # GC deletes a blob only while holding its row and only if no file references it.
             # Holding the row from before the blob is committed until the file referencing it
             # is, GC either finishes first (and the commit re-creates the blob) or sees the file.
             self._store.touch_blob(sha, size, now)
             self._blobs.commit_upload(sid, size, blob_key(sha))
-            self._store.insert_file(record)
-            version.file_count += 1
-            version.total_size += size
-            version.update_time = now
-            version.revision += 1
-            self._store.save_version(version)
-            fresh = self._store.get_upload(caller.tenant, session.upload_id, for_update=True)
-            if fresh is not None:
-                fresh.state = UploadState.COMMITTED
-                fresh.committed_size = size
-                fresh.update_time = now
-                self._store.save_upload(fresh)
+            self._store.add_file(record)  # one row, and the version's counters
+            session.state = UploadState.COMMITTED
+            session.committed_size = size
+            session.update_time = now
+            with contextlib.suppress(NotFound):  # cancelled meanwhile: the file stands
+                self._store.save_upload(session)
         return record
 
     def _discard(self, caller: Caller, upload_id: str, sid: str) -> None:
@@ -601,6 +598,25 @@ class Payloads:
             self._store.save_version(version)
         return version
 
+    def _draft_status(
+        self, caller: Caller, ref: names.VersionRef, *, for_update: bool
+    ) -> VersionStatus:
+        """The status of a live DRAFT version named by number (one row read)."""
+        if ref.number is None:
+            raise InvalidArgument.field("name", "must name the version by number here")
+        status = self._store.version_status(
+            caller.tenant, ref.model_id, ref.number, for_update=for_update
+        )
+        if status is None:
+            self._registry.resolve(caller, ref)  # NOT_FOUND naming the model or the version
+            raise NotFound(
+                f"version {ref.number} of model {ref.model_id!r} not found",
+                reason=Reason.VERSION_NOT_FOUND,
+            )
+        self._registry.require_live(status)
+        _require_draft(status)
+        return status
+
     def _draft_version(
         self, caller: Caller, ref: names.VersionRef, *, for_update: bool
     ) -> ModelVersion:
@@ -614,11 +630,7 @@ class Payloads:
             assert locked is not None
             version = locked
         self._registry.require_live(version)
-        if version.state is not VersionState.DRAFT:
-            raise FailedPrecondition(
-                f"version {version.number} is sealed (READY); create a new version",
-                reason=Reason.VERSION_SEALED,
-            )
+        _require_draft(version)
         return version
 
     # -- garbage collection ------------------------------------------------------------------
@@ -650,6 +662,14 @@ class Payloads:
                     self._blobs.delete(blob_key(digest))
                     blobs += 1
         return GcReport(uploads, blobs)
+
+
+def _require_draft(version: ModelVersion | VersionStatus) -> None:
+    if version.state is not VersionState.DRAFT:
+        raise FailedPrecondition(
+            f"version {version.number} is sealed (READY); create a new version",
+            reason=Reason.VERSION_SEALED,
+        )
 
 
 def _check_not_cancelled(

@@ -27,6 +27,7 @@ from .entities import (
     StageTransition,
     Variable,
     VersionState,
+    VersionStatus,
 )
 from .errors import (
     Aborted,
@@ -304,8 +305,11 @@ class Registry:
         now = self._clock()
         try:
             with self._store.transaction():
-                self._live_model(caller, model_id, for_update=True)
+                # One UPDATE locks the live model and takes the next number.
                 number = self._store.allocate_version_number(caller.tenant, model_id)
+                if number is None:
+                    self._live_model(caller, model_id)
+                    raise _model_not_found(model_id)  # deleted for good since
                 version = ModelVersion(
                     tenant=caller.tenant,
                     model_id=model_id,
@@ -524,7 +528,7 @@ class Registry:
         """A version by number, ``latest`` or alias (NOT_FOUND if none)."""
         return self._resolve(caller, ref)
 
-    def require_live(self, version: ModelVersion) -> None:
+    def require_live(self, version: ModelVersion | VersionStatus) -> None:
         """FAILED_PRECONDITION if the version is soft-deleted."""
         self._require_live(version)
 
@@ -589,7 +593,7 @@ class Registry:
         )
 
     @staticmethod
-    def _require_live(version: ModelVersion) -> None:
+    def _require_live(version: ModelVersion | VersionStatus) -> None:
         if version.delete_time is not None:
             raise FailedPrecondition(
                 f"version {version.number} is deleted; undelete it first",

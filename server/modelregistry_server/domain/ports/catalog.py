@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from ..entities import Alias, Model, ModelVersion, Page, RequestRecord, StageTransition
+from ..entities import (
+    Alias,
+    Model,
+    ModelVersion,
+    Page,
+    RequestRecord,
+    StageTransition,
+    VersionStatus,
+)
 from .queries import ListQuery, PurgeCounts
 
 
@@ -28,8 +36,9 @@ class ModelCatalog(Protocol):
         """One page of models matching the query (soft-deleted only if ``show_deleted``)."""
         ...
 
-    def allocate_version_number(self, tenant: str, model_id: str) -> int:
-        """Atomically increment and return the model's version counter (call in a transaction)."""
+    def allocate_version_number(self, tenant: str, model_id: str) -> int | None:
+        """Atomically increment and return the version counter of a live (not soft-deleted)
+        model; None, changing nothing, if there is no such model. Call in a transaction."""
         ...
 
 
@@ -44,6 +53,12 @@ class VersionCatalog(Protocol):
         self, tenant: str, model_id: str, number: int, *, for_update: bool = False
     ) -> ModelVersion | None:
         """The version with its aliases filled in (soft-deleted included)."""
+        ...
+
+    def version_status(
+        self, tenant: str, model_id: str, number: int, *, for_update: bool = False
+    ) -> VersionStatus | None:
+        """The version's state and deletion time alone (one row, no labels or metrics)."""
         ...
 
     def latest_version(self, tenant: str, model_id: str, now: datetime) -> ModelVersion | None:

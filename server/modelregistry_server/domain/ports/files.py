@@ -12,8 +12,11 @@ from .queries import ListQuery
 class FileCatalog(Protocol):
     """The visible files of versions."""
 
-    def insert_file(self, record: FileRecord) -> None:
-        """Make a file visible; raises AlreadyExists(FILE_ALREADY_EXISTS) if the id is taken."""
+    def add_file(self, record: FileRecord) -> None:
+        """Make a file visible and count it in its version: ``file_count`` + 1, ``total_size``
+        + size, ``update_time`` = the file's ``create_time``, a new revision (nothing else of
+        the version is written). Raises AlreadyExists(FILE_ALREADY_EXISTS) if the id is taken
+        and NotFound(VERSION_NOT_FOUND) without the version; either way nothing changes."""
         ...
 
     def get_file(self, tenant: str, model_id: str, number: int, file_id: str) -> FileRecord | None:
@@ -42,6 +45,13 @@ class UploadSessions(Protocol):
 
     def save_upload(self, session: UploadSession) -> None:
         """Write ``committed_size``, ``state`` and ``update_time`` of a session."""
+        ...
+
+    def advance_upload(
+        self, tenant: str, upload_id: str, expected: int, new_size: int, now: datetime
+    ) -> bool:
+        """Compare-and-set: move an ACTIVE session's ``committed_size`` from ``expected`` to
+        ``new_size`` (and ``update_time`` to ``now``); False, changing nothing, otherwise."""
         ...
 
     def delete_upload(self, tenant: str, upload_id: str) -> None:

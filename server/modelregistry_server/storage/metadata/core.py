@@ -16,11 +16,12 @@ import peewee
 
 from ...domain.errors import DomainError, InvalidArgument, NotFound, Reason
 from .database import Backend
-from .errors import is_unique_violation, translated
+from .errors import translated
 from .pages import model_collection, upload_collection, version_collection
 from .schema import Tables, bind_tables
 
 T = TypeVar("T")
+Conflict = Callable[[], DomainError]
 _CHUNK = 500  # ids per IN (...) list
 
 
@@ -106,15 +107,15 @@ class StoreCore:
     def _write(self) -> AbstractContextManager[None]:
         return self.transaction()
 
-    def _insert_unique(self, query: Any, conflict: Callable[[], DomainError]) -> Any:
-        """Run an INSERT; a duplicate key raises ``conflict()``, the transaction stays usable."""
-        try:
-            with self._db.atomic():  # a savepoint inside the surrounding transaction
-                return query.execute()
-        except peewee.IntegrityError as exc:
-            if is_unique_violation(exc):
-                raise conflict() from None
-            raise
+    def _insert_new(self, table: Any, query: Any, target: list[Any], conflict: Conflict) -> Any:
+        """Run an INSERT and return the new row's primary key; a row already holding the
+        ``target`` key raises ``conflict()`` and changes nothing (one statement, no savepoint:
+        ``ON CONFLICT (target) DO NOTHING RETURNING``)."""
+        query = query.on_conflict(action="NOTHING", conflict_target=target)
+        found = tuples(query.returning(table._meta.primary_key))
+        if not found:
+            raise conflict()
+        return found[0][0]
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -160,6 +161,10 @@ class StoreCore:
 
     def _replace_pairs(self, table: Any, tenant: str, owner: int, pairs: Mapping[str, Any]) -> None:
         table.delete().where(table.owner == owner).execute()
+        self._insert_pairs(table, tenant, owner, pairs)
+
+    def _insert_pairs(self, table: Any, tenant: str, owner: int, pairs: Mapping[str, Any]) -> None:
+        """Labels or metrics of a new owner (one statement, none if empty)."""
         if pairs:
             table.insert_many(
                 [{"tenant": tenant, "owner": owner, "key": k, "value": v} for k, v in pairs.items()]

@@ -1,4 +1,4 @@
-"""Driver exceptions to domain errors: outages become ``Unavailable``, duplicates are recognised.
+"""Driver exceptions to domain errors: outages become ``Unavailable``, the rest ``StoreError``.
 
 Nothing from peewee, sqlite3 or psycopg leaves the adapter: an unreachable or overloaded
 database is :class:`~modelregistry_server.domain.errors.Unavailable` (retryable), anything
@@ -28,8 +28,6 @@ _SQLITE_OUTAGE_CODES = frozenset(
         15,  # SQLITE_PROTOCOL
     }
 )
-_SQLITE_UNIQUE = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
-_PG_UNIQUE_VIOLATION = "23505"
 
 
 class StoreError(RuntimeError):
@@ -60,14 +58,6 @@ def is_outage(exc: BaseException) -> bool:
         code = getattr(orig, "sqlite_errorcode", None)
         return code is not None and code & 0xFF in _SQLITE_OUTAGE_CODES
     return False
-
-
-def is_unique_violation(exc: peewee.IntegrityError) -> bool:
-    """True if ``exc`` is a UNIQUE/PRIMARY KEY violation (not a foreign key or NOT NULL one)."""
-    orig = driver_error(exc)
-    if getattr(orig, "pgcode", None) == _PG_UNIQUE_VIOLATION:
-        return True
-    return getattr(orig, "sqlite_errorname", None) in _SQLITE_UNIQUE
 
 
 @contextmanager

@@ -13,19 +13,28 @@ from .core import StoreCore, check_limit, dicts, first
 class FileRows(StoreCore):
     """``files``: one row per visible file; ``sha256`` names its blob."""
 
-    def insert_file(self, record: FileRecord) -> None:
-        """Make a file visible; raises AlreadyExists(FILE_ALREADY_EXISTS) if the id is taken."""
-        f = self._t.files
+    def add_file(self, record: FileRecord) -> None:
+        """Insert the file row and count it in its version (no other version column, label or
+        metric is written); a taken id or a missing version changes nothing."""
+        f, v = self._t.files, self._t.versions
         with self._write():
             version_pk = self._require_version_pk(
                 record.tenant, record.model_id, record.version_number
             )
-            self._insert_unique(
+            self._insert_new(
+                f,
                 f.insert(**rows.file_columns(record), version_pk=version_pk),
+                [f.version_pk, f.file_id],
                 lambda: AlreadyExists(
                     f"file {record.file_id!r} already exists", reason=Reason.FILE_ALREADY_EXISTS
                 ),
             )
+            v.update(
+                file_count=v.file_count + 1,
+                total_size=v.total_size + record.size,
+                update_time=rows.to_micros(record.create_time),
+                revision=v.revision + 1,
+            ).where(v.id == version_pk).execute()
 
     def _files_of(self, tenant: str, model_id: str, number: int) -> Any:
         f, v = self._t.files, self._t.versions

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ...domain.entities import Model, Page
-from ...domain.errors import AlreadyExists, NotFound, Reason
+from ...domain.errors import AlreadyExists, Reason
 from ...domain.ports import ListQuery
 from . import rows
-from .core import StoreCore, first
+from .core import StoreCore, first, tuples
 from .pages import fetch_page
 
 
@@ -17,15 +17,17 @@ class ModelRows(StoreCore):
         """Insert a new model; raises AlreadyExists(MODEL_ALREADY_EXISTS) if the id is taken."""
         m = self._t.models
         with self._write():
-            pk = self._insert_unique(
+            pk = self._insert_new(
+                m,
                 m.insert(
                     **rows.model_columns(model), latest_version_number=model.latest_version_number
                 ),
+                [m.tenant, m.model_id],
                 lambda: AlreadyExists(
                     f"model {model.model_id!r} already exists", reason=Reason.MODEL_ALREADY_EXISTS
                 ),
             )
-            self._replace_pairs(self._t.model_labels, model.tenant, pk, model.labels)
+            self._insert_pairs(self._t.model_labels, model.tenant, pk, model.labels)
 
     def get_model(self, tenant: str, model_id: str, *, for_update: bool = False) -> Model | None:
         """The model (soft-deleted included), locked for the transaction if ``for_update``."""
@@ -57,17 +59,15 @@ class ModelRows(StoreCore):
             items = [rows.model_entity(r, labels[r["id"]]) for r in found]
         return Page(items=items, next_cursor=cursor)
 
-    def allocate_version_number(self, tenant: str, model_id: str) -> int:
-        """Atomically increment and return the model's version counter (call in a transaction)."""
+    def allocate_version_number(self, tenant: str, model_id: str) -> int | None:
+        """Atomically increment and return the version counter of a live model, or None."""
         m = self._t.models
         with self._write():
             # The UPDATE holds the row (PostgreSQL) or database (SQLite) lock until commit,
-            # so the value read back is ours alone.
-            where = (m.tenant == tenant) & (m.model_id == model_id)
-            changed = (
-                m.update(latest_version_number=m.latest_version_number + 1).where(where).execute()
+            # so the value it returns is ours alone.
+            found = tuples(
+                m.update(latest_version_number=m.latest_version_number + 1)
+                .where(m.tenant == tenant, m.model_id == model_id, m.delete_time.is_null())
+                .returning(m.latest_version_number)
             )
-            if not changed:
-                raise NotFound(f"model {model_id!r} does not exist", reason=Reason.MODEL_NOT_FOUND)
-            number: int = m.select(m.latest_version_number).where(where).scalar()
-            return number
+            return int(found[0][0]) if found else None

@@ -22,8 +22,10 @@ class RequestRows(StoreCore):
         """Remember a create; raises AlreadyExists(REQUEST_ID_REUSED) if the id is recorded."""
         r = self._t.requests
         with self._write():
-            self._insert_unique(
+            self._insert_new(
+                r,
                 r.insert(**rows.request_columns(record)),
+                [r.tenant, r.request_id],
                 lambda: AlreadyExists(
                     f"request id {record.request_id!r} was already used",
                     reason=Reason.REQUEST_ID_REUSED,

@@ -28,6 +28,7 @@ from ...domain.entities import (
     UploadState,
     Variable,
     VersionState,
+    VersionStatus,
 )
 
 Row = Mapping[str, Any]
@@ -170,6 +171,16 @@ def _variables(text: str) -> list[Variable]:
         Variable(name=d["name"], type=d["type"], description=d["description"], value=d["value"])
         for d in json.loads(text)
     ]
+
+
+def version_status(row: Row, model_id: str, number: int) -> VersionStatus:
+    """A :class:`VersionStatus` from a row holding ``state`` and ``delete_time``."""
+    return VersionStatus(
+        model_id=model_id,
+        number=number,
+        state=VersionState(row["state"]),
+        delete_time=from_micros_or_none(row["delete_time"]),
+    )
 
 
 def version_entity(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
-from ...domain.entities import Page, UploadSession
+from ...domain.entities import Page, UploadSession, UploadState
 from ...domain.errors import AlreadyExists, NotFound, Reason
 from ...domain.ports import ListQuery
 from . import rows
@@ -20,8 +20,10 @@ class UploadRows(StoreCore):
         """Create a session; raises AlreadyExists(UPLOAD_CONFLICT) if the id is taken."""
         u = self._t.uploads
         with self._write():
-            self._insert_unique(
+            self._insert_new(
+                u,
                 u.insert(**rows.upload_columns(session)),
+                [u.tenant, u.upload_id],
                 lambda: AlreadyExists(
                     f"upload {session.upload_id!r} already exists", reason=Reason.UPLOAD_CONFLICT
                 ),
@@ -53,6 +55,24 @@ class UploadRows(StoreCore):
                 raise NotFound(
                     f"upload {session.upload_id!r} does not exist", reason=Reason.UPLOAD_NOT_FOUND
                 )
+
+    def advance_upload(
+        self, tenant: str, upload_id: str, expected: int, new_size: int, now: datetime
+    ) -> bool:
+        """Compare-and-set the committed size of an ACTIVE session (one UPDATE)."""
+        u = self._t.uploads
+        with self._write():
+            changed: int = (
+                u.update(committed_size=new_size, update_time=rows.to_micros(now))
+                .where(
+                    u.tenant == tenant,
+                    u.upload_id == upload_id,
+                    u.committed_size == expected,
+                    u.state == str(UploadState.ACTIVE),
+                )
+                .execute()
+            )
+            return changed > 0
 
     def delete_upload(self, tenant: str, upload_id: str) -> None:
         """Remove a session row."""

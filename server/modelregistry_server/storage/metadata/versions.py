@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ...domain.entities import ModelVersion, Page, VersionState
+from ...domain.entities import ModelVersion, Page, VersionState, VersionStatus
 from ...domain.errors import AlreadyExists, Reason
 from ...domain.ports import ListQuery
 from . import rows
@@ -22,15 +22,17 @@ class VersionRows(StoreCore):
         v = self._t.versions
         with self._write():
             model_pk = self._require_model_pk(version.tenant, version.model_id)
-            pk = self._insert_unique(
+            pk = self._insert_new(
+                v,
                 v.insert(**rows.version_columns(version), model_pk=model_pk, transition_seq=0),
+                [v.model_pk, v.number],
                 lambda: AlreadyExists(
                     f"version {version.number} of model {version.model_id!r} already exists",
                     reason=Reason.INVALID_ARGUMENT,
                 ),
             )
-            self._replace_pairs(self._t.version_labels, version.tenant, pk, version.labels)
-            self._replace_pairs(self._t.version_metrics, version.tenant, pk, version.metrics)
+            self._insert_pairs(self._t.version_labels, version.tenant, pk, version.labels)
+            self._insert_pairs(self._t.version_metrics, version.tenant, pk, version.metrics)
 
     def get_version(
         self, tenant: str, model_id: str, number: int, *, for_update: bool = False
@@ -44,6 +46,21 @@ class VersionRows(StoreCore):
                 query = query.for_update()
             row = first(query)
             return None if row is None else self._versions(tenant, [row])[0]
+
+    def version_status(
+        self, tenant: str, model_id: str, number: int, *, for_update: bool = False
+    ) -> VersionStatus | None:
+        """The version's state and deletion time alone (one row, no labels or metrics)."""
+        v = self._t.versions
+        scope = self._write() if for_update else self._read()
+        with scope:
+            query = v.select(v.state, v.delete_time).where(
+                v.tenant == tenant, v.model_id == model_id, v.number == number
+            )
+            if for_update and self._backend.supports_for_update:
+                query = query.for_update()
+            row = first(query)
+        return None if row is None else rows.version_status(row, model_id, number)
 
     def latest_version(self, tenant: str, model_id: str, now: datetime) -> ModelVersion | None:
         """The highest-numbered version that is READY, not deleted and not expired at ``now``."""
