@@ -86,10 +86,12 @@ class RegistryServer:
                 log.exception("maintenance failed; will retry at the next interval")
 
     def stop(self, grace: float | None = None) -> None:
-        """Health turns NOT_SERVING, in-flight calls get ``grace`` seconds, stores close."""
+        """Health turns NOT_SERVING, in-flight calls get ``grace`` seconds, then the upload
+        sync pool stops and the stores close."""
         self.health.enter_graceful_shutdown()
         self._stop_maintenance.set()
         self.server.stop(self.config.shutdown_grace_seconds if grace is None else grace).wait()
+        self.payloads.close()
         self.store.close()
 
 
@@ -133,6 +135,7 @@ def build_server(config: Config) -> RegistryServer:
     )
     port = server.add_insecure_port(config.listen)
     if port == 0:
+        payloads.close()
         store.close()
         raise OSError(f"cannot listen on {config.listen}")
     return RegistryServer(config, server, port, health_servicer, store, blobs, registry, payloads)

@@ -104,6 +104,26 @@ def test_health_not_serving_once_stop_begins(server_config: Config) -> None:
             service.stop(0)
 
 
+def test_stop_shuts_the_upload_sync_pool_down(server_config: Config, tmp_path: Path) -> None:
+    before = set(threading.enumerate())
+    service = build_server(server_config)
+    service.start()
+    try:
+        with RegistryClient(service.address, timeout=30) as client:
+            client.create_model("m")
+            number = client.create_version("m").version_number
+            source = tmp_path / "weights.bin"
+            source.write_bytes(b"w" * 1000)
+            client.upload_file("m", number, source)
+        syncers = [
+            t for t in threading.enumerate() if t not in before and t.name.startswith("sync")
+        ]
+        assert syncers, "the upload synced its piece on the server's pool"
+    finally:
+        service.stop(0)
+    assert [t.name for t in syncers if t.is_alive()] == []
+
+
 # -- reflection -------------------------------------------------------------------------------
 
 
