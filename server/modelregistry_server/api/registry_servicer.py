@@ -14,14 +14,10 @@ from modelregistry.v1 import resources_pb2 as pb
 
 from ..domain import names
 from ..domain.errors import InvalidArgument
+from ..domain.fields import MODEL_FIELDS, VERSION_FIELDS
 from ..domain.payloads import Payloads
-from ..domain.registry import (
-    MODEL_UPDATABLE,
-    VERSION_ALWAYS_UPDATABLE,
-    VERSION_DRAFT_UPDATABLE,
-    Patch,
-    Registry,
-)
+from ..domain.registry import Registry
+from ..domain.updates import Patch
 from . import converters as conv
 from .callers import caller_of
 
@@ -76,7 +72,7 @@ class ModelRegistryServicer(rpc_grpc.ModelRegistryServicer):
             raise InvalidArgument.field("model", "is required")
         model_id = names.parse_model_name(request.model.name, "model.name")
         patch = Patch(
-            _mask(list(request.update_mask.paths), request.model, MODEL_UPDATABLE),
+            _mask(list(request.update_mask.paths), request.model, MODEL_FIELDS.updatable),
             conv.model_values(request.model),
         )
         model = self._registry.update_model(caller_of(context), model_id, request.model.etag, patch)
@@ -138,9 +134,7 @@ class ModelRegistryServicer(rpc_grpc.ModelRegistryServicer):
             raise InvalidArgument.field("model_version", "is required")
         msg = request.model_version
         ref = names.parse_version_name(msg.name, "model_version.name", numbered=True)
-        paths = _mask(
-            list(request.update_mask.paths), msg, VERSION_ALWAYS_UPDATABLE + VERSION_DRAFT_UPDATABLE
-        )
+        paths = _mask(list(request.update_mask.paths), msg, VERSION_FIELDS.updatable)
         patch = Patch(paths, conv.version_values(msg))
         version = self._registry.update_version(caller_of(context), ref, msg.etag, patch)
         return conv.version_to_proto(version, self._clock())

@@ -49,13 +49,10 @@ from .filter_parser import parse_filter
 from .listing import (
     UPLOAD_DEFAULT_ORDER,
     UPLOAD_SCHEMA,
-    check_page_size,
-    decode_page_token,
-    encode_page_token,
     parse_order_by,
-    query_fingerprint,
     single_cursor,
 )
+from .paging import Pager, read_all
 from .ports import (
     BlobReferences,
     BlobStore,
@@ -513,17 +510,15 @@ class Payloads:
     ) -> tuple[list[UploadSession], str]:
         """The upload sessions targeting a version (unfinished and committed; by default
         ordered by upload id), so an upload whose id was lost can be found and resumed."""
-        size = check_page_size(page_size)
+        pager = Pager(page_size, page_token)
         expr = parse_filter(filter_text, UPLOAD_SCHEMA)
         order = parse_order_by(order_by, UPLOAD_SCHEMA, UPLOAD_DEFAULT_ORDER)
         version = self._registry.resolve(caller, ref)
-        fingerprint = query_fingerprint(
-            "uploads", version.model_id, version.number, filter_text, order
+        cursor = pager.cursor("uploads", version.model_id, version.number, filter_text, order)
+        query = ListQuery(expr, order, page_size=pager.size, after=cursor)
+        return pager.reply(
+            self._store.list_uploads(caller.tenant, version.model_id, version.number, query)
         )
-        cursor = decode_page_token(page_token, fingerprint)
-        query = ListQuery(expr, order, page_size=size, after=cursor)
-        page = self._store.list_uploads(caller.tenant, version.model_id, version.number, query)
-        return page.items, encode_page_token(page.next_cursor, fingerprint)
 
     def _session(self, caller: Caller, upload_id: str) -> UploadSession:
         if not names.UPLOAD_ID_RE.fullmatch(upload_id):
@@ -550,13 +545,14 @@ class Payloads:
         self, caller: Caller, ref: names.VersionRef, *, page_size: int = 0, page_token: str = ""
     ) -> tuple[list[FileRecord], str]:
         """The files of a version ordered by id."""
-        size = check_page_size(page_size)
+        pager = Pager(page_size, page_token)
         version = self._registry.resolve(caller, ref)
-        fingerprint = query_fingerprint("files", version.model_id, version.number)
-        cursor = decode_page_token(page_token, fingerprint)
-        after = single_cursor(cursor, str)
-        page = self._store.list_files(caller.tenant, version.model_id, version.number, after, size)
-        return page.items, encode_page_token(page.next_cursor, fingerprint)
+        after = single_cursor(pager.cursor("files", version.model_id, version.number), str)
+        return pager.reply(
+            self._store.list_files(
+                caller.tenant, version.model_id, version.number, after, pager.size
+            )
+        )
 
     def open_download(
         self, caller: Caller, ref: names.FileRef, offset: int, limit: int
@@ -581,16 +577,11 @@ class Payloads:
         with self._store.transaction():
             version = self._draft_version(caller, ref, for_update=True)
             check_etag(etag, version.etag, "etag")
-            files: list[FileRecord] = []
-            after: str | None = None
-            while True:
-                page = self._store.list_files(
-                    caller.tenant, version.model_id, version.number, after, 1000
+            files = read_all(
+                lambda cursor: self._store.list_files(
+                    caller.tenant, version.model_id, version.number, _file_after(cursor), 1000
                 )
-                files.extend(page.items)
-                if page.next_cursor is None:
-                    break
-                after = str(page.next_cursor[0])
+            )
             version.manifest_digest = manifest_digest(files)
             version.state = VersionState.READY
             version.update_time = self._clock()
@@ -662,6 +653,10 @@ class Payloads:
                     self._blobs.delete(blob_key(digest))
                     blobs += 1
         return GcReport(uploads, blobs)
+
+
+def _file_after(cursor: tuple[object, ...] | None) -> str | None:
+    return None if cursor is None else str(cursor[0])
 
 
 def _require_draft(version: ModelVersion | VersionStatus) -> None:

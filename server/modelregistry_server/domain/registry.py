@@ -6,10 +6,8 @@ transaction where writes must be atomic, and raises only :mod:`.errors` exceptio
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -17,15 +15,12 @@ from . import names
 from .entities import (
     Alias,
     Caller,
-    DatasetRef,
-    Dependency,
     Model,
     ModelVersion,
+    Page,
     RequestRecord,
-    SourceCode,
     Stage,
     StageTransition,
-    Variable,
     VersionState,
     VersionStatus,
 )
@@ -37,19 +32,17 @@ from .errors import (
     NotFound,
     Reason,
 )
+from .fields import MODEL_FIELDS, VERSION_FIELDS
 from .filter_parser import parse_filter
 from .listing import (
     MODEL_DEFAULT_ORDER,
     MODEL_SCHEMA,
     VERSION_DEFAULT_ORDER,
     VERSION_SCHEMA,
-    check_page_size,
-    decode_page_token,
-    encode_page_token,
     parse_order_by,
-    query_fingerprint,
     single_cursor,
 )
+from .paging import Cursor, Pager, read_all
 from .ports import (
     AliasBook,
     ListQuery,
@@ -60,72 +53,15 @@ from .ports import (
     Transactions,
     VersionCatalog,
 )
+from .updates import Mutability, Patch
 from .validation import (
-    MAX_DESCRIPTION,
     check_count,
-    check_label_key,
     check_labels,
-    check_metric_key,
     check_metrics,
     check_text,
 )
 
 DEFAULT_RETENTION = timedelta(days=30)
-MAX_PARAMETERS_BYTES = 256 * 1024
-
-MODEL_UPDATABLE = ("display_name", "description", "type", "author", "labels")
-MODEL_OUTPUT_ONLY = (
-    "name",
-    "uid",
-    "create_time",
-    "update_time",
-    "delete_time",
-    "purge_time",
-    "etag",
-    "latest_version_number",
-)
-VERSION_ALWAYS_UPDATABLE = ("description", "type", "author", "labels", "metrics", "expire_time")
-VERSION_DRAFT_UPDATABLE = (
-    "inputs",
-    "outputs",
-    "parameters",
-    "dependencies",
-    "produced_by",
-    "source",
-    "datasets",
-)
-VERSION_OUTPUT_ONLY = (
-    "name",
-    "uid",
-    "version_number",
-    "aliases",
-    "stage",
-    "state",
-    "manifest_digest",
-    "expired",
-    "create_time",
-    "update_time",
-    "delete_time",
-    "purge_time",
-    "etag",
-    "file_count",
-    "total_size_bytes",
-)
-_MAP_FIELDS = {"labels", "metrics"}
-
-
-@dataclass(frozen=True)
-class Patch:
-    """An update: the mask's paths and the request's values for every updatable field.
-
-    ``values`` is keyed by field name (``labels`` → dict, ``expire_time`` → datetime | None,
-    …); a path ``labels.team`` takes ``values["labels"].get("team")`` (absent → remove).
-    An empty ``paths`` means "every field the request populated" and must be expanded by the
-    caller (the API layer knows which fields were set).
-    """
-
-    paths: tuple[str, ...]
-    values: dict[str, Any] = field(default_factory=dict)
 
 
 class RegistryStore(
@@ -167,7 +103,7 @@ class Registry:
         """Register a model; a retried ``request_id`` returns the first result."""
         names.check_model_id(model_id)
         names.check_request_id(request_id)
-        fields = _model_values(values, "model")
+        fields = MODEL_FIELDS.values(values)
         if request_id:
             earlier = self._replay(caller, request_id, "CreateModel")
             if earlier is not None:
@@ -220,24 +156,22 @@ class Registry:
         show_deleted: bool = False,
     ) -> tuple[list[Model], str]:
         """One page of models and the next page token."""
-        size = check_page_size(page_size)
+        pager = Pager(page_size, page_token)
         expr = parse_filter(filter_text, MODEL_SCHEMA)
         order = parse_order_by(order_by, MODEL_SCHEMA, MODEL_DEFAULT_ORDER)
-        fingerprint = query_fingerprint("models", filter_text, order, show_deleted)
-        cursor = decode_page_token(page_token, fingerprint)
-        query = ListQuery(expr, order, show_deleted, size, cursor)
-        page = self._store.list_models(caller.tenant, query)
-        return page.items, encode_page_token(page.next_cursor, fingerprint)
+        cursor = pager.cursor("models", filter_text, order, show_deleted)
+        query = ListQuery(expr, order, show_deleted, pager.size, cursor)
+        return pager.reply(self._store.list_models(caller.tenant, query))
 
     def update_model(self, caller: Caller, model_id: str, etag: str, patch: Patch) -> Model:
         """Apply the masked fields; ABORTED if ``etag`` is set and stale."""
-        paths = _check_paths(patch.paths, MODEL_UPDATABLE, MODEL_OUTPUT_ONLY, (), "model")
-        changes = _model_values(patch.values, "model", only={p.split(".")[0] for p in paths})
+        paths = MODEL_FIELDS.check_mask(patch.paths)
+        changes = MODEL_FIELDS.values(patch.values, only={p.split(".")[0] for p in paths})
         with self._store.transaction():
             model = self._live_model(caller, model_id, for_update=True)
             check_etag(etag, model.etag, "model.etag")
             for path in paths:
-                _apply_path(model, path, changes)
+                MODEL_FIELDS.apply(model, path, changes)
             # `labels.<key>` paths add entries one by one: the limits hold for the result.
             check_labels(model.labels, "model.labels")
             model.update_time = self._clock()
@@ -297,7 +231,7 @@ class Registry:
     ) -> ModelVersion:
         """Create the next version (DRAFT, DEVELOPMENT) of a live model."""
         names.check_request_id(request_id)
-        fields = self._version_values(caller, model_id, values, "model_version")
+        fields = self._version_values(caller, model_id, values)
         if request_id:
             earlier = self._replay(caller, request_id, "CreateModelVersion")
             if earlier is not None:
@@ -353,46 +287,40 @@ class Registry:
         show_deleted: bool = False,
     ) -> tuple[list[ModelVersion], str]:
         """One page of versions of a model (or of every model when ``model_id`` is None)."""
-        size = check_page_size(page_size)
+        pager = Pager(page_size, page_token)
         expr = parse_filter(filter_text, VERSION_SCHEMA)
         order = parse_order_by(order_by, VERSION_SCHEMA, VERSION_DEFAULT_ORDER)
-        fingerprint = query_fingerprint("versions", model_id, filter_text, order, show_deleted)
-        cursor = decode_page_token(page_token, fingerprint)
+        cursor = pager.cursor("versions", model_id, filter_text, order, show_deleted)
         if model_id is not None:
             self.get_model(caller, model_id)
-        query = ListQuery(expr, order, show_deleted, size, cursor)
-        page = self._store.list_versions(caller.tenant, model_id, query, self._clock())
-        return page.items, encode_page_token(page.next_cursor, fingerprint)
+        query = ListQuery(expr, order, show_deleted, pager.size, cursor)
+        return pager.reply(self._store.list_versions(caller.tenant, model_id, query, self._clock()))
 
     def update_version(
         self, caller: Caller, ref: names.VersionRef, etag: str, patch: Patch
     ) -> ModelVersion:
         """Apply the masked fields; content fields only while DRAFT."""
-        paths = _check_paths(
-            patch.paths,
-            VERSION_ALWAYS_UPDATABLE + VERSION_DRAFT_UPDATABLE,
-            VERSION_OUTPUT_ONLY,
-            (),
-            "model_version",
-        )
+        paths = VERSION_FIELDS.check_mask(patch.paths)
         tops = {p.split(".")[0] for p in paths}
-        changes = self._version_values(caller, ref.model_id, patch.values, "model_version", tops)
+        changes = self._version_values(caller, ref.model_id, patch.values, tops)
         with self._store.transaction():
             version = self._numbered(caller, ref, for_update=True)
             self._require_live(version)
             check_etag(etag, version.etag, "model_version.etag")
             if patch.paths == ("*",) and version.state is VersionState.READY:
                 # `*` means every field updatable in the current state.
-                paths = VERSION_ALWAYS_UPDATABLE
+                paths = VERSION_FIELDS.paths(Mutability.ALWAYS)
                 tops = set(paths)
-            sealed = tops & set(VERSION_DRAFT_UPDATABLE)
+            sealed = {
+                t for t in tops if VERSION_FIELDS.spec(t).mutability is Mutability.WHILE_DRAFT
+            }
             if version.state is VersionState.READY and sealed:
                 raise FailedPrecondition(
                     f"{', '.join(sorted(sealed))} cannot change once the version is READY",
                     reason=Reason.VERSION_SEALED,
                 )
             for path in paths:
-                _apply_path(version, path, changes)
+                VERSION_FIELDS.apply(version, path, changes)
             # `labels.<key>` / `metrics.<key>` paths add entries: the limits hold for the result.
             check_labels(version.labels, "model_version.labels")
             check_metrics(version.metrics, "model_version.metrics")
@@ -464,15 +392,13 @@ class Registry:
         self, caller: Caller, ref: names.VersionRef, *, page_size: int = 0, page_token: str = ""
     ) -> tuple[list[StageTransition], str]:
         """The stage history of a version, oldest first."""
-        size = check_page_size(page_size)
+        pager = Pager(page_size, page_token)
         version = self._resolve(caller, ref)
-        fingerprint = query_fingerprint("transitions", version.model_id, version.number)
-        cursor = decode_page_token(page_token, fingerprint)
-        after = single_cursor(cursor, int)
+        after = single_cursor(pager.cursor("transitions", version.model_id, version.number), int)
         page = self._store.list_transitions(
-            caller.tenant, version.model_id, version.number, after, size
+            caller.tenant, version.model_id, version.number, after, pager.size
         )
-        return page.items, encode_page_token(page.next_cursor, fingerprint)
+        return pager.reply(page)
 
     # -- aliases -----------------------------------------------------------------------------
     def set_alias(
@@ -617,59 +543,21 @@ class Registry:
     def _all_versions(
         self, caller: Caller, model_id: str, *, show_deleted: bool
     ) -> list[ModelVersion]:
-        out: list[ModelVersion] = []
-        cursor = None
-        while True:
+        def fetch(cursor: Cursor | None) -> Page[ModelVersion]:
             query = ListQuery(None, VERSION_DEFAULT_ORDER, show_deleted, 1000, cursor)
-            page = self._store.list_versions(caller.tenant, model_id, query, self._clock())
-            out.extend(page.items)
-            if page.next_cursor is None:
-                return out
-            cursor = page.next_cursor
+            return self._store.list_versions(caller.tenant, model_id, query, self._clock())
+
+        return read_all(fetch)
 
     def _version_values(
-        self,
-        caller: Caller,
-        model_id: str,
-        values: dict[str, Any],
-        prefix: str,
-        only: set[str] | None = None,
+        self, caller: Caller, model_id: str, values: dict[str, Any], only: set[str] | None = None
     ) -> dict[str, Any]:
-        """Validate version field values (all of them, or those in ``only``)."""
-        out: dict[str, Any] = {}
-
-        def want(name: str) -> bool:
-            return name in values and (only is None or name in only)
-
-        for name in ("type", "author"):
-            if want(name):
-                out[name] = check_text(values[name], f"{prefix}.{name}")
-        if want("description"):
-            out["description"] = check_text(
-                values["description"], f"{prefix}.description", MAX_DESCRIPTION
-            )
-        if want("labels"):
-            out["labels"] = check_labels(values["labels"], f"{prefix}.labels")
-        if want("metrics"):
-            out["metrics"] = check_metrics(values["metrics"], f"{prefix}.metrics")
-        if want("expire_time"):
-            out["expire_time"] = values["expire_time"]
-        for name in ("inputs", "outputs"):
-            if want(name):
-                out[name] = _check_variables(values[name], f"{prefix}.{name}")
-        if want("parameters"):
-            out["parameters"] = _check_parameters(values["parameters"], f"{prefix}.parameters")
-        if want("dependencies"):
-            out["dependencies"] = _check_dependencies(
-                values["dependencies"], f"{prefix}.dependencies"
-            )
-        if want("source"):
-            out["source"] = _check_source(values["source"], f"{prefix}.source")
-        if want("datasets"):
-            out["datasets"] = _check_datasets(values["datasets"], f"{prefix}.datasets")
-        if want("produced_by"):
+        """Validate version field values (all of them, or those in ``only``); ``produced_by``
+        names are resolved to numbered version names."""
+        out = VERSION_FIELDS.values(values, only)
+        if "produced_by" in out:
             out["produced_by"] = self._check_produced_by(
-                caller, model_id, values["produced_by"], f"{prefix}.produced_by"
+                caller, model_id, out["produced_by"], "model_version.produced_by"
             )
         return out
 
@@ -702,140 +590,3 @@ def check_etag(given: str, current: str, field_name: str) -> None:
             reason=Reason.ETAG_MISMATCH,
             metadata={"current_etag": current},
         )
-
-
-def _model_values(
-    values: dict[str, Any], prefix: str, only: set[str] | None = None
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in ("display_name", "type", "author"):
-        if name in values and (only is None or name in only):
-            out[name] = check_text(values[name], f"{prefix}.{name}")
-    if "description" in values and (only is None or "description" in only):
-        out["description"] = check_text(
-            values["description"], f"{prefix}.description", MAX_DESCRIPTION
-        )
-    if "labels" in values and (only is None or "labels" in only):
-        out["labels"] = check_labels(values["labels"], f"{prefix}.labels")
-    return out
-
-
-def _check_paths(
-    paths: tuple[str, ...],
-    updatable: tuple[str, ...],
-    output_only: tuple[str, ...],
-    immutable: tuple[str, ...],
-    resource: str,
-) -> tuple[str, ...]:
-    """Validate update-mask paths; ``*`` expands to every updatable field."""
-    if not paths:
-        raise InvalidArgument.field(
-            "update_mask", "names no field to update", reason=Reason.INVALID_UPDATE_MASK
-        )
-    if "*" in paths:
-        if len(paths) > 1:
-            raise InvalidArgument.field(
-                "update_mask",
-                "'*' cannot be combined with other paths",
-                reason=Reason.INVALID_UPDATE_MASK,
-            )
-        return updatable
-    out: list[str] = []
-    for path in paths:
-        head, dot, key = path.partition(".")
-        if head in output_only or head in immutable:
-            kind = "output only" if head in output_only else "immutable"
-            raise InvalidArgument.field(
-                "update_mask", f"{resource}.{head} is {kind}", reason=Reason.INVALID_UPDATE_MASK
-            )
-        if head not in updatable or (dot and (head not in _MAP_FIELDS or not key)):
-            raise InvalidArgument.field(
-                "update_mask",
-                f"{path!r} is not an updatable field of {resource}",
-                reason=Reason.INVALID_UPDATE_MASK,
-            )
-        if key:
-            check_key = check_label_key if head == "labels" else check_metric_key
-            try:
-                check_key(key, "update_mask")
-            except InvalidArgument as exc:
-                raise InvalidArgument.field(
-                    "update_mask",
-                    exc.field_violations[0].description,
-                    reason=Reason.INVALID_UPDATE_MASK,
-                ) from None
-        if path not in out:
-            out.append(path)
-    return tuple(out)
-
-
-def _apply_path(target: Model | ModelVersion, path: str, changes: dict[str, Any]) -> None:
-    head, _, key = path.partition(".")
-    if not key:
-        setattr(target, head, changes.get(head, _empty_value(target, head)))
-        return
-    current = dict(getattr(target, head))
-    new_map: dict[str, Any] = changes.get(head, {})
-    if key in new_map:
-        current[key] = new_map[key]
-    else:
-        current.pop(key, None)
-    setattr(target, head, current)
-
-
-def _empty_value(target: Model | ModelVersion, name: str) -> Any:
-    value = getattr(target, name)
-    if isinstance(value, str):
-        return ""
-    if isinstance(value, dict):
-        return {}
-    if isinstance(value, list):
-        return []
-    return None
-
-
-def _check_variables(items: list[Variable], field_name: str) -> list[Variable]:
-    check_count(list(items), field_name)
-    for i, var in enumerate(items):
-        where = f"{field_name}[{i}]"
-        if not var.name:
-            raise InvalidArgument.field(f"{where}.name", "is required")
-        check_text(var.name, f"{where}.name")
-        check_text(var.type, f"{where}.type")
-        check_text(var.description, f"{where}.description", MAX_DESCRIPTION)
-    return list(items)
-
-
-def _check_parameters(params: dict[str, Any], field_name: str) -> dict[str, Any]:
-    if len(json.dumps(params, separators=(",", ":"))) > MAX_PARAMETERS_BYTES:
-        raise InvalidArgument.field(field_name, f"is larger than {MAX_PARAMETERS_BYTES} bytes")
-    return dict(params)
-
-
-def _check_dependencies(items: list[Dependency], field_name: str) -> list[Dependency]:
-    check_count(list(items), field_name)
-    for i, dep in enumerate(items):
-        if not dep.name:
-            raise InvalidArgument.field(f"{field_name}[{i}].name", "is required")
-        check_text(dep.name, f"{field_name}[{i}].name")
-        check_text(dep.version, f"{field_name}[{i}].version")
-    return list(items)
-
-
-def _check_source(source: SourceCode | None, field_name: str) -> SourceCode | None:
-    if source is None:
-        return None
-    check_text(source.repository, f"{field_name}.repository", 2000)
-    check_text(source.commit, f"{field_name}.commit")
-    check_text(source.path, f"{field_name}.path", 2000)
-    return replace(source)
-
-
-def _check_datasets(items: list[DatasetRef], field_name: str) -> list[DatasetRef]:
-    check_count(list(items), field_name)
-    for i, ds in enumerate(items):
-        if not ds.uri:
-            raise InvalidArgument.field(f"{field_name}[{i}].uri", "is required")
-        check_text(ds.uri, f"{field_name}[{i}].uri", 2000)
-        check_text(ds.digest, f"{field_name}[{i}].digest")
-    return list(items)
