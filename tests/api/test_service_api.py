@@ -462,8 +462,13 @@ def _outage_round_trip(cluster: PostgresCluster, client: RegistryClient) -> None
         lambda: client.get_model("fraud"),
     ]
     for attempt in calls:
-        with expect_error(UnavailableError, "BACKEND_UNAVAILABLE"):
+        with expect_error(UnavailableError, "BACKEND_UNAVAILABLE") as caught:
             attempt()
+        # The driver's text (host, port, user) stays in the server log.
+        leaked = [
+            s for s in ("127.0.0.1", str(cluster.port), "postgres") if s in caught.value.message
+        ]
+        assert leaked == [], caught.value.message
 
     cluster.start()
     # Nothing was half-written, and the first call after the restart works (no retries).

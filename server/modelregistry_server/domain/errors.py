@@ -37,7 +37,6 @@ class Reason(StrEnum):
     FILE_ALREADY_EXISTS = "FILE_ALREADY_EXISTS"
     UPLOAD_NOT_FOUND = "UPLOAD_NOT_FOUND"
     UPLOAD_CONFLICT = "UPLOAD_CONFLICT"
-    UPLOAD_INCOMPLETE = "UPLOAD_INCOMPLETE"
     UPLOAD_ALREADY_COMMITTED = "UPLOAD_ALREADY_COMMITTED"
     UPLOAD_DATA_MISSING = "UPLOAD_DATA_MISSING"
     WRONG_OFFSET = "WRONG_OFFSET"
@@ -62,7 +61,9 @@ class FieldViolation:
 class DomainError(Exception):
     """Base of every error the registry reports on purpose."""
 
-    default_reason: Reason = Reason.INVALID_ARGUMENT
+    # The reason of an error raised without one; only generic reasons qualify (None: every
+    # raise must name its reason).
+    default_reason: Reason | None = None
 
     def __init__(
         self,
@@ -73,10 +74,29 @@ class DomainError(Exception):
         metadata: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
+        chosen = reason or self.default_reason
+        if chosen is None:
+            raise TypeError(f"{type(self).__name__} needs an explicit reason")
         self.message = message
-        self.reason = reason or self.default_reason
+        self.reason: Reason = chosen
         self.field_violations = field_violations
         self.metadata = dict(metadata or {})
+
+
+class _ExplicitReason(DomainError):
+    """An error class whose reasons all name what happened: the reason is required."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: Reason,
+        field_violations: tuple[FieldViolation, ...] = (),
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            message, reason=reason, field_violations=field_violations, metadata=metadata
+        )
 
 
 class InvalidArgument(DomainError):
@@ -96,34 +116,24 @@ class InvalidArgument(DomainError):
         )
 
 
-class NotFound(DomainError):
+class NotFound(_ExplicitReason):
     """The named resource does not exist (or is not visible to the caller)."""
 
-    default_reason = Reason.MODEL_NOT_FOUND
 
-
-class AlreadyExists(DomainError):
+class AlreadyExists(_ExplicitReason):
     """A resource with that name already exists."""
 
-    default_reason = Reason.MODEL_ALREADY_EXISTS
 
-
-class FailedPrecondition(DomainError):
+class FailedPrecondition(_ExplicitReason):
     """The request is valid but the resource is not in a state that allows it."""
 
-    default_reason = Reason.MODEL_HAS_VERSIONS
 
-
-class Aborted(DomainError):
+class Aborted(_ExplicitReason):
     """A concurrency conflict (stale etag); re-read and retry."""
 
-    default_reason = Reason.ETAG_MISMATCH
 
-
-class OutOfRange(DomainError):
+class OutOfRange(_ExplicitReason):
     """An offset or range lies outside the data."""
-
-    default_reason = Reason.RANGE_NOT_SATISFIABLE
 
 
 class Cancelled(DomainError):
@@ -132,10 +142,8 @@ class Cancelled(DomainError):
     default_reason = Reason.CANCELLED
 
 
-class DataLoss(DomainError):
+class DataLoss(_ExplicitReason):
     """Stored bytes no longer match their recorded digest, or are gone."""
-
-    default_reason = Reason.BLOB_CORRUPTED
 
 
 class Unavailable(DomainError):

@@ -46,6 +46,7 @@ COMPOSE_LIMIT = 32  # sources per compose request
 _CONTENT_TYPE = "application/octet-stream"
 _PART_NAME = re.compile(r"[0-9]{20}")
 _DEFAULT_PROJECT = "modelregistry"
+UNAVAILABLE_MESSAGE = "the blob store is unavailable; retry later"
 
 # Everything the client library raises when the service cannot be reached or refuses the
 # request: HTTP error statuses and exhausted retries (GoogleAPIError), connection errors and
@@ -61,7 +62,10 @@ _BACKEND_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _unavailable(what: str, exc: BaseException) -> Unavailable:
-    return Unavailable(f"gcs blob store: cannot {what}: {type(exc).__name__}: {exc}")
+    """The client hears that the store is unavailable; bucket, object names, hosts and the
+    library's text go to the log."""
+    log.warning("gcs blob store: cannot %s: %s: %s", what, type(exc).__name__, exc)
+    return Unavailable(UNAVAILABLE_MESSAGE)
 
 
 @contextlib.contextmanager
@@ -300,7 +304,11 @@ class GcsBlobStore:
                 self._read_range(last.blob, 0, length, Reason.UPLOAD_DATA_MISSING),
             )
             if written != length:
-                raise DataLoss(f"upload {upload_id}: part {last.blob.name} was not rewritten")
+                log.warning("gcs blob store: part %s was not rewritten", last.blob.name)
+                raise DataLoss(
+                    f"upload {upload_id}: its last stored part could not be shortened",
+                    reason=Reason.UPLOAD_DATA_MISSING,
+                )
             chain[-1] = _Part(last.start, rewritten)
         return chain
 
@@ -395,12 +403,16 @@ class GcsBlobStore:
                         retry=self._retry,
                     )
                 except api_exceptions.NotFound:
+                    log.warning("gcs blob store: %s disappeared while being read", blob.name)
                     raise DataLoss(
-                        f"{blob.name} disappeared while being read", reason=missing
+                        "stored bytes disappeared while being read", reason=missing
                     ) from None
             if len(data) != stop - position:
+                log.warning("gcs blob store: short read of %s at %d", blob.name, position)
+                short = Reason.BLOB_CORRUPTED if missing is Reason.BLOB_MISSING else missing
                 raise DataLoss(
-                    f"{blob.name}: got {len(data)} bytes at {position}, expected {stop - position}"
+                    f"got {len(data)} stored bytes at {position}, expected {stop - position}",
+                    reason=short,
                 )
             position = stop
             yield data

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -28,7 +29,10 @@ from .keys import (
     is_upload_id,
 )
 
+log = logging.getLogger(__name__)
+
 DEFAULT_READ_CHUNK_SIZE = 1 << 20
+UNAVAILABLE_MESSAGE = "the blob store is unavailable; retry later"
 _COPY_BLOCK = 1 << 20
 
 
@@ -38,7 +42,13 @@ def _fs(what: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise Unavailable(f"local blob store: cannot {what}: {exc}") from exc
+        raise _unavailable(what, exc) from exc
+
+
+def _unavailable(what: str, exc: OSError) -> Unavailable:
+    """The client hears that the store is unavailable; paths and errno text go to the log."""
+    log.warning("local blob store: cannot %s: %s", what, exc)
+    return Unavailable(UNAVAILABLE_MESSAGE)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -75,12 +85,15 @@ def _mtime(st: os.stat_result) -> datetime:
 class _FileChunks(Iterator[bytes]):
     """Bytes ``[start, end)`` of an open file in pieces; closes the file when done or dropped."""
 
-    def __init__(self, file: BinaryIO, start: int, end: int, chunk_size: int, what: str) -> None:
+    def __init__(
+        self, file: BinaryIO, start: int, end: int, chunk_size: int, what: str, short: Reason
+    ) -> None:
         self._file = file
         self._position = start
         self._end = end
         self._chunk_size = chunk_size
         self._what = what
+        self._short = short  # the reason when the file ends early
 
     def __next__(self) -> bytes:
         if self._position >= self._end:
@@ -91,7 +104,10 @@ class _FileChunks(Iterator[bytes]):
             data = self._file.read(min(self._chunk_size, self._end - self._position))
         if not data:
             self.close()
-            raise DataLoss(f"{self._what} ended at byte {self._position}, expected {self._end}")
+            raise DataLoss(
+                f"{self._what} ended at byte {self._position}, expected {self._end}",
+                reason=self._short,
+            )
         self._position += len(data)
         return data
 
@@ -185,7 +201,7 @@ class LocalBlobStore:
         if stored < size:
             file.close()
             raise self._missing_upload(upload_id, stored, size)
-        return _FileChunks(file, 0, size, self._read_chunk_size, what)
+        return _FileChunks(file, 0, size, self._read_chunk_size, what, Reason.UPLOAD_DATA_MISSING)
 
     def commit_upload(self, upload_id: str, size: int, key: str) -> bool:
         """Publish the first ``size`` bytes as blob ``key`` by hard link (create-only)."""
@@ -305,7 +321,7 @@ class LocalBlobStore:
         missing = DataLoss(f"{what} is missing", reason=Reason.BLOB_MISSING)
         file, size = self._open_for_read(path, what, missing)
         end = size if limit is None else min(size, offset + limit)
-        return _FileChunks(file, offset, end, self._read_chunk_size, what)
+        return _FileChunks(file, offset, end, self._read_chunk_size, what, Reason.BLOB_CORRUPTED)
 
     @staticmethod
     def _open_for_read(path: Path, what: str, missing: DataLoss) -> tuple[BinaryIO, int]:
@@ -315,7 +331,7 @@ class LocalBlobStore:
         except FileNotFoundError:
             raise missing from None
         except OSError as exc:
-            raise Unavailable(f"local blob store: cannot open {what}: {exc}") from exc
+            raise _unavailable(f"open {what}", exc) from exc
         with _fs(f"stat {what}"):
             try:
                 return file, os.fstat(file.fileno()).st_size
@@ -364,6 +380,6 @@ class LocalBlobStore:
             except FileNotFoundError:
                 continue  # removed while listing
             except OSError as exc:
-                raise Unavailable(f"local blob store: cannot stat {entry.path}: {exc}") from exc
+                raise _unavailable(f"stat {entry.path}", exc) from exc
             if stat.S_ISREG(st.st_mode):
                 yield entry.name, st

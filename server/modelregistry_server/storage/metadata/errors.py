@@ -7,6 +7,7 @@ else unexpected is :class:`StoreError` (a bug, reported as an internal error).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,9 @@ import peewee
 from playhouse.pool import MaxConnectionsExceeded
 
 from ...domain.errors import DomainError, Unavailable
+
+log = logging.getLogger(__name__)
+UNAVAILABLE_MESSAGE = "the metadata database is unavailable; retry later"
 
 # Primary SQLite result codes that mean "busy, out of resources or storage failing".
 _SQLITE_OUTAGE_CODES = frozenset(
@@ -78,5 +82,7 @@ def translated() -> Iterator[None]:
 def _translate(exc: BaseException) -> Exception:
     orig = driver_error(exc)
     if is_outage(exc):
-        return Unavailable(f"metadata database unavailable: {type(orig).__name__}: {orig}")
+        # Driver text names hosts, ports, users and databases: it goes to the log only.
+        log.warning("metadata database unavailable: %s: %s", type(orig).__name__, orig)
+        return Unavailable(UNAVAILABLE_MESSAGE)
     return StoreError(f"unexpected metadata database error: {type(orig).__name__}: {orig}")
