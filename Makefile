@@ -6,12 +6,15 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/modelregistry/v1/*.proto)
 GEN_DIR := client
-ADDR ?= 127.0.0.1:50051
+# `make run` serves on $(ADDR) if set, else on MODELREGISTRY_LISTEN, else on 127.0.0.1:50051;
+# every other setting comes from the MODELREGISTRY_* environment or the server's defaults.
+ADDR ?=
 
 .PHONY: help venv stubs check-stubs run test test-fast lint typecheck buf-lint check bench clean
 
 help:
-	@echo "make run        start the service on $(ADDR) (SQLite var/registry.db + var/blobs)"
+	@echo "make run        start the service (ADDR=host:port, MODELREGISTRY_* variables; defaults"
+	@echo "                127.0.0.1:50051, SQLite var/registry.db + var/blobs)"
 	@echo "make test       lint, type-check, stub drift check and the whole test suite"
 	@echo "make test-fast  the test suite without PostgreSQL, GCS emulator and slow tests"
 	@echo "make stubs      regenerate the Python stubs from proto/"
@@ -32,9 +35,7 @@ check-stubs: $(STAMP)
 	$(PY) scripts/gen_stubs.py --check --out $(GEN_DIR)
 
 run: $(STAMP)
-	mkdir -p var
-	$(PY) -m modelregistry_server --listen $(ADDR) \
-		--database-url sqlite:///var/registry.db --blob-url file://var/blobs
+	$(PY) -m modelregistry_server $(if $(ADDR),--listen $(ADDR))
 
 lint: $(STAMP)
 	$(BIN)/ruff check server client/modelregistry/client tests scripts bench

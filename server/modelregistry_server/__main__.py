@@ -9,7 +9,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from .app import build_server
+from .app import ListenError, build_server
 from .config import load_config
 
 
@@ -20,7 +20,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    service = build_server(config)
+    try:
+        service = build_server(config)
+    except ListenError as exc:
+        print(f"modelregistry: {exc}", file=sys.stderr, flush=True)
+        return 1
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

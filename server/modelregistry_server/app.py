@@ -27,6 +27,23 @@ from .storage.metadata import open_metadata_store
 
 log = logging.getLogger(__name__)
 
+# Incoming messages may be this much larger than the chunk limit (or than the largest message
+# the Python client sends), so an oversized chunk reaches our own check (CHUNK_TOO_LARGE)
+# instead of being refused by gRPC with RESOURCE_EXHAUSTED.
+CLIENT_MESSAGE_BYTES = 16 * 1024 * 1024
+MESSAGE_HEADROOM_BYTES = 1024 * 1024
+
+
+class ListenError(OSError):
+    """The configured address cannot be bound (in use, or not an address of this host)."""
+
+
+def receive_limit(max_upload_chunk_bytes: int) -> int:
+    """The largest message the server accepts: every chunk the Python client can send, and
+    four times the chunk limit, plus room for the message framing."""
+    return max(CLIENT_MESSAGE_BYTES, 4 * max_upload_chunk_bytes) + MESSAGE_HEADROOM_BYTES
+
+
 SERVICE_NAMES = (
     model_registry_pb2.DESCRIPTOR.services_by_name["ModelRegistry"].full_name,
     payload_pb2.DESCRIPTOR.services_by_name["PayloadService"].full_name,
@@ -110,14 +127,17 @@ def build_server(config: Config) -> RegistryServer:
         gc_grace=config.gc_grace,
         sync_workers=config.max_workers,  # one pending piece sync per concurrent upload
     )
-    message_limit = config.max_upload_chunk_bytes + 1024 * 1024
+    send_limit = config.max_upload_chunk_bytes + MESSAGE_HEADROOM_BYTES
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
         interceptors=[ErrorMappingInterceptor(unary_scope=store.connection)],
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[
-            ("grpc.max_receive_message_length", message_limit),
-            ("grpc.max_send_message_length", message_limit),
+            ("grpc.max_receive_message_length", receive_limit(config.max_upload_chunk_bytes)),
+            ("grpc.max_send_message_length", send_limit),
+            # Without this gRPC sets SO_REUSEPORT, and a second server on a port in use
+            # would start and share it with the first (clients reaching either at random).
+            ("grpc.so_reuseport", 0),
         ],
     )
     registry_grpc.add_ModelRegistryServicer_to_server(
@@ -133,9 +153,14 @@ def build_server(config: Config) -> RegistryServer:
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(config.listen)
+    try:
+        port = server.add_insecure_port(config.listen)
+    except RuntimeError:  # grpcio raises this when the bind fails
+        port = 0
     if port == 0:
         payloads.close()
         store.close()
-        raise OSError(f"cannot listen on {config.listen}")
+        raise ListenError(
+            f"cannot listen on {config.listen}: the address is in use or not available"
+        )
     return RegistryServer(config, server, port, health_servicer, store, blobs, registry, payloads)

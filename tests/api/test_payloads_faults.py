@@ -14,6 +14,7 @@ import grpc
 import pytest
 
 from modelregistry.client import (
+    MAX_MESSAGE_SIZE,
     FailedPreconditionError,
     NotFoundError,
     RegistryClient,
@@ -23,7 +24,7 @@ from modelregistry.client import (
 from modelregistry.v1 import payload_pb2 as pl
 from modelregistry.v1 import payload_pb2_grpc as pl_grpc
 from modelregistry.v1 import resources_pb2 as res
-from modelregistry_server.app import RegistryServer, build_server
+from modelregistry_server.app import RegistryServer, build_server, receive_limit
 from modelregistry_server.config import Config
 from modelregistry_server.domain.errors import Unavailable
 from tests.support.payload_helpers import (
@@ -188,8 +189,39 @@ def test_chunk_over_the_limit(server: RegistryServer, client: RegistryClient, v1
     with raw_stub(server.address) as stub:
         err = upload_error(stub, [header(NAME, "big"), chunk(0, big)])
         assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "CHUNK_TOO_LARGE")
+        assert err.field_violations[0][0] == "chunk.data"
         err = upload_error(stub, [header(NAME, "big2"), chunk(0, big[:100]), chunk(100, big)])
         assert err.reason == "CHUNK_TOO_LARGE"
+    assert_nothing_visible(client, "m", v1)
+
+
+@pytest.mark.parametrize("size", [8 * MiB, MAX_MESSAGE_SIZE - 64], ids=["8MiB", "client-max"])
+def test_much_larger_chunk_is_chunk_too_large_not_resource_exhausted(
+    server: RegistryServer, client: RegistryClient, v1: int, size: int
+) -> None:
+    """Every chunk the Python client's channel can send reaches the registry's own check."""
+    payload = bytes(size)
+    stub = pl_grpc.PayloadServiceStub(client.channel)
+    requests = iter([header(NAME, "huge"), chunk(0, payload)])
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.UploadFile(requests, timeout=60)
+    err = from_rpc_error(caught.value)
+    assert (err.code, err.reason) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "CHUNK_TOO_LARGE",
+    )
+    assert_nothing_visible(client, "m", v1)
+    assert client.get_upload_status("huge").committed_size_bytes == 0
+
+
+def test_message_beyond_the_receive_limit_is_resource_exhausted(
+    server: RegistryServer, client: RegistryClient, v1: int
+) -> None:
+    """Past the transport's limit gRPC itself refuses the message (documented in the README)."""
+    limit = receive_limit(server.config.max_upload_chunk_bytes)
+    with raw_stub(server.address) as stub:
+        err = upload_error(stub, [header(NAME, "beyond"), chunk(0, bytes(limit + 1))])
+    assert err.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert_nothing_visible(client, "m", v1)
 
 

@@ -1,8 +1,12 @@
 """The registry server as a subprocess (``python -m modelregistry_server``): started on port 0,
-its address read from the ``modelregistry listening on HOST:PORT`` line, stopped or SIGKILLed."""
+its address read from the ``modelregistry listening on HOST:PORT`` line, stopped or SIGKILLed.
+
+The process runs in a session of its own, and signals go to that whole process group, so a
+server started through a wrapper (``make run``) stops with it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -10,7 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -31,7 +35,10 @@ class ServerProcess:
         *,
         piece_bytes: int | None = None,
         extra_args: Sequence[str] = (),
+        command: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """``command`` replaces the whole command line; ``env`` replaces the environment."""
         self.command = [
             sys.executable,
             "-m",
@@ -49,6 +56,9 @@ class ServerProcess:
             *(["--upload-piece-bytes", str(piece_bytes)] if piece_bytes else []),
             *extra_args,
         ]
+        if command is not None:
+            self.command = list(command)
+        self._env = dict(os.environ if env is None else env)
         self.log = log
         self.address = ""
         self._process: subprocess.Popen[str] | None = None
@@ -61,10 +71,15 @@ class ServerProcess:
 
     def start(self) -> Self:
         """Start the process and wait for its "listening" line."""
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**self._env, "PYTHONUNBUFFERED": "1"}
         with self.log.open("a") as log:
             self._process = subprocess.Popen(
-                self.command, stdout=subprocess.PIPE, stderr=log, text=True, env=env
+                self.command,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env=env,
+                start_new_session=True,
             )
         assert self._process.stdout is not None
         threading.Thread(
@@ -91,7 +106,7 @@ class ServerProcess:
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs (a crash)."""
         if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGKILL)
+            self._signal(signal.SIGKILL)
         if self._process is not None:
             self._process.wait(STOP_TIMEOUT_S)
 
@@ -99,11 +114,15 @@ class ServerProcess:
         """SIGTERM (graceful), SIGKILL if it does not exit in time."""
         if self._process is None or self._process.poll() is not None:
             return
-        self._process.send_signal(signal.SIGTERM)
+        self._signal(signal.SIGTERM)
         try:
             self._process.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             self.kill()
+
+    def _signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):  # the group is gone already
+            os.killpg(self.pid, signum)
 
     def __enter__(self) -> Self:
         return self.start()
