@@ -86,14 +86,6 @@ def test_set_alias_resolves_latest_and_other_aliases_once(fraud: RegistryClient)
     assert client.get_alias("fraud", "newest").version == "models/fraud/versions/2"
 
 
-def test_alias_to_expired_version_still_resolves(client: RegistryClient) -> None:
-    client.create_model("fraud")
-    ready_version(client, "fraud", expire_time=datetime(2020, 1, 1, tzinfo=UTC))
-    client.set_alias("fraud", "old", 1)
-    got = client.get_version("fraud", "old")
-    assert got.version_number == 1 and got.expired
-
-
 def test_set_alias_errors(fraud: RegistryClient) -> None:
     client = fraud
     client.create_model("other")

@@ -78,9 +78,12 @@ def build_catalog(client: RegistryClient) -> Catalog:
     client.seal_version("alpha", 1)
     v["a1"] = client.transition_stage("alpha", 1, "STAGING")
     v["a1"] = client.transition_stage("alpha", 1, "PRODUCTION")
-    ready_version(client, "alpha", description="second run", metrics={"acc": 0.8},
-                  expire_time=PAST)  # fmt: skip
-    v["a2"] = client.transition_stage("alpha", 2, "STAGING")
+    ready_version(client, "alpha", description="second run", metrics={"acc": 0.8})
+    client.transition_stage("alpha", 2, "STAGING")
+    # Expired after its promotion (an expired version cannot be promoted).
+    expired = res.ModelVersion(name="models/alpha/versions/2")
+    expired.expire_time.FromDatetime(PAST)
+    v["a2"] = client.update_version(expired, update_mask=["expire_time"])
     v["a3"] = client.create_version("alpha", type="PYTORCH", labels={"run": "b"},
                                     expire_time=FUTURE)  # fmt: skip
     v["b1"] = client.create_version("beta", metrics={"acc": 0.95, "auc": 0.5})

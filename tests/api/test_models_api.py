@@ -151,9 +151,9 @@ def test_create_request_id_replay(client: RegistryClient) -> None:
     first = client.create_model("fraud", display_name="one", request_id="req-1")
     again = client.create_model("fraud", display_name="one", request_id="req-1")
     assert again == first
-    # A retry returns the first result even if the retried request differs.
-    other = client.create_model("fraud2", display_name="two", request_id="req-1")
-    assert other == first
+    # The same id with another request is refused (tests/api/test_request_ids_api.py).
+    with unchanged(client), expect_error(InvalidArgumentError, "REQUEST_ID_REUSED"):
+        client.create_model("fraud2", display_name="two", request_id="req-1")
     assert [m.name for m in client.list_models(show_deleted=True)] == ["models/fraud"]
 
 

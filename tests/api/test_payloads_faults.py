@@ -608,7 +608,7 @@ def test_version_sealed_or_deleted_during_upload(
         assert requests.paused.wait(WAIT_S)
         wait_committed(client, "racing", PIECE)
         if change == "seal":
-            sealed = client.seal_version("m", v1)
+            sealed = client.seal_version("m", v1, cancel_uploads=True)  # else refused
         else:
             client.delete_version("m", v1)
         requests.release(finish=True)

@@ -383,10 +383,16 @@ class RegistryClient:
         return self._call(self._registry.UndeleteModelVersion, request)
 
     def seal_version(
-        self, model_id: str, version: VersionRef, *, etag: str = ""
+        self, model_id: str, version: VersionRef, *, etag: str = "", cancel_uploads: bool = False
     ) -> res.ModelVersion:
-        """Seal a DRAFT version: its files become immutable and it becomes READY."""
-        request = mr.SealModelVersionRequest(name=names.version_ref(model_id, version), etag=etag)
+        """Seal a DRAFT version: its files become immutable and it becomes READY.
+
+        Unfinished uploads into the version make it fail (``UPLOADS_IN_PROGRESS``) unless
+        ``cancel_uploads`` cancels them.
+        """
+        request = mr.SealModelVersionRequest(
+            name=names.version_ref(model_id, version), etag=etag, cancel_uploads=cancel_uploads
+        )
         return self._call(self._registry.SealModelVersion, request)
 
     def transition_stage(
@@ -397,13 +403,16 @@ class RegistryClient:
         *,
         comment: str = "",
         etag: str = "",
+        archive_existing: bool = False,
     ) -> res.ModelVersion:
-        """Move a version to ``stage`` (``Stage.STAGE_PRODUCTION``, ``"PRODUCTION"`` …)."""
+        """Move a version to ``stage`` (``Stage.STAGE_PRODUCTION``, ``"PRODUCTION"`` …);
+        ``archive_existing`` archives the versions that held that stage."""
         request = mr.TransitionModelVersionStageRequest(
             name=names.version_ref(model_id, version),
             stage=messages.stage(stage),
             comment=comment,
             etag=etag,
+            archive_existing=archive_existing,
         )
         return self._call(self._registry.TransitionModelVersionStage, request)
 

@@ -462,19 +462,26 @@ class SealModelVersionRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    CANCEL_UPLOADS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Required. `models/{model}/versions/{version}` (a number)."""
     etag: _builtins.str
     """If set, must match the current etag."""
+    cancel_uploads: _builtins.bool
+    """Unfinished uploads into the version make the seal FAILED_PRECONDITION
+    (`UPLOADS_IN_PROGRESS`, naming them). With this set they are cancelled instead, their
+    stored bytes removed, and the version sealed with the files already complete.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         etag: _builtins.str = ...,
+        cancel_uploads: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_uploads", b"cancel_uploads", "etag", b"etag", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -490,6 +497,7 @@ class TransitionModelVersionStageRequest(_message.Message):
     STAGE_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    ARCHIVE_EXISTING_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Required. `models/{model}/versions/{version}` (a number, `latest` or an alias)."""
     stage: _resources_pb2.Stage.ValueType
@@ -498,6 +506,11 @@ class TransitionModelVersionStageRequest(_message.Message):
     """Why; kept in the history (at most 1000 characters)."""
     etag: _builtins.str
     """If set, must match the current etag."""
+    archive_existing: _builtins.bool
+    """Promotions (STAGING, PRODUCTION) only: also move every other live version of the model
+    that is in `stage` to ARCHIVED, each with its own transition record (same actor and
+    comment), in the same step.
+    """
     def __init__(
         self,
         *,
@@ -505,10 +518,11 @@ class TransitionModelVersionStageRequest(_message.Message):
         stage: _resources_pb2.Stage.ValueType = ...,
         comment: _builtins.str = ...,
         etag: _builtins.str = ...,
+        archive_existing: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "etag", b"etag", "name", b"name", "stage", b"stage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_existing", b"archive_existing", "comment", b"comment", "etag", b"etag", "name", b"name", "stage", b"stage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -231,14 +231,19 @@ class ModelRegistryServicer:
 
     def SealModelVersion(self, request, context):
         """Seals a DRAFT version: its files become immutable, the manifest digest is set and the
-        version becomes READY (and eligible for `latest` and aliases).
+        version becomes READY (and eligible for `latest` and aliases). Refused while uploads into
+        the version are unfinished, unless `cancel_uploads` is set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def TransitionModelVersionStage(self, request, context):
-        """Moves a version to another stage and records who did it and when.
+        """Moves a version to another stage and records who did it and when. Allowed transitions:
+        DEVELOPMENT → STAGING, PRODUCTION, ARCHIVED; STAGING → DEVELOPMENT, PRODUCTION, ARCHIVED;
+        PRODUCTION → STAGING, ARCHIVED; ARCHIVED → DEVELOPMENT, STAGING, PRODUCTION. Others are
+        FAILED_PRECONDITION `STAGE_TRANSITION_NOT_ALLOWED`. STAGING and PRODUCTION need a READY,
+        unexpired version.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -252,7 +257,9 @@ class ModelRegistryServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetAlias(self, request, context):
-        """Points an alias at a READY version, creating or moving it in one atomic step.
+        """Points an alias at a READY, unexpired version, creating or moving it in one atomic step.
+        Reading through an alias whose version has since expired is FAILED_PRECONDITION
+        `VERSION_EXPIRED`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

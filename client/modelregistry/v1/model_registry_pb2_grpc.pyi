@@ -67,14 +67,23 @@ class ModelRegistryStub:
     """Restores a soft-deleted version."""
     SealModelVersion: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.SealModelVersionRequest, _resources_pb2.ModelVersion]
     """Seals a DRAFT version: its files become immutable, the manifest digest is set and the
-    version becomes READY (and eligible for `latest` and aliases).
+    version becomes READY (and eligible for `latest` and aliases). Refused while uploads into
+    the version are unfinished, unless `cancel_uploads` is set.
     """
     TransitionModelVersionStage: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.TransitionModelVersionStageRequest, _resources_pb2.ModelVersion]
-    """Moves a version to another stage and records who did it and when."""
+    """Moves a version to another stage and records who did it and when. Allowed transitions:
+    DEVELOPMENT → STAGING, PRODUCTION, ARCHIVED; STAGING → DEVELOPMENT, PRODUCTION, ARCHIVED;
+    PRODUCTION → STAGING, ARCHIVED; ARCHIVED → DEVELOPMENT, STAGING, PRODUCTION. Others are
+    FAILED_PRECONDITION `STAGE_TRANSITION_NOT_ALLOWED`. STAGING and PRODUCTION need a READY,
+    unexpired version.
+    """
     ListStageTransitions: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.ListStageTransitionsRequest, _model_registry_pb2.ListStageTransitionsResponse]
     """Lists the stage history of a version, oldest first."""
     SetAlias: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.SetAliasRequest, _resources_pb2.Alias]
-    """Points an alias at a READY version, creating or moving it in one atomic step."""
+    """Points an alias at a READY, unexpired version, creating or moving it in one atomic step.
+    Reading through an alias whose version has since expired is FAILED_PRECONDITION
+    `VERSION_EXPIRED`.
+    """
     GetAlias: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.GetAliasRequest, _resources_pb2.Alias]
     """Gets an alias."""
     ListAliases: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.ListAliasesRequest, _model_registry_pb2.ListAliasesResponse]
@@ -119,14 +128,23 @@ class ModelRegistryAsyncStub(ModelRegistryStub):
     """Restores a soft-deleted version."""
     SealModelVersion: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.SealModelVersionRequest, _resources_pb2.ModelVersion]  # type: ignore[assignment]
     """Seals a DRAFT version: its files become immutable, the manifest digest is set and the
-    version becomes READY (and eligible for `latest` and aliases).
+    version becomes READY (and eligible for `latest` and aliases). Refused while uploads into
+    the version are unfinished, unless `cancel_uploads` is set.
     """
     TransitionModelVersionStage: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.TransitionModelVersionStageRequest, _resources_pb2.ModelVersion]  # type: ignore[assignment]
-    """Moves a version to another stage and records who did it and when."""
+    """Moves a version to another stage and records who did it and when. Allowed transitions:
+    DEVELOPMENT → STAGING, PRODUCTION, ARCHIVED; STAGING → DEVELOPMENT, PRODUCTION, ARCHIVED;
+    PRODUCTION → STAGING, ARCHIVED; ARCHIVED → DEVELOPMENT, STAGING, PRODUCTION. Others are
+    FAILED_PRECONDITION `STAGE_TRANSITION_NOT_ALLOWED`. STAGING and PRODUCTION need a READY,
+    unexpired version.
+    """
     ListStageTransitions: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.ListStageTransitionsRequest, _model_registry_pb2.ListStageTransitionsResponse]  # type: ignore[assignment]
     """Lists the stage history of a version, oldest first."""
     SetAlias: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.SetAliasRequest, _resources_pb2.Alias]  # type: ignore[assignment]
-    """Points an alias at a READY version, creating or moving it in one atomic step."""
+    """Points an alias at a READY, unexpired version, creating or moving it in one atomic step.
+    Reading through an alias whose version has since expired is FAILED_PRECONDITION
+    `VERSION_EXPIRED`.
+    """
     GetAlias: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.GetAliasRequest, _resources_pb2.Alias]  # type: ignore[assignment]
     """Gets an alias."""
     ListAliases: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.ListAliasesRequest, _model_registry_pb2.ListAliasesResponse]  # type: ignore[assignment]
@@ -246,7 +264,8 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_resources_pb2.ModelVersion, _abc.Awaitable[_resources_pb2.ModelVersion]]:
         """Seals a DRAFT version: its files become immutable, the manifest digest is set and the
-        version becomes READY (and eligible for `latest` and aliases).
+        version becomes READY (and eligible for `latest` and aliases). Refused while uploads into
+        the version are unfinished, unless `cancel_uploads` is set.
         """
 
     @_abc_1.abstractmethod
@@ -255,7 +274,12 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         request: _model_registry_pb2.TransitionModelVersionStageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_resources_pb2.ModelVersion, _abc.Awaitable[_resources_pb2.ModelVersion]]:
-        """Moves a version to another stage and records who did it and when."""
+        """Moves a version to another stage and records who did it and when. Allowed transitions:
+        DEVELOPMENT → STAGING, PRODUCTION, ARCHIVED; STAGING → DEVELOPMENT, PRODUCTION, ARCHIVED;
+        PRODUCTION → STAGING, ARCHIVED; ARCHIVED → DEVELOPMENT, STAGING, PRODUCTION. Others are
+        FAILED_PRECONDITION `STAGE_TRANSITION_NOT_ALLOWED`. STAGING and PRODUCTION need a READY,
+        unexpired version.
+        """
 
     @_abc_1.abstractmethod
     def ListStageTransitions(
@@ -271,7 +295,10 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         request: _model_registry_pb2.SetAliasRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_resources_pb2.Alias, _abc.Awaitable[_resources_pb2.Alias]]:
-        """Points an alias at a READY version, creating or moving it in one atomic step."""
+        """Points an alias at a READY, unexpired version, creating or moving it in one atomic step.
+        Reading through an alias whose version has since expired is FAILED_PRECONDITION
+        `VERSION_EXPIRED`.
+        """
 
     @_abc_1.abstractmethod
     def GetAlias(

@@ -20,6 +20,7 @@ from ..domain.registry import Registry
 from ..domain.updates import Patch
 from . import converters as conv
 from .callers import caller_of
+from .fingerprints import request_fingerprint
 
 Ctx = grpc.ServicerContext
 
@@ -47,6 +48,7 @@ class ModelRegistryServicer(rpc_grpc.ModelRegistryServicer):
             request.model_id,
             conv.model_values(request.model),
             request.request_id,
+            request_fingerprint(request),
         )
         return conv.model_to_proto(model)
 
@@ -100,6 +102,7 @@ class ModelRegistryServicer(rpc_grpc.ModelRegistryServicer):
             model_id,
             conv.version_values(request.model_version),
             request.request_id,
+            request_fingerprint(request),
         )
         return conv.version_to_proto(version, self._clock())
 
@@ -157,7 +160,9 @@ class ModelRegistryServicer(rpc_grpc.ModelRegistryServicer):
         self, request: rpc.SealModelVersionRequest, context: Ctx
     ) -> pb.ModelVersion:
         ref = names.parse_version_name(request.name, numbered=True)
-        version = self._payloads.seal(caller_of(context), ref, request.etag)
+        version = self._payloads.seal(
+            caller_of(context), ref, request.etag, cancel_uploads=request.cancel_uploads
+        )
         return conv.version_to_proto(version, self._clock())
 
     def TransitionModelVersionStage(
@@ -166,7 +171,12 @@ class ModelRegistryServicer(rpc_grpc.ModelRegistryServicer):
         ref = names.parse_version_name(request.name)
         stage = conv.stage_from_proto(request.stage, "stage")
         version = self._registry.transition_stage(
-            caller_of(context), ref, stage, request.comment, request.etag
+            caller_of(context),
+            ref,
+            stage,
+            request.comment,
+            request.etag,
+            archive_existing=request.archive_existing,
         )
         return conv.version_to_proto(version, self._clock())
 

@@ -225,13 +225,18 @@ class StageTransition:
 
 @dataclass
 class RequestRecord:
-    """What a create call with a ``request_id`` produced, for idempotent retries."""
+    """What a create call with a ``request_id`` produced, for idempotent retries.
+
+    ``fingerprint`` identifies the request's body (computed by the API layer); a retry must
+    carry the same one. Records written before fingerprints existed hold ``""``.
+    """
 
     tenant: str
     request_id: str
     method: str
     resource_name: str
     create_time: datetime
+    fingerprint: str = ""
 
 
 @dataclass

@@ -18,7 +18,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -39,6 +39,7 @@ from .errors import (
     AlreadyExists,
     Cancelled,
     DataLoss,
+    DomainError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -66,6 +67,9 @@ from .registry import Registry, check_etag, utc_now
 from .validation import check_text
 
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
+# How many unfinished uploads an UPLOADS_IN_PROGRESS error names.
+MAX_NAMED_UPLOADS = 10
+_ACTIVE_UPLOADS = parse_filter("state = ACTIVE", UPLOAD_SCHEMA)
 MAX_CHUNK_BYTES = 2 * 1024 * 1024
 DEFAULT_PIECE_BYTES = 64 * 1024 * 1024
 DEFAULT_GC_GRACE = timedelta(hours=24)
@@ -141,8 +145,10 @@ class _ChunkFeed:
         declared_size: int | None,
         digests: _Digests,
         max_chunk: int,
+        check: Callable[[], None],
     ) -> None:
         self._chunks = chunks
+        self._check = check
         self.offset = offset
         self._declared = declared_size
         self._digests = digests
@@ -173,6 +179,7 @@ class _ChunkFeed:
             except StopIteration:
                 self.exhausted = True
                 return None
+            self._check()
             if offset != self.offset:
                 raise OutOfRange(
                     f"chunk offset {offset} does not follow the {self.offset} bytes received",
@@ -221,6 +228,8 @@ class Payloads:
         self._max_chunk = max_chunk_bytes
         self._gc_grace = gc_grace
         self._active: set[tuple[str, str]] = set()
+        # Streams on this server whose session was ended under them, and why.
+        self._revoked: dict[tuple[str, str], DomainError] = {}
         self._active_lock = threading.Lock()
         # Syncs pieces while their upload receives the next one (one pending sync per upload).
         self._syncer = ThreadPoolExecutor(max_workers=sync_workers, thread_name_prefix="sync")
@@ -258,6 +267,7 @@ class Payloads:
         finally:
             with self._active_lock:
                 self._active.discard(key)
+                self._revoked.pop(key, None)
 
     def _upload(
         self,
@@ -270,11 +280,59 @@ class Payloads:
         if session.state is UploadState.COMMITTED:
             return self._committed_file(caller, session)
         sid = storage_id(caller.tenant, session.upload_id)
+        try:
+            return self._receive_and_publish(caller, session, sid, chunks, cancelled)
+        except DomainError as exc:
+            if exc.reason is Reason.DIGEST_MISMATCH:  # discarded on purpose
+                raise
+            ended = self._ended_under_us(caller, session)
+            if ended is None:
+                raise
+            # The session was cancelled (or its version sealed with cancel_uploads) while
+            # this stream ran: what it stored after that is dropped too.
+            with contextlib.suppress(DomainError):
+                self._blobs.abort_upload(sid)
+            raise ended from None
+
+    def _ended_under_us(self, caller: Caller, session: UploadSession) -> DomainError | None:
+        """Why the session of a failing stream no longer exists, or None if it does."""
+        with self._active_lock:
+            revoked = self._revoked.get((caller.tenant, session.upload_id))
+        if revoked is not None:
+            return revoked
+        try:
+            if self._store.get_upload(caller.tenant, session.upload_id) is not None:
+                return None
+        except DomainError:
+            return None  # the original error says more
+        return NotFound(
+            f"upload {session.upload_id!r} was cancelled", reason=Reason.UPLOAD_NOT_FOUND
+        )
+
+    def _stop_if_revoked(self, caller: Caller, upload_id: str) -> None:
+        with self._active_lock:
+            revoked = self._revoked.get((caller.tenant, upload_id))
+        if revoked is not None:
+            raise revoked
+
+    def _receive_and_publish(
+        self,
+        caller: Caller,
+        session: UploadSession,
+        sid: str,
+        chunks: Iterator[tuple[int, bytes]],
+        cancelled: Callable[[float], bool],
+    ) -> FileRecord:
         digests = _Digests()
         if session.committed_size:
             self._rehash(caller, session, sid, digests)
         feed = _ChunkFeed(
-            chunks, session.committed_size, session.declared_size, digests, self._max_chunk
+            chunks,
+            session.committed_size,
+            session.declared_size,
+            digests,
+            self._max_chunk,
+            lambda: self._stop_if_revoked(caller, session.upload_id),
         )
         committed = self._receive(caller, session, sid, feed, cancelled)
         if session.declared_size is not None and committed != session.declared_size:
@@ -450,18 +508,25 @@ class Payloads:
         )
         with self._store.transaction():
             ref = names.VersionRef(session.model_id, number=session.version_number)
+            # Locks the version, then the session (the order sealing uses): a seal that won
+            # left the version READY, a cancel left no session row, and nothing is published.
             self._draft_status(caller, ref, for_update=True)
+            self._stop_if_revoked(caller, session.upload_id)
+            done = replace(
+                session, state=UploadState.COMMITTED, committed_size=size, update_time=now
+            )
+            try:
+                self._store.save_upload(done)
+            except NotFound:
+                raise NotFound(
+                    f"upload {session.upload_id!r} was cancelled", reason=Reason.UPLOAD_NOT_FOUND
+                ) from None
             # GC deletes a blob only while holding its row and only if no file references it.
             # Holding the row from before the blob is committed until the file referencing it
             # is, GC either finishes first (and the commit re-creates the blob) or sees the file.
             self._store.touch_blob(sha, size, now)
             self._blobs.commit_upload(sid, size, blob_key(sha))
             self._store.add_file(record)  # one row, and the version's counters
-            session.state = UploadState.COMMITTED
-            session.committed_size = size
-            session.update_time = now
-            with contextlib.suppress(NotFound):  # cancelled meanwhile: the file stands
-                self._store.save_upload(session)
         return record
 
     def _discard(self, caller: Caller, upload_id: str, sid: str) -> None:
@@ -490,13 +555,19 @@ class Payloads:
 
     def cancel_upload(self, caller: Caller, upload_id: str) -> None:
         """Abandon an unfinished upload and free its bytes."""
-        session = self._session(caller, upload_id)
-        if session.state is UploadState.COMMITTED:
-            raise FailedPrecondition(
-                f"upload {upload_id!r} is already committed",
-                reason=Reason.UPLOAD_ALREADY_COMMITTED,
-            )
-        self._discard(caller, upload_id, storage_id(caller.tenant, upload_id))
+        self._session(caller, upload_id)
+        with self._store.transaction():
+            session = self._store.get_upload(caller.tenant, upload_id, for_update=True)
+            if session is None:
+                raise NotFound(f"upload {upload_id!r} not found", reason=Reason.UPLOAD_NOT_FOUND)
+            if session.state is UploadState.COMMITTED:
+                raise FailedPrecondition(
+                    f"upload {upload_id!r} is already committed",
+                    reason=Reason.UPLOAD_ALREADY_COMMITTED,
+                )
+            self._store.delete_upload(caller.tenant, upload_id)
+        cancelled = NotFound(f"upload {upload_id!r} was cancelled", reason=Reason.UPLOAD_NOT_FOUND)
+        self._revoke(caller, upload_id, cancelled)
 
     def list_uploads(
         self,
@@ -572,11 +643,29 @@ class Payloads:
         return record, stream
 
     # -- sealing -----------------------------------------------------------------------------
-    def seal(self, caller: Caller, ref: names.VersionRef, etag: str) -> ModelVersion:
-        """DRAFT → READY: files become immutable and the manifest digest is recorded."""
+    def seal(
+        self, caller: Caller, ref: names.VersionRef, etag: str, *, cancel_uploads: bool = False
+    ) -> ModelVersion:
+        """DRAFT → READY: files become immutable and the manifest digest is recorded.
+
+        Unfinished uploads into the version refuse the seal (UPLOADS_IN_PROGRESS, naming
+        them) unless ``cancel_uploads``: then their sessions end in the same transaction,
+        their stored bytes are removed, and a stream still sending to this server stops.
+        An upload that commits first is sealed with the version; one that would commit after
+        finds the version READY (publishing re-checks it under the version's lock).
+        """
+        cancelled: list[UploadSession] = []
         with self._store.transaction():
             version = self._draft_version(caller, ref, for_update=True)
             check_etag(etag, version.etag, "etag")
+            pending = self._unfinished(caller, version, MAX_NAMED_UPLOADS + 1)
+            if pending and not cancel_uploads:
+                raise _uploads_in_progress(version, pending)
+            while pending:
+                for session in pending:
+                    self._store.delete_upload(caller.tenant, session.upload_id)
+                cancelled.extend(pending)
+                pending = self._unfinished(caller, version, 1000)
             files = read_all(
                 lambda cursor: self._store.list_files(
                     caller.tenant, version.model_id, version.number, _file_after(cursor), 1000
@@ -587,6 +676,13 @@ class Payloads:
             version.update_time = self._clock()
             version.revision += 1
             self._store.save_version(version)
+        sealed = FailedPrecondition(
+            f"version {version.number} was sealed while this upload was in progress; "
+            "the upload was cancelled",
+            reason=Reason.VERSION_SEALED,
+        )
+        for session in cancelled:
+            self._revoke(caller, session.upload_id, sealed)
         return version
 
     def _draft_status(
@@ -607,6 +703,21 @@ class Payloads:
         self._registry.require_live(status)
         _require_draft(status)
         return status
+
+    def _unfinished(self, caller: Caller, version: ModelVersion, limit: int) -> list[UploadSession]:
+        """Up to ``limit`` ACTIVE sessions targeting the version, by upload id."""
+        query = ListQuery(_ACTIVE_UPLOADS, UPLOAD_DEFAULT_ORDER, page_size=limit)
+        page = self._store.list_uploads(caller.tenant, version.model_id, version.number, query)
+        return page.items
+
+    def _revoke(self, caller: Caller, upload_id: str, reason: DomainError) -> None:
+        """After a session row is gone: stop a stream of it on this server, drop its bytes."""
+        key = (caller.tenant, upload_id)
+        with self._active_lock:
+            if key in self._active:
+                self._revoked[key] = reason
+        with contextlib.suppress(DomainError):  # what stays is found by GC
+            self._blobs.abort_upload(storage_id(caller.tenant, upload_id))
 
     def _draft_version(
         self, caller: Caller, ref: names.VersionRef, *, for_update: bool
@@ -665,6 +776,18 @@ def _require_draft(version: ModelVersion | VersionStatus) -> None:
             f"version {version.number} is sealed (READY); create a new version",
             reason=Reason.VERSION_SEALED,
         )
+
+
+def _uploads_in_progress(version: ModelVersion, pending: list[UploadSession]) -> FailedPrecondition:
+    named = [s.upload_id for s in pending[:MAX_NAMED_UPLOADS]]
+    more = len(pending) > MAX_NAMED_UPLOADS
+    listed = ", ".join(named) + (", …" if more else "")
+    return FailedPrecondition(
+        f"version {version.number} has unfinished uploads ({listed}); finish or cancel them, "
+        "or seal with cancel_uploads",
+        reason=Reason.UPLOADS_IN_PROGRESS,
+        metadata={"upload_ids": ",".join(named), "more_uploads": str(more).lower()},
+    )
 
 
 def _check_not_cancelled(

@@ -53,6 +53,7 @@ from .ports import (
     Transactions,
     VersionCatalog,
 )
+from .stages import PROMOTIONS, check_transition
 from .updates import Mutability, Patch
 from .validation import (
     check_count,
@@ -98,14 +99,23 @@ class Registry:
 
     # -- models ------------------------------------------------------------------------------
     def create_model(
-        self, caller: Caller, model_id: str, values: dict[str, Any], request_id: str = ""
+        self,
+        caller: Caller,
+        model_id: str,
+        values: dict[str, Any],
+        request_id: str = "",
+        fingerprint: str = "",
     ) -> Model:
-        """Register a model; a retried ``request_id`` returns the first result."""
+        """Register a model; a retried ``request_id`` returns the first result.
+
+        ``fingerprint`` identifies the request body: the same ``request_id`` with another
+        body is INVALID_ARGUMENT (REQUEST_ID_REUSED).
+        """
         names.check_model_id(model_id)
         names.check_request_id(request_id)
         fields = MODEL_FIELDS.values(values)
         if request_id:
-            earlier = self._replay(caller, request_id, "CreateModel")
+            earlier = self._replay(caller, request_id, "CreateModel", fingerprint)
             if earlier is not None:
                 return self.get_model(caller, names.parse_model_name(earlier))
         now = self._clock()
@@ -128,11 +138,14 @@ class Registry:
                             "CreateModel",
                             names.model_name(model_id),
                             now,
+                            fingerprint,
                         )
                     )
         except AlreadyExists:
             # A concurrent retry with the same request id won the race: answer as it did.
-            earlier = self._replay(caller, request_id, "CreateModel") if request_id else None
+            earlier = (
+                self._replay(caller, request_id, "CreateModel", fingerprint) if request_id else None
+            )
             if earlier is None:
                 raise
             return self.get_model(caller, names.parse_model_name(earlier))
@@ -227,13 +240,19 @@ class Registry:
 
     # -- versions ----------------------------------------------------------------------------
     def create_version(
-        self, caller: Caller, model_id: str, values: dict[str, Any], request_id: str = ""
+        self,
+        caller: Caller,
+        model_id: str,
+        values: dict[str, Any],
+        request_id: str = "",
+        fingerprint: str = "",
     ) -> ModelVersion:
-        """Create the next version (DRAFT, DEVELOPMENT) of a live model."""
+        """Create the next version (DRAFT, DEVELOPMENT) of a live model; ``request_id`` and
+        ``fingerprint`` as in :meth:`create_model`."""
         names.check_request_id(request_id)
         fields = self._version_values(caller, model_id, values)
         if request_id:
-            earlier = self._replay(caller, request_id, "CreateModelVersion")
+            earlier = self._replay(caller, request_id, "CreateModelVersion", fingerprint)
             if earlier is not None:
                 return self.get_version(caller, names.parse_version_name(earlier))
         now = self._clock()
@@ -262,10 +281,15 @@ class Registry:
                             "CreateModelVersion",
                             names.version_name(model_id, number),
                             now,
+                            fingerprint,
                         )
                     )
         except AlreadyExists as exc:
-            earlier = self._replay(caller, request_id, "CreateModelVersion") if request_id else None
+            earlier = (
+                self._replay(caller, request_id, "CreateModelVersion", fingerprint)
+                if request_id
+                else None
+            )
             if earlier is None:
                 raise exc
             return self.get_version(caller, names.parse_version_name(earlier))
@@ -356,37 +380,68 @@ class Registry:
         return version
 
     def transition_stage(
-        self, caller: Caller, ref: names.VersionRef, stage: Stage, comment: str, etag: str
+        self,
+        caller: Caller,
+        ref: names.VersionRef,
+        stage: Stage,
+        comment: str,
+        etag: str,
+        *,
+        archive_existing: bool = False,
     ) -> ModelVersion:
-        """Move a version to ``stage`` and record who did it; STAGING/PRODUCTION need READY."""
+        """Move a version to ``stage`` (as :mod:`.stages` allows) and record who did it.
+
+        With ``archive_existing`` (promotions only) every other live version of the model in
+        that stage moves to ARCHIVED in the same transaction, each with its own record.
+        """
         check_text(comment, "comment", 1000)
+        if archive_existing and stage not in PROMOTIONS:
+            raise InvalidArgument.field(
+                "archive_existing", "applies only to promotions to STAGING or PRODUCTION"
+            )
         with self._store.transaction():
+            # The model's lock serialises stage moves, so one promotion's archiving sees the
+            # other's result.
+            if self._store.get_model(caller.tenant, ref.model_id, for_update=True) is None:
+                raise _model_not_found(ref.model_id)
             version = self._resolve(caller, ref, for_update=True)
             self._require_live(version)
             check_etag(etag, version.etag, "etag")
-            if version.stage is stage:
-                raise FailedPrecondition(
-                    f"version is already in stage {stage.value}", reason=Reason.STAGE_UNCHANGED
-                )
-            if stage in (Stage.STAGING, Stage.PRODUCTION) and version.state is not (
-                VersionState.READY
-            ):
-                raise FailedPrecondition(
-                    f"only READY versions can move to {stage.value}; seal the version first",
-                    reason=Reason.VERSION_NOT_READY,
-                )
+            check_transition(version.stage, stage)
             now = self._clock()
-            self._store.add_transition(
-                caller.tenant,
-                version.model_id,
-                version.number,
-                StageTransition(version.stage, stage, caller.actor, comment, now),
-            )
-            version.stage = stage
-            version.update_time = now
-            version.revision += 1
-            self._store.save_version(version)
+            if stage in PROMOTIONS:
+                if version.state is not VersionState.READY:
+                    raise FailedPrecondition(
+                        f"only READY versions can move to {stage.value}; seal the version first",
+                        reason=Reason.VERSION_NOT_READY,
+                    )
+                self._require_unexpired(version, now, f"move to {stage.value}")
+            if archive_existing:
+                for other in self._all_versions(caller, version.model_id, stage=stage):
+                    if other.number == version.number:
+                        continue
+                    locked = self._store.get_version(
+                        caller.tenant, other.model_id, other.number, for_update=True
+                    )
+                    if locked is not None and locked.stage is stage:
+                        self._move_stage(caller, locked, Stage.ARCHIVED, comment, now)
+            self._move_stage(caller, version, stage, comment, now)
         return version
+
+    def _move_stage(
+        self, caller: Caller, version: ModelVersion, stage: Stage, comment: str, now: datetime
+    ) -> None:
+        check_transition(version.stage, stage)
+        self._store.add_transition(
+            caller.tenant,
+            version.model_id,
+            version.number,
+            StageTransition(version.stage, stage, caller.actor, comment, now),
+        )
+        version.stage = stage
+        version.update_time = now
+        version.revision += 1
+        self._store.save_version(version)
 
     def list_transitions(
         self, caller: Caller, ref: names.VersionRef, *, page_size: int = 0, page_token: str = ""
@@ -404,7 +459,7 @@ class Registry:
     def set_alias(
         self, caller: Caller, model_id: str, alias: str, target: names.VersionRef
     ) -> Alias:
-        """Point ``alias`` at a READY, live version (resolved once, now)."""
+        """Point ``alias`` at a READY, live, unexpired version (resolved once, now)."""
         if target.model_id != model_id:
             raise InvalidArgument.field(
                 "alias.version", "must name a version of the alias's own model"
@@ -418,7 +473,9 @@ class Registry:
                     f"version {version.number} is not READY; seal it before aliasing it",
                     reason=Reason.VERSION_NOT_READY,
                 )
-            record = Alias(caller.tenant, model_id, alias, version.number, self._clock())
+            now = self._clock()
+            self._require_unexpired(version, now, "be aliased")
+            record = Alias(caller.tenant, model_id, alias, version.number, now)
             self._store.set_alias(record)
         return record
 
@@ -459,7 +516,9 @@ class Registry:
         self._require_live(version)
 
     # -- internals ---------------------------------------------------------------------------
-    def _replay(self, caller: Caller, request_id: str, method: str) -> str | None:
+    def _replay(self, caller: Caller, request_id: str, method: str, fingerprint: str) -> str | None:
+        """The resource an earlier call with this request id created, if it was the same
+        call; INVALID_ARGUMENT (REQUEST_ID_REUSED) if the id came with another request."""
         record = self._store.find_request(caller.tenant, request_id)
         if record is None:
             return None
@@ -467,6 +526,13 @@ class Registry:
             raise InvalidArgument.field(
                 "request_id",
                 f"was already used for {record.method}",
+                reason=Reason.REQUEST_ID_REUSED,
+            )
+        # Records from before fingerprints were kept ("") match any body.
+        if fingerprint and record.fingerprint and record.fingerprint != fingerprint:
+            raise InvalidArgument.field(
+                "request_id",
+                f"was already used for a different {method} request; use a new id",
                 reason=Reason.REQUEST_ID_REUSED,
             )
         return record.resource_name
@@ -514,9 +580,25 @@ class Registry:
         else:
             assert ref.alias is not None
             number = self.get_alias(caller, ref.model_id, ref.alias).version_number
-        return self._numbered(
+        version = self._numbered(
             caller, names.VersionRef(ref.model_id, number=number), for_update=for_update
         )
+        if ref.alias is not None and not ref.is_latest:
+            # An alias keeps pointing at a version that expired, but no longer resolves.
+            self._require_unexpired(version, self._clock(), f"resolve alias {ref.alias!r}")
+        return version
+
+    @staticmethod
+    def _require_unexpired(version: ModelVersion, now: datetime, action: str) -> None:
+        if version.is_expired(now):
+            assert version.expire_time is not None
+            name = names.version_name(version.model_id, version.number)
+            raise FailedPrecondition(
+                f"version {version.number} expired at {version.expire_time.isoformat()} and "
+                f"cannot {action}; read it by number",
+                reason=Reason.VERSION_EXPIRED,
+                metadata={"version": name, "expire_time": version.expire_time.isoformat()},
+            )
 
     @staticmethod
     def _require_live(version: ModelVersion | VersionStatus) -> None:
@@ -541,10 +623,18 @@ class Registry:
             self._soft_delete_version(caller, version, now)
 
     def _all_versions(
-        self, caller: Caller, model_id: str, *, show_deleted: bool
+        self,
+        caller: Caller,
+        model_id: str,
+        *,
+        show_deleted: bool = False,
+        stage: Stage | None = None,
     ) -> list[ModelVersion]:
+        """Every version of a model (or those in ``stage``), in number order."""
+        expr = None if stage is None else parse_filter(f"stage = {stage.value}", VERSION_SCHEMA)
+
         def fetch(cursor: Cursor | None) -> Page[ModelVersion]:
-            query = ListQuery(None, VERSION_DEFAULT_ORDER, show_deleted, 1000, cursor)
+            query = ListQuery(expr, VERSION_DEFAULT_ORDER, show_deleted, 1000, cursor)
             return self._store.list_versions(caller.tenant, model_id, query, self._clock())
 
         return read_all(fetch)

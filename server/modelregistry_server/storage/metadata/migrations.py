@@ -129,6 +129,12 @@ def _v2(dialect: Dialect) -> list[str]:
     ]
 
 
+def _v3(dialect: Dialect) -> list[str]:
+    """A fingerprint of the request body beside each request id ('' for older rows)."""
+    text = _types(dialect)["text"]
+    return [f"ALTER TABLE requests ADD COLUMN fingerprint {text} DEFAULT ''"]
+
+
 def _execute(db: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return db.execute_sql(sql, params)
 
@@ -136,6 +142,7 @@ def _execute(db: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create every table", _v1),
     Migration(2, "index upload sessions by version (ListUploads)", _v2),
+    Migration(3, "request fingerprints", _v3),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

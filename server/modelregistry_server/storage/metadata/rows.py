@@ -271,6 +271,7 @@ def request_columns(record: RequestRecord) -> dict[str, Any]:
         "method": record.method,
         "resource_name": record.resource_name,
         "create_time": to_micros(record.create_time),
+        "fingerprint": record.fingerprint,
     }
 
 
@@ -282,6 +283,7 @@ def request_entity(row: Row) -> RequestRecord:
         method=row["method"],
         resource_name=row["resource_name"],
         create_time=from_micros(row["create_time"]),
+        fingerprint=row["fingerprint"],
     )
 
 

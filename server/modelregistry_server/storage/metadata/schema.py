@@ -158,6 +158,7 @@ class RequestRow(_Row):
     method = peewee.TextField()
     resource_name = peewee.TextField()
     create_time = peewee.BigIntegerField()
+    fingerprint = peewee.TextField()
 
     class Meta:
         table_name = "requests"
