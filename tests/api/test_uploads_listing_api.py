@@ -6,18 +6,24 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 from modelregistry.client import (
+    FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
     RegistryClient,
 )
 from modelregistry.v1 import payload_pb2 as pl
 from modelregistry_server.app import RegistryServer
+from modelregistry_server.domain.entities import Caller
+from modelregistry_server.domain.names import VersionRef
 from tests.api.registry_helpers import expect_error
 from tests.support.payload_helpers import (
     PIECE,
@@ -88,20 +94,27 @@ def crash_mid_upload(
     doomed.close()
     del doomed
 
-    def settled() -> pl.UploadStatus | None:
-        # Until the server has ended the cut stream, the session refuses a second stream
-        # (UPLOAD_CONFLICT); afterwards a probe at a wrong offset gets WRONG_OFFSET.
-        found = committed()
-        assert found is not None
-        probe = header(found.name, found.upload_id, write_offset=found.committed_size_bytes + 1)
-        with raw_stub(server.address) as stub:
-            busy = upload_error(stub, [probe]).reason == "UPLOAD_CONFLICT"
-        return None if busy else observer.get_upload_status(found.upload_id)
-
     try:
-        return wait_for(settled, "the server to end the cut stream")
+        return settled(server, observer, committed())
     finally:
         observer.close()
+
+
+def settled(
+    server: RegistryServer, client: RegistryClient, left: pl.UploadStatus | None
+) -> pl.UploadStatus:
+    """The session ``left`` once the server has ended the stream that was writing it: until
+    then it refuses a second stream (UPLOAD_CONFLICT); afterwards a probe at a wrong offset
+    gets WRONG_OFFSET."""
+    assert left is not None
+    probe = header(left.name, left.upload_id, write_offset=left.committed_size_bytes + 1)
+
+    def at_rest() -> pl.UploadStatus | None:
+        with raw_stub(server.address) as stub:
+            busy = upload_error(stub, [probe]).reason == "UPLOAD_CONFLICT"
+        return None if busy else client.get_upload_status(left.upload_id)
+
+    return wait_for(at_rest, "the server to end the cut stream")
 
 
 # -- ListUploads ----------------------------------------------------------------------------------
@@ -203,6 +216,34 @@ def test_list_uploads_pages_and_errors(
         client.list_uploads_page("m", 9)
     with expect_error(NotFoundError, "MODEL_NOT_FOUND"):
         client.list_uploads_page("nope", 1)
+
+
+def test_list_uploads_is_tenant_scoped(
+    server: RegistryServer, client: RegistryClient, v1: int
+) -> None:
+    """Another tenant's identically named version never shows this tenant's sessions (the API
+    is single-tenant until authentication lands, so the use case is called directly)."""
+    with raw_stub(server.address) as stub:
+        full_upload(stub, file_name("m", v1), "mine", b"data")
+    other = Caller(tenant="other")
+    server.registry.create_model(other, "m", {})
+    server.registry.create_version(other, "m", {})
+    ref = VersionRef("m", number=v1)
+    assert server.payloads.list_uploads(other, ref) == ([], "")
+    sessions, _ = server.payloads.list_uploads(Caller(), ref)
+    assert [s.upload_id for s in sessions] == ["mine"]
+
+
+def test_upload_errors_stay_those_of_the_upload(client: RegistryClient, v1: int) -> None:
+    """The look-up of unfinished uploads never replaces the upload's own answer."""
+    for version, file_id in ((v1, "../x"), ("latest", "payload"), ("0", "payload")):
+        with expect_error(InvalidArgumentError, "INVALID_ARGUMENT", field="header.name"):
+            client.upload_file("m", version, io.BytesIO(b"x"), file_id=file_id)
+    with expect_error(NotFoundError, "VERSION_NOT_FOUND"):
+        client.upload_file("m", 7, io.BytesIO(b"x"))
+    client.seal_version("m", v1)
+    with expect_error(FailedPreconditionError, "VERSION_SEALED"):
+        client.upload_file("m", v1, io.BytesIO(b"x"))
 
 
 # -- automatic resume -----------------------------------------------------------------------------
@@ -313,3 +354,61 @@ def test_resume_picks_the_session_with_most_bytes_committed(
     assert writes[0][0] == 3 * PIECE and sum(n for _, n in writes) == PIECE
     assert client.get_upload_status("most").state == pl.UPLOAD_STATE_COMMITTED
     assert {u.upload_id for u in unfinished(client)} == {"less", "some"}
+
+
+# The uploading process: it stalls once more than three pieces were handed to gRPC, so the
+# test can SIGKILL it with exactly three pieces committed.
+_UPLOADER = textwrap.dedent(
+    """
+    import sys, threading
+    from modelregistry.client import RegistryClient
+
+    address, path, piece = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+    def progress(sent, total):
+        if sent > 3 * piece:
+            threading.Event().wait(120)  # killed while waiting
+
+    with RegistryClient(address, chunk_size=64 * 1024) as client:
+        client.upload_file("m", 1, path, progress=progress)
+    """
+)
+
+
+def test_upload_resumes_after_the_uploading_process_was_killed(
+    server: RegistryServer,
+    client: RegistryClient,
+    v1: int,
+    tmp_path: Path,
+    writes: list[tuple[int, int]],
+) -> None:
+    data = data_of(4 * PIECE + 3, seed=7)
+    path = tmp_path / "model.bin"
+    path.write_bytes(data)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _UPLOADER, server.address, str(path), str(PIECE)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+
+        def three_pieces() -> pl.UploadStatus | None:
+            if child.poll() is not None:
+                pytest.fail(f"the uploader exited: {child.stderr.read() if child.stderr else ''}")
+            found = unfinished(client)
+            return found[0] if found and found[0].committed_size_bytes >= 3 * PIECE else None
+
+        left = wait_for(three_pieces, "the uploading process to commit three pieces")
+    finally:
+        child.kill()
+        child.wait(WAIT_S)
+    left = settled(server, client, left)  # a dead stream's last partial piece is not kept
+    assert left.committed_size_bytes == 3 * PIECE
+    writes.clear()
+    file = client.upload_file("m", v1, path)
+    assert writes[0][0] == 3 * PIECE and sum(n for _, n in writes) == len(data) - 3 * PIECE
+    assert client.get_upload_status(left.upload_id).state == pl.UPLOAD_STATE_COMMITTED
+    assert file.sha256 == sha256_hex(data)
+    out = io.BytesIO()
+    client.download_file("m", v1, out)
+    assert out.getvalue() == data

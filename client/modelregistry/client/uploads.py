@@ -200,7 +200,7 @@ class Uploader:
         self, version: str, file_id: str, size: int, sha256: str
     ) -> pl.UploadStatus | None:
         """The unfinished upload of these bytes (same file id, declared size and sha256) with
-        the most bytes committed, or None (also from a server without ListUploads)."""
+        the most bytes committed, or None (also when ListUploads fails)."""
         request = pl.ListUploadsRequest(
             parent=version,
             filter=(
@@ -212,10 +212,10 @@ class Uploader:
         )
         try:
             page = self._invoke(self._stub.ListUploads, request)
-        except RegistryError as err:
-            if err.code is grpc.StatusCode.UNIMPLEMENTED:
-                return None
-            raise
+        except RegistryError:
+            # Only a shortcut: a bad target, a server without the method or an outage is
+            # left to the upload itself, which reports it in its own terms.
+            return None
         return page.uploads[0] if page.uploads else None
 
     def _resume_point(self, upload_id: str) -> pl.UploadStatus | None:
