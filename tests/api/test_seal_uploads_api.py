@@ -19,7 +19,8 @@ from modelregistry.client import (
 )
 from modelregistry.v1 import payload_pb2_grpc as pl_grpc
 from modelregistry.v1 import resources_pb2 as res
-from modelregistry_server.app import RegistryServer
+from modelregistry_server.app import RegistryServer, build_server
+from modelregistry_server.config import Config
 from tests.api.registry_helpers import expect_error, unchanged
 from tests.support.payload_helpers import (
     PIECE,
@@ -153,6 +154,35 @@ def test_a_connected_stream_ends_when_its_version_is_sealed(
     assert (sealed.state, sealed.file_count) == (res.VERSION_STATE_READY, 0)
     assert_nothing_visible(client, "m", v1)
     assert client.get_version("m", v1).manifest_digest == sealed.manifest_digest
+    assert stored_uploads(root) == []
+
+
+def test_a_stream_on_another_replica_ends_when_its_version_is_sealed(
+    server: RegistryServer, server_config: Config, client: RegistryClient, v1: int
+) -> None:
+    """Two servers on one database and blob store: the seal on one ends the stream on the
+    other at its next piece, with the same error, and leaves no bytes behind."""
+    root = blob_root(server.config.blob_url)
+    other = build_server(server_config)
+    other.start()
+    data = data_of(4 * PIECE, seed=6)
+    head = header(file_name("m", v1), "remote", size=len(data), sha256=sha256_hex(data))
+    requests = PausingRequests(head, data, pause_at=2 * PIECE)
+    try:
+        with raw_stub(server.address) as stub, RegistryClient(other.address) as elsewhere:
+            future = stub.UploadFile.future(iter(requests), timeout=WAIT_S)
+            assert requests.paused.wait(WAIT_S)
+            wait_committed(client, "remote", 2 * PIECE)
+            sealed = elsewhere.seal_version("m", v1, cancel_uploads=True)
+            requests.release(finish=True)
+            with pytest.raises(grpc.RpcError) as caught:
+                future.result(timeout=WAIT_S)
+    finally:
+        other.stop(0)
+    err = from_rpc_error(caught.value)
+    assert (err.code, err.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "VERSION_SEALED")
+    assert (sealed.state, sealed.file_count) == (res.VERSION_STATE_READY, 0)
+    assert_nothing_visible(client, "m", v1)
     assert stored_uploads(root) == []
 
 

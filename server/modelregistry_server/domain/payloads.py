@@ -303,8 +303,13 @@ class Payloads:
         try:
             if self._store.get_upload(caller.tenant, session.upload_id) is not None:
                 return None
+            status = self._store.version_status(
+                caller.tenant, session.model_id, session.version_number
+            )
         except DomainError:
             return None  # the original error says more
+        if status is not None and status.state is VersionState.READY:
+            return _sealed_under_upload(session.version_number)
         return NotFound(
             f"upload {session.upload_id!r} was cancelled", reason=Reason.UPLOAD_NOT_FOUND
         )
@@ -676,11 +681,7 @@ class Payloads:
             version.update_time = self._clock()
             version.revision += 1
             self._store.save_version(version)
-        sealed = FailedPrecondition(
-            f"version {version.number} was sealed while this upload was in progress; "
-            "the upload was cancelled",
-            reason=Reason.VERSION_SEALED,
-        )
+        sealed = _sealed_under_upload(version.number)
         for session in cancelled:
             self._revoke(caller, session.upload_id, sealed)
         return version
@@ -776,6 +777,13 @@ def _require_draft(version: ModelVersion | VersionStatus) -> None:
             f"version {version.number} is sealed (READY); create a new version",
             reason=Reason.VERSION_SEALED,
         )
+
+
+def _sealed_under_upload(number: int) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"version {number} was sealed while this upload was in progress; the upload was cancelled",
+        reason=Reason.VERSION_SEALED,
+    )
 
 
 def _uploads_in_progress(version: ModelVersion, pending: list[UploadSession]) -> FailedPrecondition:
