@@ -84,9 +84,11 @@ class RegistryServer:
         log.info("serving on %s", self.address)
 
     def run_maintenance(self) -> None:
-        """Purge expired soft-deletes, then collect unreferenced blobs and stale uploads."""
+        """Purge expired soft-deletes, collect unreferenced blobs and stale uploads, then
+        refresh the database's planner statistics."""
         models, versions = self.registry.purge()
         report = self.payloads.collect_garbage()
+        self.store.refresh_statistics()
         log.info(
             "maintenance: purged %d models, %d versions; removed %d uploads, %d blobs",
             models,

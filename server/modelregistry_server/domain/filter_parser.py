@@ -23,6 +23,8 @@ Values are converted by field kind. Quoting never changes a value's meaning; it 
 value hold spaces, operators, parentheses, keywords or a literal ``*`` (written ``\*``). An
 unescaped trailing ``*`` on a STRING compared with ``=``/``!=`` is a prefix match;
 ``<map>.<key>:*`` tests that a key is present; ``:`` on a STRING with a value means "contains".
+On a repeated field (``datasets.uri``) a comparison holds if any element satisfies it, ``:``
+with a value means "has an element equal to it" and ``:*`` means "has any element".
 Timestamps are quoted RFC 3339 strings with a zone; integers must fit in 64 bits.
 
 Every error is :class:`~.errors.InvalidArgument` with reason ``INVALID_FILTER`` and a message
@@ -365,9 +367,11 @@ def _convert(
     text, stars = token.text, token.stars
     if op is Op.HAS:
         if text == "*" and stars:
-            if not is_map:
+            if not is_map and not spec.repeated:
                 raise _error(
-                    op_pos, f"':*' (presence) works on map keys like labels.<key>, not {field!r}"
+                    op_pos,
+                    f"':*' (presence) works on map keys like labels.<key> and on repeated "
+                    f"fields, not {field!r}",
                 )
             return Comparison(field, Op.HAS, None)
         if kind is not FieldKind.STRING:

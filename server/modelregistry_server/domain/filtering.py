@@ -37,20 +37,27 @@ class Op(StrEnum):
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """How one field (or a map prefix like ``labels.``) may be filtered and ordered."""
+    """How one field (or a map prefix like ``labels.``) may be filtered and ordered.
+
+    A ``repeated`` field (``datasets.uri``) holds a list of values: a comparison holds when any
+    element satisfies it, ``:`` with a value tests membership (an element equals it) and
+    ``:*`` tests that the list is not empty. Repeated fields are not orderable.
+    """
 
     kind: FieldKind
     enum_values: tuple[str, ...] = ()
     orderable: bool = True
+    repeated: bool = False
 
 
 @dataclass(frozen=True)
 class FilterSchema:
     """The allow-list of fields for one resource collection.
 
-    ``fields`` maps plain names (``stage``) to specs; ``maps`` maps prefixes (``labels``,
-    ``metrics``) to the spec of their values, so ``labels.team`` and ``metrics.accuracy`` are
-    accepted with any key matching ``[A-Za-z_][A-Za-z0-9_.-]{0,62}``.
+    ``fields`` maps names (``stage``, or dotted paths into a message such as
+    ``source.commit``) to specs; ``maps`` maps prefixes (``labels``, ``metrics``) to the spec
+    of their values, so ``labels.team`` and ``metrics.accuracy`` are accepted with any key
+    matching ``[A-Za-z_][A-Za-z0-9_.-]{0,62}``. A name in ``fields`` wins over a map prefix.
     """
 
     fields: dict[str, FieldSpec]
@@ -68,7 +75,8 @@ class Comparison:
     field's type (enum values as their name, timestamps as aware datetimes). For STRING fields
     with ``=``/``!=`` a trailing ``*`` in the filter text means prefix match: ``prefix`` is then
     True and ``value`` is the text before the ``*``. ``op`` HAS with value None means "the map
-    key is present" (``labels.team:*``); HAS on a STRING with a value means "contains".
+    key is present" (``labels.team:*``) or, on a repeated field, "the list is not empty"; HAS on
+    a STRING with a value means "contains", on a repeated field "has an element equal to".
     """
 
     field: str

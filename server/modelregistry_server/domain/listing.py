@@ -28,6 +28,7 @@ MAX_PAGE_SIZE = 1000
 _STRING = FieldSpec(FieldKind.STRING)
 _TIME = FieldSpec(FieldKind.TIMESTAMP)
 _INT = FieldSpec(FieldKind.INTEGER)
+_REPEATED = FieldSpec(FieldKind.STRING, orderable=False, repeated=True)
 
 MODEL_SCHEMA = FilterSchema(
     fields={
@@ -62,6 +63,13 @@ VERSION_SCHEMA = FilterSchema(
         "expired": FieldSpec(FieldKind.BOOL, orderable=False),
         "file_count": _INT,
         "total_size": _INT,
+        # Lineage: the source is one value per version; the others are repeated fields.
+        "source.repository": _STRING,
+        "source.commit": _STRING,
+        "produced_by": _REPEATED,
+        "datasets.uri": _REPEATED,
+        "datasets.digest": _REPEATED,
+        "dependencies.name": _REPEATED,
     },
     maps={"labels": _STRING, "metrics": FieldSpec(FieldKind.NUMBER)},
 )
@@ -125,9 +133,11 @@ def parse_order_by(
 
 
 def _lookup(name: str, schema: FilterSchema) -> FieldSpec | None:
+    if name in schema.fields:
+        return schema.fields[name]
     head, key = split_field(name)
     if key is None:
-        return schema.fields.get(name)
+        return None
     spec = schema.maps.get(head)
     if spec is None or not MAP_KEY_RE.fullmatch(key):
         return None

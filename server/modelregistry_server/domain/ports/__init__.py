@@ -11,6 +11,8 @@ runs over every backend.
   (files of versions, upload sessions, blob bookkeeping for dedup and GC).
 - :mod:`.blobs`: :class:`BlobReader` (reading blobs), :class:`UploadStaging` (resumable
   uploads that become blobs) and :class:`BlobInventory` (listing and deleting, for GC).
+- :mod:`.lineage`: :class:`LineageIndex` (versions by what they came from or feed, and by
+  dataset).
 - :mod:`.metadata`: :class:`MetadataStore`, every metadata port in one (what an adapter
   provides and the wiring holds); :class:`~.blobs.BlobStore` likewise for bytes.
 - :mod:`.queries`: value types the ports take and return.
@@ -25,6 +27,7 @@ Conventions for every adapter:
 from .blobs import BlobInventory, BlobReader, BlobStore, StoredObject, UploadStaging
 from .catalog import AliasBook, ModelCatalog, Purger, RequestLog, StageHistory, VersionCatalog
 from .files import BlobReferences, FileCatalog, UploadSessions
+from .lineage import LineageIndex
 from .metadata import MetadataStore
 from .queries import ListQuery, OrderKey, PurgeCounts
 from .scopes import Transactions
@@ -36,6 +39,7 @@ __all__ = [
     "BlobReferences",
     "BlobStore",
     "FileCatalog",
+    "LineageIndex",
     "ListQuery",
     "MetadataStore",
     "ModelCatalog",

@@ -6,6 +6,7 @@ from typing import Protocol
 
 from .catalog import AliasBook, ModelCatalog, Purger, RequestLog, StageHistory, VersionCatalog
 from .files import BlobReferences, FileCatalog, UploadSessions
+from .lineage import LineageIndex
 from .scopes import Transactions
 
 
@@ -20,9 +21,14 @@ class MetadataStore(
     FileCatalog,
     UploadSessions,
     BlobReferences,
+    LineageIndex,
     Protocol,
 ):
     """All metadata ports of one database; use cases take the narrower ports they need."""
+
+    def refresh_statistics(self) -> None:
+        """Refresh the statistics the database's query planner chooses indexes by."""
+        ...
 
     def close(self) -> None:
         """Close every connection (pool included)."""

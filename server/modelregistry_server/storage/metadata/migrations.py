@@ -135,6 +135,66 @@ def _v3(dialect: Dialect) -> list[str]:
     return [f"ALTER TABLE requests ADD COLUMN fingerprint {text} DEFAULT ''"]
 
 
+def _v4(dialect: Dialect) -> list[str]:
+    """Lineage you can query: indexed copies of the source and of the repeated lineage fields.
+
+    The JSON columns stay the record; ``versions.source_repository``/``source_commit`` and the
+    side tables ``version_upstreams`` (produced_by), ``version_datasets`` and
+    ``version_dependencies`` are filled from them on every write and, here, for existing rows.
+    """
+    t = _types(dialect)
+    text = t["text"]
+    big = "BIGINT NOT NULL"
+    if dialect == "postgresql":
+        source_field = "COALESCE(source::json->>'{0}', '')"
+        produced_by = (
+            "SELECT DISTINCT v.tenant, v.id, j.value FROM versions v"
+            " CROSS JOIN LATERAL json_array_elements_text(v.produced_by::json) AS j(value)"
+        )
+        elements = (
+            "FROM versions v CROSS JOIN LATERAL json_array_elements(v.{0}::json)"
+            " WITH ORDINALITY AS j(value, ordinality)"
+        )
+        position, member = "j.ordinality - 1", "COALESCE(j.value->>'{0}', '')"
+    else:
+        source_field = "COALESCE(json_extract(source, '$.{0}'), '')"
+        produced_by = (
+            "SELECT DISTINCT v.tenant, v.id, j.value FROM versions v, json_each(v.produced_by) j"
+        )
+        elements = "FROM versions v, json_each(v.{0}) j"
+        position, member = "j.key", "COALESCE(json_extract(j.value, '$.{0}'), '')"
+    return [
+        f"ALTER TABLE versions ADD COLUMN source_repository {text} DEFAULT ''",
+        f"ALTER TABLE versions ADD COLUMN source_commit {text} DEFAULT ''",
+        "CREATE INDEX versions_tenant_source_repository"
+        " ON versions (tenant, source_repository, id)",
+        "CREATE INDEX versions_tenant_source_commit ON versions (tenant, source_commit, id)",
+        f"""CREATE TABLE version_upstreams (
+            tenant {text}, owner {big} REFERENCES versions (id), upstream {text},
+            PRIMARY KEY (owner, upstream))""",
+        "CREATE INDEX version_upstreams_upstream ON version_upstreams (tenant, upstream, owner)",
+        f"""CREATE TABLE version_datasets (
+            tenant {text}, owner {big} REFERENCES versions (id), position {big}, uri {text},
+            digest {text}, PRIMARY KEY (owner, position))""",
+        "CREATE INDEX version_datasets_uri ON version_datasets (tenant, uri, owner)",
+        "CREATE INDEX version_datasets_digest ON version_datasets (tenant, digest, owner)",
+        f"""CREATE TABLE version_dependencies (
+            tenant {text}, owner {big} REFERENCES versions (id), position {big}, name {text},
+            PRIMARY KEY (owner, position))""",
+        "CREATE INDEX version_dependencies_name ON version_dependencies (tenant, name, owner)",
+        # Backfill what versions written before this step hold.
+        f"UPDATE versions SET source_repository = {source_field.format('repository')},"
+        f" source_commit = {source_field.format('commit')} WHERE source IS NOT NULL",
+        f"INSERT INTO version_upstreams (tenant, owner, upstream) {produced_by}",
+        "INSERT INTO version_datasets (tenant, owner, position, uri, digest)"
+        f" SELECT v.tenant, v.id, {position}, {member.format('uri')}, {member.format('digest')}"
+        f" {elements.format('datasets')}",
+        "INSERT INTO version_dependencies (tenant, owner, position, name)"
+        f" SELECT v.tenant, v.id, {position}, {member.format('name')}"
+        f" {elements.format('dependencies')}",
+    ]
+
+
 def _execute(db: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return db.execute_sql(sql, params)
 
@@ -143,15 +203,18 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create every table", _v1),
     Migration(2, "index upload sessions by version (ListUploads)", _v2),
     Migration(3, "request fingerprints", _v3),
+    Migration(4, "index lineage: source, produced_by, datasets, dependencies", _v4),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
 
-def migrate(backend: Backend) -> int:
-    """Bring the schema up to :data:`LATEST_VERSION`; a no-op when it is there already.
+def migrate(backend: Backend, *, target: int = LATEST_VERSION) -> int:
+    """Bring the schema up to ``target`` (default :data:`LATEST_VERSION`); a no-op when it is
+    there already.
 
     Returns the version the database is at. Raises :class:`SchemaTooNewError` if a newer
-    release migrated it.
+    release migrated it. A lower ``target`` is for upgrade tests: they start from an earlier
+    schema.
     """
     db: Any = backend.database
     param = db.param
@@ -171,7 +234,7 @@ def migrate(backend: Backend) -> int:
                 f"only knows versions up to {LATEST_VERSION}; upgrade the server"
             )
         for step in MIGRATIONS:
-            if step.version <= current:
+            if step.version <= current or step.version > target:
                 continue
             for statement in step.statements(backend.dialect):
                 _execute(db, statement)
@@ -180,7 +243,7 @@ def migrate(backend: Backend) -> int:
                 f"INSERT INTO schema_version (version, description) VALUES ({param}, {param})",
                 (step.version, step.description),
             )
-        return max(current, LATEST_VERSION)
+        return max(current, min(target, LATEST_VERSION))
 
 
 def schema_version(backend: Backend) -> int:

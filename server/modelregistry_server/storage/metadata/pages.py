@@ -67,13 +67,21 @@ def version_collection(t: Tables) -> Collection:
         "expire_time": Column(v.expire_time, nullable=True),
         "file_count": Column(v.file_count),
         "total_size": Column(v.total_size),
+        "source.repository": Column(v.source_repository),
+        "source.commit": Column(v.source_commit),
+    }
+    repeated = {
+        "produced_by": t.version_upstreams.upstream,
+        "datasets.uri": t.version_datasets.uri,
+        "datasets.digest": t.version_datasets.digest,
+        "dependencies.name": t.version_dependencies.name,
     }
 
     def expired(now_us: int) -> Any:
         return v.expire_time.is_null(False) & (v.expire_time <= now_us)
 
     maps = {"labels": t.version_labels, "metrics": t.version_metrics}
-    return _collection(VERSION_SCHEMA, v, columns, maps, {"expired": expired})
+    return _collection(VERSION_SCHEMA, v, columns, maps, {"expired": expired}, repeated)
 
 
 def upload_collection(t: Tables) -> Collection:
@@ -95,8 +103,11 @@ def _collection(
     columns: dict[str, Column],
     maps: dict[str, Any],
     computed: dict[str, Callable[[int], Any]],
+    repeated: dict[str, Any] | None = None,
 ) -> Collection:
     """A listing collection, checked to cover exactly the schema's fields."""
-    if set(schema.fields) != set(columns) | set(computed) or set(schema.maps) != set(maps):
+    repeated = repeated or {}
+    plain = set(columns) | set(computed) | set(repeated)
+    if set(schema.fields) != plain or set(schema.maps) != set(maps):
         raise AssertionError(f"listing columns of {row._meta.table_name} drifted from the schema")
-    return Collection(schema=schema, row=row, columns=columns, maps=maps, computed=computed)
+    return Collection(schema, row, columns, maps, computed, repeated)

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from ...domain.ports import PurgeCounts
-from . import rows
+from . import rows, side_rows
 from .core import StoreCore, chunks, tuples
 
 
@@ -53,6 +53,7 @@ class PurgeRows(StoreCore):
         for chunk in chunks(list(doomed)):
             t.version_labels.delete().where(t.version_labels.owner.in_(chunk)).execute()
             t.version_metrics.delete().where(t.version_metrics.owner.in_(chunk)).execute()
+            side_rows.delete_side_rows(t, chunk)
             t.transitions.delete().where(t.transitions.version_pk.in_(chunk)).execute()
             t.files.delete().where(t.files.version_pk.in_(chunk)).execute()
             t.versions.delete().where(t.versions.id.in_(chunk)).execute()

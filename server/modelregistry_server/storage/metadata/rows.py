@@ -147,6 +147,8 @@ def version_mutable_columns(version: ModelVersion) -> dict[str, Any]:
         "source": None
         if source is None
         else _dump({"repository": source.repository, "commit": source.commit, "path": source.path}),
+        "source_repository": "" if source is None else source.repository,
+        "source_commit": "" if source is None else source.commit,
         "datasets": _dump(
             [{"uri": d.uri, "digest": d.digest, "role": str(d.role)} for d in version.datasets]
         ),

@@ -87,6 +87,9 @@ class VersionRow(_Row):
     file_count = peewee.BigIntegerField()
     total_size = peewee.BigIntegerField()
     transition_seq = peewee.BigIntegerField()
+    # Indexed copies of ``source`` (empty without one), for filters.
+    source_repository = peewee.TextField()
+    source_commit = peewee.TextField()
 
     class Meta:
         table_name = "versions"
@@ -116,6 +119,45 @@ class VersionMetricRow(_Row):
     class Meta:
         table_name = "version_metrics"
         primary_key = peewee.CompositeKey("owner", "key")
+
+
+class VersionUpstreamRow(_Row):
+    """``version_upstreams``: one entry of a version's ``produced_by`` (a version name)."""
+
+    tenant = peewee.TextField()
+    owner = peewee.BigIntegerField()
+    upstream = peewee.TextField()
+
+    class Meta:
+        table_name = "version_upstreams"
+        primary_key = peewee.CompositeKey("owner", "upstream")
+
+
+class VersionDatasetRow(_Row):
+    """``version_datasets``: one dataset reference of a version, for filters and lineage."""
+
+    tenant = peewee.TextField()
+    owner = peewee.BigIntegerField()
+    position = peewee.BigIntegerField()
+    uri = peewee.TextField()
+    digest = peewee.TextField()
+
+    class Meta:
+        table_name = "version_datasets"
+        primary_key = peewee.CompositeKey("owner", "position")
+
+
+class VersionDependencyRow(_Row):
+    """``version_dependencies``: the name of one dependency of a version, for filters."""
+
+    tenant = peewee.TextField()
+    owner = peewee.BigIntegerField()
+    position = peewee.BigIntegerField()
+    name = peewee.TextField()
+
+    class Meta:
+        table_name = "version_dependencies"
+        primary_key = peewee.CompositeKey("owner", "position")
 
 
 class AliasRow(_Row):
@@ -225,6 +267,9 @@ class Tables:
     versions: type[VersionRow]
     version_labels: type[VersionLabelRow]
     version_metrics: type[VersionMetricRow]
+    version_upstreams: type[VersionUpstreamRow]
+    version_datasets: type[VersionDatasetRow]
+    version_dependencies: type[VersionDependencyRow]
     aliases: type[AliasRow]
     transitions: type[TransitionRow]
     requests: type[RequestRow]
@@ -240,6 +285,9 @@ class Tables:
             self.versions,
             self.version_labels,
             self.version_metrics,
+            self.version_upstreams,
+            self.version_datasets,
+            self.version_dependencies,
             self.aliases,
             self.transitions,
             self.requests,
@@ -257,6 +305,9 @@ def bind_tables(database: peewee.DatabaseProxy) -> Tables:
         versions=_bound(VersionRow, database),
         version_labels=_bound(VersionLabelRow, database),
         version_metrics=_bound(VersionMetricRow, database),
+        version_upstreams=_bound(VersionUpstreamRow, database),
+        version_datasets=_bound(VersionDatasetRow, database),
+        version_dependencies=_bound(VersionDependencyRow, database),
         aliases=_bound(AliasRow, database),
         transitions=_bound(TransitionRow, database),
         requests=_bound(RequestRow, database),

@@ -10,6 +10,11 @@ Semantics, the same on every backend:
 - ``HAS`` with no value (``labels.k:*``) means "the key is present"; on a plain field it means
   "set": non-empty string, non-zero number, non-NULL time. ``HAS`` with a value on a string
   means "contains"; on other kinds it means ``=``.
+- A repeated field (``datasets.uri``) compiles to ``id IN (SELECT owner FROM <side table>
+  WHERE tenant = t AND <element condition>)``, so an index on the side table's value finds the
+  rows: a comparison holds if any element satisfies it (``!=`` means "has an element with
+  another value"; ``NOT datasets.uri = v`` means "no element is v"), ``:`` with a value means
+  "has an element equal to it" and ``:*`` "has any element".
 - ``prefix`` (``name = "abc*"``) is ``LIKE 'abc%'`` with LIKE's wildcards escaped; strings
   compare case-sensitively in byte order.
 - ``expired`` is ``expire_time IS NOT NULL AND expire_time <= now``.
@@ -21,7 +26,7 @@ Semantics, the same on every backend:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from math import isfinite
 from typing import Any
@@ -65,7 +70,8 @@ class Collection:
     """How one listed table maps its :class:`FilterSchema` fields to SQL.
 
     ``maps`` gives the side table (``tenant``, ``owner``, ``key``, ``value``) of each map
-    prefix; ``computed`` builds boolean fields from ``now`` (microseconds).
+    prefix; ``computed`` builds boolean fields from ``now`` (microseconds); ``repeated`` gives
+    the value column of a side table (``tenant``, ``owner``, value) of each repeated field.
     """
 
     schema: FilterSchema
@@ -73,6 +79,7 @@ class Collection:
     columns: Mapping[str, Column]
     maps: Mapping[str, Any]
     computed: Mapping[str, Callable[[int], Sql]]
+    repeated: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,24 +134,37 @@ def _combine(parts: Sequence[Sql], glue: str, empty: Sql) -> Sql:
 
 
 def _comparison(cmp: Comparison, coll: Collection, tenant: str, now_us: int) -> Sql:
-    head, key = split_field(cmp.field)
-    if key is not None:
-        side = coll.maps.get(head)
-        spec = coll.schema.maps.get(head)
-        if side is None or spec is None or not key:
-            raise _bad_filter(f"unknown field {cmp.field!r}")
-        conditions = [side.owner == coll.row.id, side.tenant == tenant, side.key == key]
-        if not (cmp.op is Op.HAS and cmp.value is None):
-            conditions.append(_scalar(cmp, side.value, spec, nullable=False))
-        subquery = side.select(peewee.SQL("1")).where(*conditions)
-        return peewee.fn.EXISTS(subquery)
-    if cmp.field in coll.computed:
-        return _computed(cmp, coll.computed[cmp.field](now_us))
-    column = coll.columns.get(cmp.field)
     spec = coll.schema.fields.get(cmp.field)
-    if column is None or spec is None:
+    if spec is not None:
+        if cmp.field in coll.repeated:
+            return _repeated(cmp, coll, coll.repeated[cmp.field], spec, tenant)
+        if cmp.field in coll.computed:
+            return _computed(cmp, coll.computed[cmp.field](now_us))
+        column = coll.columns.get(cmp.field)
+        if column is not None:
+            return _scalar(cmp, column.column, spec, nullable=column.nullable)
+    head, key = split_field(cmp.field)
+    side = coll.maps.get(head)
+    spec = coll.schema.maps.get(head)
+    if key is None or side is None or spec is None or not key:
         raise _bad_filter(f"unknown field {cmp.field!r}")
-    return _scalar(cmp, column.column, spec, nullable=column.nullable)
+    conditions = [side.owner == coll.row.id, side.tenant == tenant, side.key == key]
+    if not (cmp.op is Op.HAS and cmp.value is None):
+        conditions.append(_scalar(cmp, side.value, spec, nullable=False))
+    subquery = side.select(peewee.SQL("1")).where(*conditions)
+    return peewee.fn.EXISTS(subquery)
+
+
+def _repeated(cmp: Comparison, coll: Collection, value: Any, spec: FieldSpec, tenant: str) -> Sql:
+    """Rows with an element satisfying ``cmp``, found through the side table's value index."""
+    side = value.model
+    conditions = [side.tenant == tenant]
+    if cmp.op is Op.HAS and cmp.value is not None:
+        conditions.append(_scalar(replace(cmp, op=Op.EQ), value, spec, nullable=False))
+    elif cmp.op is not Op.HAS:
+        conditions.append(_scalar(cmp, value, spec, nullable=False))
+    in_side: Sql = coll.row.id.in_(side.select(side.owner).where(*conditions))
+    return in_side
 
 
 def _computed(cmp: Comparison, condition: Sql) -> Sql:
@@ -242,14 +262,10 @@ def _escape_like(text: str) -> str:
 
 
 def _like(column: Sql, pattern: str) -> Sql:
+    # The escape character is a literal: SQLite turns a prefix LIKE into an index range only
+    # when ESCAPE is not a bound parameter.
     return peewee.NodeList(
-        (
-            column,
-            peewee.SQL("LIKE"),
-            peewee.Value(pattern),
-            peewee.SQL("ESCAPE"),
-            peewee.Value(_LIKE_ESCAPE),
-        ),
+        (column, peewee.SQL("LIKE"), peewee.Value(pattern), peewee.SQL(f"ESCAPE '{_LIKE_ESCAPE}'")),
         parens=True,
     )
 
@@ -321,7 +337,7 @@ def plan_order(order_by: Sequence[OrderKey], coll: Collection, tenant: str) -> O
     joins: list[tuple[Any, Sql]] = []
     for index, term in enumerate(order_by):
         head, key = split_field(term.field)
-        if key is not None:
+        if key is not None and term.field not in coll.columns:
             side, spec = coll.maps.get(head), coll.schema.maps.get(head)
             if side is None or spec is None or not spec.orderable or not key:
                 raise _bad_order(f"cannot order by {term.field!r}")

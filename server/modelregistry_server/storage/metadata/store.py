@@ -1,7 +1,7 @@
 """The peewee adapter of the metadata ports (SQLite and PostgreSQL), composed of one part per
-port: :mod:`.models`, :mod:`.versions`, :mod:`.aliases`, :mod:`.transitions`,
-:mod:`.request_log`, :mod:`.files`, :mod:`.uploads`, :mod:`.blob_refs` and :mod:`.purge`, on the
-shared :class:`~.core.StoreCore` (scopes, lookups; see its docstring).
+port: :mod:`.models`, :mod:`.versions`, :mod:`.lineage`, :mod:`.aliases`, :mod:`.transitions`,
+:mod:`.request_log`, :mod:`.files`, :mod:`.uploads`, :mod:`.blob_refs`, :mod:`.purge` and
+:mod:`.statistics`, on the shared :class:`~.core.StoreCore` (scopes, lookups; see its docstring).
 
 Not written by the save methods: identity columns, ``Model.latest_version_number`` (owned by
 ``allocate_version_number``) and ``ModelVersion.aliases`` (owned by the alias methods). Blob
@@ -13,9 +13,11 @@ from __future__ import annotations
 from .aliases import AliasRows
 from .blob_refs import BlobRefRows
 from .files import FileRows
+from .lineage import LineageRows
 from .models import ModelRows
 from .purge import PurgeRows
 from .request_log import RequestRows
+from .statistics import StatisticsRows
 from .transitions import TransitionRows
 from .uploads import UploadRows
 from .versions import VersionRows
@@ -23,6 +25,7 @@ from .versions import VersionRows
 
 class PeeweeMetadataStore(
     ModelRows,
+    LineageRows,
     VersionRows,
     AliasRows,
     TransitionRows,
@@ -31,5 +34,6 @@ class PeeweeMetadataStore(
     UploadRows,
     BlobRefRows,
     PurgeRows,
+    StatisticsRows,
 ):
     """Registry rows in a SQL database through peewee (see the module docstring)."""

@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from ...domain.entities import ModelVersion, Page, VersionState, VersionStatus
-from ...domain.errors import AlreadyExists, Reason
+from ...domain.errors import AlreadyExists, NotFound, Reason
 from ...domain.ports import ListQuery
-from . import rows
+from . import rows, side_rows
 from .core import StoreCore, chunks, first, tuples
 from .pages import fetch_page
 
@@ -20,17 +20,19 @@ class VersionRows(StoreCore):
     def insert_version(self, version: ModelVersion) -> None:
         """Insert a new version (its number comes from ``allocate_version_number``)."""
         v = self._t.versions
+        columns = rows.version_columns(version)
         with self._write():
             model_pk = self._require_model_pk(version.tenant, version.model_id)
             pk = self._insert_new(
                 v,
-                v.insert(**rows.version_columns(version), model_pk=model_pk, transition_seq=0),
+                v.insert(**columns, model_pk=model_pk, transition_seq=0),
                 [v.model_pk, v.number],
                 lambda: AlreadyExists(
                     f"version {version.number} of model {version.model_id!r} already exists",
                     reason=Reason.INVALID_ARGUMENT,
                 ),
             )
+            side_rows.write_side_rows(self._t, version.tenant, pk, columns, before={})
             self._insert_pairs(self._t.version_labels, version.tenant, pk, version.labels)
             self._insert_pairs(self._t.version_metrics, version.tenant, pk, version.metrics)
 
@@ -83,9 +85,23 @@ class VersionRows(StoreCore):
     def save_version(self, version: ModelVersion) -> None:
         """Write every mutable field (labels, metrics included) of an existing version."""
         v = self._t.versions
+        columns = rows.version_mutable_columns(version)
         with self._write():
-            pk = self._require_version_pk(version.tenant, version.model_id, version.number)
-            v.update(**rows.version_mutable_columns(version)).where(v.id == pk).execute()
+            before = first(
+                v.select(v.id, *(getattr(v, c) for c in side_rows.source_columns())).where(
+                    v.tenant == version.tenant,
+                    v.model_id == version.model_id,
+                    v.number == version.number,
+                )
+            )
+            if before is None:
+                raise NotFound(
+                    f"version {version.number} of model {version.model_id!r} does not exist",
+                    reason=Reason.VERSION_NOT_FOUND,
+                )
+            pk = before.pop("id")
+            v.update(**columns).where(v.id == pk).execute()
+            side_rows.write_side_rows(self._t, version.tenant, pk, columns, before)
             self._replace_pairs(self._t.version_labels, version.tenant, pk, version.labels)
             self._replace_pairs(self._t.version_metrics, version.tenant, pk, version.metrics)
 
