@@ -313,7 +313,9 @@ class ListModelVersionsRequest(_message.Message):
     """AIP-160 filter, e.g. `stage = PRODUCTION AND metrics.accuracy >= 0.9`.
     Fields: model_id, version_number, description, type, author, stage, state, create_time,
     update_time, delete_time, expire_time, expired, file_count, total_size, labels.<key>,
-    metrics.<key>.
+    metrics.<key>, source.repository, source.commit, and the repeated fields produced_by,
+    datasets.uri, datasets.digest, dependencies.name (a comparison holds if any element
+    satisfies it; `:` with a value tests membership, `:*` a non-empty list).
     """
     order_by: _builtins.str
     """e.g. `metrics.accuracy desc, create_time`; default `model_id, version_number`. Versions
