@@ -19,6 +19,7 @@ from .api.interceptors import ErrorMappingInterceptor
 from .api.payload_servicer import PayloadServicer
 from .api.registry_servicer import ModelRegistryServicer
 from .config import Config
+from .domain.lineage import Lineage
 from .domain.payloads import Payloads
 from .domain.ports import BlobStore, MetadataStore
 from .domain.registry import Registry, utc_now
@@ -119,6 +120,7 @@ def build_server(config: Config) -> RegistryServer:
     store = open_metadata_store(config.database_url, max_connections=config.db_max_connections)
     blobs = open_blob_store(config.blob_url)
     registry = Registry(store, clock=utc_now, retention=config.retention)
+    lineage = Lineage(store, registry.resolve)
     payloads = Payloads(
         store,
         blobs,
@@ -143,7 +145,7 @@ def build_server(config: Config) -> RegistryServer:
         ],
     )
     registry_grpc.add_ModelRegistryServicer_to_server(
-        ModelRegistryServicer(registry, payloads, utc_now), server
+        ModelRegistryServicer(registry, payloads, lineage, utc_now), server
     )
     payload_grpc.add_PayloadServiceServicer_to_server(
         PayloadServicer(payloads, config.download_chunk_bytes), server

@@ -48,7 +48,7 @@ REGISTRY_METHODS = {
     "CreateModelVersion", "GetModelVersion", "ListModelVersions", "UpdateModelVersion",
     "DeleteModelVersion", "UndeleteModelVersion", "SealModelVersion",
     "TransitionModelVersionStage", "ListStageTransitions",
-    "SetAlias", "GetAlias", "ListAliases", "DeleteAlias",
+    "SetAlias", "GetAlias", "ListAliases", "DeleteAlias", "GetLineage",
 }  # fmt: skip
 
 

@@ -43,6 +43,7 @@ from modelregistry.client.transfers import (
     ProgressCallback,
 )
 from modelregistry.client.uploads import Uploader
+from modelregistry.v1 import lineage_pb2 as lpb
 from modelregistry.v1 import model_registry_pb2 as mr
 from modelregistry.v1 import model_registry_pb2_grpc as mr_grpc
 from modelregistry.v1 import payload_pb2 as pl
@@ -367,10 +368,14 @@ class RegistryClient:
         return self._call(self._registry.UpdateModelVersion, request)
 
     def delete_version(
-        self, model_id: str, version: VersionRef, *, etag: str = ""
+        self, model_id: str, version: VersionRef, *, etag: str = "", force: bool = False
     ) -> res.ModelVersion:
-        """Soft-delete a version (its aliases are removed)."""
-        request = mr.DeleteModelVersionRequest(name=names.version_ref(model_id, version), etag=etag)
+        """Soft-delete a version (its aliases are removed). A version that live versions list in
+        their ``produced_by`` raises ``FailedPreconditionError`` (``VERSION_HAS_DEPENDENTS``,
+        dependents in ``.metadata["dependents"]``) unless ``force``."""
+        request = mr.DeleteModelVersionRequest(
+            name=names.version_ref(model_id, version), etag=etag, force=force
+        )
         return self._call(self._registry.DeleteModelVersion, request)
 
     def undelete_version(
@@ -426,6 +431,37 @@ class RegistryClient:
         return self._pager(
             self._registry.ListStageTransitions, request, lambda page: page.stage_transitions
         )
+
+    # --- lineage -----------------------------------------------------------------------------
+
+    def get_lineage(
+        self,
+        model_id: str = "",
+        version: VersionRef = LATEST,
+        *,
+        dataset_uri: str = "",
+        direction: lpb.LineageDirection.ValueType | int | str = "BOTH",
+        max_depth: int = 0,
+        show_deleted: bool = False,
+    ) -> mr.GetLineageResponse:
+        """The lineage graph around a version, or around a dataset if ``dataset_uri`` is given.
+
+        ``model_id`` and ``version`` name the version as in :meth:`get_version` (``model_id``
+        may be a full version name). ``direction`` is ``"upstream"`` (what it came from),
+        ``"downstream"`` (what was made from it; from a dataset, the versions that used it) or
+        ``"both"``; ``max_depth`` 0 means the server's default (5, at most 20).
+        """
+        name = ""
+        if not dataset_uri:
+            name = model_id if "/versions/" in model_id else names.version_ref(model_id, version)
+        request = mr.GetLineageRequest(
+            name=name,
+            dataset_uri=dataset_uri,
+            direction=messages.lineage_direction(direction),
+            max_depth=max_depth,
+            show_deleted=show_deleted,
+        )
+        return self._call(self._registry.GetLineage, request)
 
     # --- aliases -----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from typing import Any, TypeAlias, TypeVar
 from google.protobuf import field_mask_pb2, json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
+from modelregistry.v1 import lineage_pb2 as lpb
 from modelregistry.v1 import resources_pb2 as res
 
 __all__ = [
@@ -56,6 +57,24 @@ def stage(value: res.Stage.ValueType | int | str) -> res.Stage.ValueType:
             known = ", ".join(v.name.removeprefix("STAGE_") for v in res.Stage.DESCRIPTOR.values)
             raise ValueError(f"unknown stage {value!r}; expected one of {known}") from None
     return res.Stage.ValueType(value)
+
+
+def lineage_direction(
+    value: lpb.LineageDirection.ValueType | int | str,
+) -> lpb.LineageDirection.ValueType:
+    """A LineageDirection from its value or name (``"upstream"``, ``"DOWNSTREAM"`` …)."""
+    if isinstance(value, str):
+        name = enum_name(value, "LINEAGE_DIRECTION_")
+        try:
+            return lpb.LineageDirection.Value(name)
+        except ValueError:
+            known = ", ".join(
+                v.name.removeprefix("LINEAGE_DIRECTION_")
+                for v in lpb.LineageDirection.DESCRIPTOR.values
+                if v.number
+            )
+            raise ValueError(f"unknown direction {value!r}; expected one of {known}") from None
+    return lpb.LineageDirection.ValueType(value)
 
 
 def struct(value: Mapping[str, Any] | struct_pb2.Struct) -> struct_pb2.Struct:

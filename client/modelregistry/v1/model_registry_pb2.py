@@ -24,62 +24,67 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from modelregistry.v1 import lineage_pb2 as modelregistry_dot_v1_dot_lineage__pb2
 from modelregistry.v1 import resources_pb2 as modelregistry_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%modelregistry/v1/model_registry.proto\x12\x10modelregistry.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a modelregistry/v1/resources.proto\"b\n\x12\x43reateModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Model\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"r\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x10\n\x08order_by\x18\x04 \x01(\t\x12\x14\n\x0cshow_deleted\x18\x05 \x01(\x08\"V\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.modelregistry.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"m\n\x12UpdateModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Model\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"?\n\x12\x44\x65leteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"2\n\x14UndeleteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"v\n\x19\x43reateModelVersionRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x35\n\rmodel_version\x18\x02 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersion\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"&\n\x16GetModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x89\x01\n\x18ListModelVersionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x10\n\x08order_by\x18\x05 \x01(\t\x12\x14\n\x0cshow_deleted\x18\x06 \x01(\x08\"l\n\x19ListModelVersionsResponse\x12\x36\n\x0emodel_versions\x18\x01 \x03(\x0b\x32\x1e.modelregistry.v1.ModelVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x19UpdateModelVersionRequest\x12\x35\n\rmodel_version\x18\x01 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersion\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"7\n\x19\x44\x65leteModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"9\n\x1bUndeleteModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"M\n\x17SealModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61ncel_uploads\x18\x03 \x01(\x08\"\x93\x01\n\"TransitionModelVersionStageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05stage\x18\x02 \x01(\x0e\x32\x17.modelregistry.v1.Stage\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x18\n\x10\x61rchive_existing\x18\x05 \x01(\x08\"T\n\x1bListStageTransitionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"u\n\x1cListStageTransitionsResponse\x12<\n\x11stage_transitions\x18\x01 \x03(\x0b\x32!.modelregistry.v1.StageTransition\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x0fSetAliasRequest\x12&\n\x05\x61lias\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Alias\"\x1f\n\x0fGetAliasRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"$\n\x12ListAliasesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"?\n\x13ListAliasesResponse\x12(\n\x07\x61liases\x18\x01 \x03(\x0b\x32\x17.modelregistry.v1.Alias\"\"\n\x12\x44\x65leteAliasRequest\x12\x0c\n\x04name\x18\x01 \x01(\t2\xcb\r\n\rModelRegistry\x12L\n\x0b\x43reateModel\x12$.modelregistry.v1.CreateModelRequest\x1a\x17.modelregistry.v1.Model\x12\x46\n\x08GetModel\x12!.modelregistry.v1.GetModelRequest\x1a\x17.modelregistry.v1.Model\x12W\n\nListModels\x12#.modelregistry.v1.ListModelsRequest\x1a$.modelregistry.v1.ListModelsResponse\x12L\n\x0bUpdateModel\x12$.modelregistry.v1.UpdateModelRequest\x1a\x17.modelregistry.v1.Model\x12L\n\x0b\x44\x65leteModel\x12$.modelregistry.v1.DeleteModelRequest\x1a\x17.modelregistry.v1.Model\x12P\n\rUndeleteModel\x12&.modelregistry.v1.UndeleteModelRequest\x1a\x17.modelregistry.v1.Model\x12\x61\n\x12\x43reateModelVersion\x12+.modelregistry.v1.CreateModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12[\n\x0fGetModelVersion\x12(.modelregistry.v1.GetModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12l\n\x11ListModelVersions\x12*.modelregistry.v1.ListModelVersionsRequest\x1a+.modelregistry.v1.ListModelVersionsResponse\x12\x61\n\x12UpdateModelVersion\x12+.modelregistry.v1.UpdateModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12\x61\n\x12\x44\x65leteModelVersion\x12+.modelregistry.v1.DeleteModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12\x65\n\x14UndeleteModelVersion\x12-.modelregistry.v1.UndeleteModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12]\n\x10SealModelVersion\x12).modelregistry.v1.SealModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12s\n\x1bTransitionModelVersionStage\x12\x34.modelregistry.v1.TransitionModelVersionStageRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12u\n\x14ListStageTransitions\x12-.modelregistry.v1.ListStageTransitionsRequest\x1a..modelregistry.v1.ListStageTransitionsResponse\x12\x46\n\x08SetAlias\x12!.modelregistry.v1.SetAliasRequest\x1a\x17.modelregistry.v1.Alias\x12\x46\n\x08GetAlias\x12!.modelregistry.v1.GetAliasRequest\x1a\x17.modelregistry.v1.Alias\x12Z\n\x0bListAliases\x12$.modelregistry.v1.ListAliasesRequest\x1a%.modelregistry.v1.ListAliasesResponse\x12K\n\x0b\x44\x65leteAlias\x12$.modelregistry.v1.DeleteAliasRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%modelregistry/v1/model_registry.proto\x12\x10modelregistry.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1emodelregistry/v1/lineage.proto\x1a modelregistry/v1/resources.proto\"b\n\x12\x43reateModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Model\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"r\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x10\n\x08order_by\x18\x04 \x01(\t\x12\x14\n\x0cshow_deleted\x18\x05 \x01(\x08\"V\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.modelregistry.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"m\n\x12UpdateModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Model\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"?\n\x12\x44\x65leteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"2\n\x14UndeleteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"v\n\x19\x43reateModelVersionRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x35\n\rmodel_version\x18\x02 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersion\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"&\n\x16GetModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x89\x01\n\x18ListModelVersionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x10\n\x08order_by\x18\x05 \x01(\t\x12\x14\n\x0cshow_deleted\x18\x06 \x01(\x08\"l\n\x19ListModelVersionsResponse\x12\x36\n\x0emodel_versions\x18\x01 \x03(\x0b\x32\x1e.modelregistry.v1.ModelVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x19UpdateModelVersionRequest\x12\x35\n\rmodel_version\x18\x01 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersion\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"F\n\x19\x44\x65leteModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"9\n\x1bUndeleteModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"M\n\x17SealModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61ncel_uploads\x18\x03 \x01(\x08\"\x93\x01\n\"TransitionModelVersionStageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05stage\x18\x02 \x01(\x0e\x32\x17.modelregistry.v1.Stage\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x18\n\x10\x61rchive_existing\x18\x05 \x01(\x08\"T\n\x1bListStageTransitionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"u\n\x1cListStageTransitionsResponse\x12<\n\x11stage_transitions\x18\x01 \x03(\x0b\x32!.modelregistry.v1.StageTransition\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x0fSetAliasRequest\x12&\n\x05\x61lias\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Alias\"\x1f\n\x0fGetAliasRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"$\n\x12ListAliasesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"?\n\x13ListAliasesResponse\x12(\n\x07\x61liases\x18\x01 \x03(\x0b\x32\x17.modelregistry.v1.Alias\"\"\n\x12\x44\x65leteAliasRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x96\x01\n\x11GetLineageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x61taset_uri\x18\x02 \x01(\t\x12\x35\n\tdirection\x18\x03 \x01(\x0e\x32\".modelregistry.v1.LineageDirection\x12\x11\n\tmax_depth\x18\x04 \x01(\x05\x12\x14\n\x0cshow_deleted\x18\x05 \x01(\x08\"\x83\x01\n\x12GetLineageResponse\x12,\n\x05nodes\x18\x01 \x03(\x0b\x32\x1d.modelregistry.v1.LineageNode\x12,\n\x05\x65\x64ges\x18\x02 \x03(\x0b\x32\x1d.modelregistry.v1.LineageEdge\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x32\xa4\x0e\n\rModelRegistry\x12L\n\x0b\x43reateModel\x12$.modelregistry.v1.CreateModelRequest\x1a\x17.modelregistry.v1.Model\x12\x46\n\x08GetModel\x12!.modelregistry.v1.GetModelRequest\x1a\x17.modelregistry.v1.Model\x12W\n\nListModels\x12#.modelregistry.v1.ListModelsRequest\x1a$.modelregistry.v1.ListModelsResponse\x12L\n\x0bUpdateModel\x12$.modelregistry.v1.UpdateModelRequest\x1a\x17.modelregistry.v1.Model\x12L\n\x0b\x44\x65leteModel\x12$.modelregistry.v1.DeleteModelRequest\x1a\x17.modelregistry.v1.Model\x12P\n\rUndeleteModel\x12&.modelregistry.v1.UndeleteModelRequest\x1a\x17.modelregistry.v1.Model\x12\x61\n\x12\x43reateModelVersion\x12+.modelregistry.v1.CreateModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12[\n\x0fGetModelVersion\x12(.modelregistry.v1.GetModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12l\n\x11ListModelVersions\x12*.modelregistry.v1.ListModelVersionsRequest\x1a+.modelregistry.v1.ListModelVersionsResponse\x12\x61\n\x12UpdateModelVersion\x12+.modelregistry.v1.UpdateModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12\x61\n\x12\x44\x65leteModelVersion\x12+.modelregistry.v1.DeleteModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12\x65\n\x14UndeleteModelVersion\x12-.modelregistry.v1.UndeleteModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12]\n\x10SealModelVersion\x12).modelregistry.v1.SealModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12s\n\x1bTransitionModelVersionStage\x12\x34.modelregistry.v1.TransitionModelVersionStageRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12u\n\x14ListStageTransitions\x12-.modelregistry.v1.ListStageTransitionsRequest\x1a..modelregistry.v1.ListStageTransitionsResponse\x12\x46\n\x08SetAlias\x12!.modelregistry.v1.SetAliasRequest\x1a\x17.modelregistry.v1.Alias\x12\x46\n\x08GetAlias\x12!.modelregistry.v1.GetAliasRequest\x1a\x17.modelregistry.v1.Alias\x12Z\n\x0bListAliases\x12$.modelregistry.v1.ListAliasesRequest\x1a%.modelregistry.v1.ListAliasesResponse\x12K\n\x0b\x44\x65leteAlias\x12$.modelregistry.v1.DeleteAliasRequest\x1a\x16.google.protobuf.Empty\x12W\n\nGetLineage\x12#.modelregistry.v1.GetLineageRequest\x1a$.modelregistry.v1.GetLineageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelregistry.v1.model_registry_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEMODELREQUEST']._serialized_start=156
-  _globals['_CREATEMODELREQUEST']._serialized_end=254
-  _globals['_GETMODELREQUEST']._serialized_start=256
-  _globals['_GETMODELREQUEST']._serialized_end=287
-  _globals['_LISTMODELSREQUEST']._serialized_start=289
-  _globals['_LISTMODELSREQUEST']._serialized_end=403
-  _globals['_LISTMODELSRESPONSE']._serialized_start=405
-  _globals['_LISTMODELSRESPONSE']._serialized_end=491
-  _globals['_UPDATEMODELREQUEST']._serialized_start=493
-  _globals['_UPDATEMODELREQUEST']._serialized_end=602
-  _globals['_DELETEMODELREQUEST']._serialized_start=604
-  _globals['_DELETEMODELREQUEST']._serialized_end=667
-  _globals['_UNDELETEMODELREQUEST']._serialized_start=669
-  _globals['_UNDELETEMODELREQUEST']._serialized_end=719
-  _globals['_CREATEMODELVERSIONREQUEST']._serialized_start=721
-  _globals['_CREATEMODELVERSIONREQUEST']._serialized_end=839
-  _globals['_GETMODELVERSIONREQUEST']._serialized_start=841
-  _globals['_GETMODELVERSIONREQUEST']._serialized_end=879
-  _globals['_LISTMODELVERSIONSREQUEST']._serialized_start=882
-  _globals['_LISTMODELVERSIONSREQUEST']._serialized_end=1019
-  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_start=1021
-  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_end=1129
-  _globals['_UPDATEMODELVERSIONREQUEST']._serialized_start=1132
-  _globals['_UPDATEMODELVERSIONREQUEST']._serialized_end=1263
-  _globals['_DELETEMODELVERSIONREQUEST']._serialized_start=1265
-  _globals['_DELETEMODELVERSIONREQUEST']._serialized_end=1320
-  _globals['_UNDELETEMODELVERSIONREQUEST']._serialized_start=1322
-  _globals['_UNDELETEMODELVERSIONREQUEST']._serialized_end=1379
-  _globals['_SEALMODELVERSIONREQUEST']._serialized_start=1381
-  _globals['_SEALMODELVERSIONREQUEST']._serialized_end=1458
-  _globals['_TRANSITIONMODELVERSIONSTAGEREQUEST']._serialized_start=1461
-  _globals['_TRANSITIONMODELVERSIONSTAGEREQUEST']._serialized_end=1608
-  _globals['_LISTSTAGETRANSITIONSREQUEST']._serialized_start=1610
-  _globals['_LISTSTAGETRANSITIONSREQUEST']._serialized_end=1694
-  _globals['_LISTSTAGETRANSITIONSRESPONSE']._serialized_start=1696
-  _globals['_LISTSTAGETRANSITIONSRESPONSE']._serialized_end=1813
-  _globals['_SETALIASREQUEST']._serialized_start=1815
-  _globals['_SETALIASREQUEST']._serialized_end=1872
-  _globals['_GETALIASREQUEST']._serialized_start=1874
-  _globals['_GETALIASREQUEST']._serialized_end=1905
-  _globals['_LISTALIASESREQUEST']._serialized_start=1907
-  _globals['_LISTALIASESREQUEST']._serialized_end=1943
-  _globals['_LISTALIASESRESPONSE']._serialized_start=1945
-  _globals['_LISTALIASESRESPONSE']._serialized_end=2008
-  _globals['_DELETEALIASREQUEST']._serialized_start=2010
-  _globals['_DELETEALIASREQUEST']._serialized_end=2044
-  _globals['_MODELREGISTRY']._serialized_start=2047
-  _globals['_MODELREGISTRY']._serialized_end=3786
+  _globals['_CREATEMODELREQUEST']._serialized_start=188
+  _globals['_CREATEMODELREQUEST']._serialized_end=286
+  _globals['_GETMODELREQUEST']._serialized_start=288
+  _globals['_GETMODELREQUEST']._serialized_end=319
+  _globals['_LISTMODELSREQUEST']._serialized_start=321
+  _globals['_LISTMODELSREQUEST']._serialized_end=435
+  _globals['_LISTMODELSRESPONSE']._serialized_start=437
+  _globals['_LISTMODELSRESPONSE']._serialized_end=523
+  _globals['_UPDATEMODELREQUEST']._serialized_start=525
+  _globals['_UPDATEMODELREQUEST']._serialized_end=634
+  _globals['_DELETEMODELREQUEST']._serialized_start=636
+  _globals['_DELETEMODELREQUEST']._serialized_end=699
+  _globals['_UNDELETEMODELREQUEST']._serialized_start=701
+  _globals['_UNDELETEMODELREQUEST']._serialized_end=751
+  _globals['_CREATEMODELVERSIONREQUEST']._serialized_start=753
+  _globals['_CREATEMODELVERSIONREQUEST']._serialized_end=871
+  _globals['_GETMODELVERSIONREQUEST']._serialized_start=873
+  _globals['_GETMODELVERSIONREQUEST']._serialized_end=911
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_start=914
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_end=1051
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_start=1053
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_end=1161
+  _globals['_UPDATEMODELVERSIONREQUEST']._serialized_start=1164
+  _globals['_UPDATEMODELVERSIONREQUEST']._serialized_end=1295
+  _globals['_DELETEMODELVERSIONREQUEST']._serialized_start=1297
+  _globals['_DELETEMODELVERSIONREQUEST']._serialized_end=1367
+  _globals['_UNDELETEMODELVERSIONREQUEST']._serialized_start=1369
+  _globals['_UNDELETEMODELVERSIONREQUEST']._serialized_end=1426
+  _globals['_SEALMODELVERSIONREQUEST']._serialized_start=1428
+  _globals['_SEALMODELVERSIONREQUEST']._serialized_end=1505
+  _globals['_TRANSITIONMODELVERSIONSTAGEREQUEST']._serialized_start=1508
+  _globals['_TRANSITIONMODELVERSIONSTAGEREQUEST']._serialized_end=1655
+  _globals['_LISTSTAGETRANSITIONSREQUEST']._serialized_start=1657
+  _globals['_LISTSTAGETRANSITIONSREQUEST']._serialized_end=1741
+  _globals['_LISTSTAGETRANSITIONSRESPONSE']._serialized_start=1743
+  _globals['_LISTSTAGETRANSITIONSRESPONSE']._serialized_end=1860
+  _globals['_SETALIASREQUEST']._serialized_start=1862
+  _globals['_SETALIASREQUEST']._serialized_end=1919
+  _globals['_GETALIASREQUEST']._serialized_start=1921
+  _globals['_GETALIASREQUEST']._serialized_end=1952
+  _globals['_LISTALIASESREQUEST']._serialized_start=1954
+  _globals['_LISTALIASESREQUEST']._serialized_end=1990
+  _globals['_LISTALIASESRESPONSE']._serialized_start=1992
+  _globals['_LISTALIASESRESPONSE']._serialized_end=2055
+  _globals['_DELETEALIASREQUEST']._serialized_start=2057
+  _globals['_DELETEALIASREQUEST']._serialized_end=2091
+  _globals['_GETLINEAGEREQUEST']._serialized_start=2094
+  _globals['_GETLINEAGEREQUEST']._serialized_end=2244
+  _globals['_GETLINEAGERESPONSE']._serialized_start=2247
+  _globals['_GETLINEAGERESPONSE']._serialized_end=2378
+  _globals['_MODELREGISTRY']._serialized_start=2381
+  _globals['_MODELREGISTRY']._serialized_end=4209
 # @@protoc_insertion_point(module_scope)

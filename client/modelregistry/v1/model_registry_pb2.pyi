@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from modelregistry.v1 import lineage_pb2 as _lineage_pb2
 from modelregistry.v1 import resources_pb2 as _resources_pb2
 import builtins as _builtins
 import sys
@@ -191,8 +192,10 @@ class DeleteModelRequest(_message.Message):
     etag: _builtins.str
     """If set, must match the current etag."""
     force: _builtins.bool
-    """Also soft-delete the model's live versions. Without it, a model with live versions is
-    FAILED_PRECONDITION.
+    """Also soft-delete the model's live versions, even if versions of other models were
+    produced by them. Without it, a model with live versions is FAILED_PRECONDITION:
+    `MODEL_HAS_DEPENDENTS` (naming them) if versions of other models list one of its versions
+    in their `produced_by`, `MODEL_HAS_VERSIONS` otherwise.
     """
     def __init__(
         self,
@@ -412,19 +415,25 @@ class DeleteModelVersionRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Required. `models/{model}/versions/{version}` (a number)."""
     etag: _builtins.str
     """If set, must match the current etag."""
+    force: _builtins.bool
+    """Delete even if live versions list this one in their `produced_by`. Without it such a
+    version is FAILED_PRECONDITION `VERSION_HAS_DEPENDENTS`, naming the dependents.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         etag: _builtins.str = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "force", b"force", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -704,3 +713,81 @@ class DeleteAliasRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteAliasRequest: _TypeAlias = DeleteAliasRequest  # noqa: Y015
+
+@_typing.final
+class GetLineageRequest(_message.Message):
+    """Request for GetLineage. Set exactly one of `name` and `dataset_uri`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DATASET_URI_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    MAX_DEPTH_FIELD_NUMBER: _builtins.int
+    SHOW_DELETED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The version to start from: `models/{model}/versions/{version}` (a number, `latest` or an
+    alias). The start is in the graph even if it is soft-deleted.
+    """
+    dataset_uri: _builtins.str
+    """Or start from a dataset: the versions that reference this URI (any role) are one edge
+    downstream of it, and what was produced by them further downstream.
+    """
+    direction: _lineage_pb2.LineageDirection.ValueType
+    """Which way to go; unset means both."""
+    max_depth: _builtins.int
+    """How many edges away from the start to go (VERSION_OF edges do not count): 0 means 5,
+    at most 20.
+    """
+    show_deleted: _builtins.bool
+    """Include soft-deleted versions (other than the start, which is always included)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        dataset_uri: _builtins.str = ...,
+        direction: _lineage_pb2.LineageDirection.ValueType = ...,
+        max_depth: _builtins.int = ...,
+        show_deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_uri", b"dataset_uri", "direction", b"direction", "max_depth", b"max_depth", "name", b"name", "show_deleted", b"show_deleted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLineageRequest: _TypeAlias = GetLineageRequest  # noqa: Y015
+
+@_typing.final
+class GetLineageResponse(_message.Message):
+    """Response of GetLineage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODES_FIELD_NUMBER: _builtins.int
+    EDGES_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    truncated: _builtins.bool
+    """True if the graph reached 1000 versions and stopped growing: there is more."""
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[_lineage_pb2.LineageNode]:
+        """The start first, then by depth."""
+
+    @_builtins.property
+    def edges(self) -> _containers.RepeatedCompositeFieldContainer[_lineage_pb2.LineageEdge]:
+        """Every edge between the nodes found."""
+
+    def __init__(
+        self,
+        *,
+        nodes: _abc.Iterable[_lineage_pb2.LineageNode] | None = ...,
+        edges: _abc.Iterable[_lineage_pb2.LineageEdge] | None = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["edges", b"edges", "nodes", b"nodes", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLineageResponse: _TypeAlias = GetLineageResponse  # noqa: Y015

@@ -135,6 +135,11 @@ class ModelRegistryStub:
                 request_serializer=modelregistry_dot_v1_dot_model__registry__pb2.DeleteAliasRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.GetLineage = channel.unary_unary(
+                '/modelregistry.v1.ModelRegistry/GetLineage',
+                request_serializer=modelregistry_dot_v1_dot_model__registry__pb2.GetLineageRequest.SerializeToString,
+                response_deserializer=modelregistry_dot_v1_dot_model__registry__pb2.GetLineageResponse.FromString,
+                _registered_method=True)
 
 
 class ModelRegistryServicer:
@@ -286,6 +291,15 @@ class ModelRegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLineage(self, request, context):
+        """Returns the lineage graph around a version or a dataset: the versions, models, datasets
+        and source commits it came from (upstream) and the versions made from it (downstream),
+        up to `max_depth` edges away. Soft-deleted versions are left out unless `show_deleted`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelRegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -383,6 +397,11 @@ def add_ModelRegistryServicer_to_server(servicer, server):
                     servicer.DeleteAlias,
                     request_deserializer=modelregistry_dot_v1_dot_model__registry__pb2.DeleteAliasRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetLineage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLineage,
+                    request_deserializer=modelregistry_dot_v1_dot_model__registry__pb2.GetLineageRequest.FromString,
+                    response_serializer=modelregistry_dot_v1_dot_model__registry__pb2.GetLineageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -902,6 +921,33 @@ class ModelRegistry:
             '/modelregistry.v1.ModelRegistry/DeleteAlias',
             modelregistry_dot_v1_dot_model__registry__pb2.DeleteAliasRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLineage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelregistry.v1.ModelRegistry/GetLineage',
+            modelregistry_dot_v1_dot_model__registry__pb2.GetLineageRequest.SerializeToString,
+            modelregistry_dot_v1_dot_model__registry__pb2.GetLineageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -90,6 +90,11 @@ class ModelRegistryStub:
     """Lists the aliases of a model, ordered by name."""
     DeleteAlias: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.DeleteAliasRequest, _empty_pb2.Empty]
     """Removes an alias."""
+    GetLineage: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.GetLineageRequest, _model_registry_pb2.GetLineageResponse]
+    """Returns the lineage graph around a version or a dataset: the versions, models, datasets
+    and source commits it came from (upstream) and the versions made from it (downstream),
+    up to `max_depth` edges away. Soft-deleted versions are left out unless `show_deleted`.
+    """
 
 @_typing.type_check_only
 class ModelRegistryAsyncStub(ModelRegistryStub):
@@ -151,6 +156,11 @@ class ModelRegistryAsyncStub(ModelRegistryStub):
     """Lists the aliases of a model, ordered by name."""
     DeleteAlias: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.DeleteAliasRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Removes an alias."""
+    GetLineage: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.GetLineageRequest, _model_registry_pb2.GetLineageResponse]  # type: ignore[assignment]
+    """Returns the lineage graph around a version or a dataset: the versions, models, datasets
+    and source commits it came from (upstream) and the versions made from it (downstream),
+    up to `max_depth` edges away. Soft-deleted versions are left out unless `show_deleted`.
+    """
 
 class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
     """Models, their versions, aliases and stage history.
@@ -323,5 +333,16 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Removes an alias."""
+
+    @_abc_1.abstractmethod
+    def GetLineage(
+        self,
+        request: _model_registry_pb2.GetLineageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_model_registry_pb2.GetLineageResponse, _abc.Awaitable[_model_registry_pb2.GetLineageResponse]]:
+        """Returns the lineage graph around a version or a dataset: the versions, models, datasets
+        and source commits it came from (upstream) and the versions made from it (downstream),
+        up to `max_depth` edges away. Soft-deleted versions are left out unless `show_deleted`.
+        """
 
 def add_ModelRegistryServicer_to_server(servicer: ModelRegistryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

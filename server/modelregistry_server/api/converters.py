@@ -155,10 +155,7 @@ def version_to_proto(version: ModelVersion, now: datetime) -> pb.ModelVersion:
         ],
         produced_by=version.produced_by,
         metrics=version.metrics,
-        datasets=[
-            pb.DatasetReference(uri=d.uri, digest=d.digest, role=_ROLE_TO_PB[d.role])
-            for d in version.datasets
-        ],
+        datasets=[dataset_to_proto(d) for d in version.datasets],
         labels=version.labels,
         aliases=sorted(version.aliases),
         stage=_STAGE_TO_PB[version.stage],
@@ -182,6 +179,11 @@ def version_to_proto(version: ModelVersion, now: datetime) -> pb.ModelVersion:
             pb.SourceCode(repository=src.repository, commit=src.commit, path=src.path)
         )
     return msg
+
+
+def dataset_to_proto(ref: DatasetRef) -> pb.DatasetReference:
+    """Domain dataset reference → proto."""
+    return pb.DatasetReference(uri=ref.uri, digest=ref.digest, role=_ROLE_TO_PB[ref.role])
 
 
 def _variable_to_proto(var: Variable) -> pb.Variable:

@@ -15,10 +15,12 @@ from modelregistry.v1 import resources_pb2 as pb
 from ..domain import names
 from ..domain.errors import InvalidArgument
 from ..domain.fields import MODEL_FIELDS, VERSION_FIELDS
+from ..domain.lineage import Lineage
 from ..domain.payloads import Payloads
 from ..domain.registry import Registry
 from ..domain.updates import Patch
 from . import converters as conv
+from . import lineage_converters as lineage_conv
 from .callers import caller_of
 from .fingerprints import request_fingerprint
 
@@ -35,10 +37,15 @@ class ModelRegistryServicer(rpc_grpc.ModelRegistryServicer):
     """The ModelRegistry service."""
 
     def __init__(
-        self, registry: Registry, payloads: Payloads, clock: Callable[[], datetime]
+        self,
+        registry: Registry,
+        payloads: Payloads,
+        lineage: Lineage,
+        clock: Callable[[], datetime],
     ) -> None:
         self._registry = registry
         self._payloads = payloads
+        self._lineage = lineage
         self._clock = clock
 
     # -- models ------------------------------------------------------------------------------
@@ -146,7 +153,9 @@ class ModelRegistryServicer(rpc_grpc.ModelRegistryServicer):
         self, request: rpc.DeleteModelVersionRequest, context: Ctx
     ) -> pb.ModelVersion:
         ref = names.parse_version_name(request.name, numbered=True)
-        version = self._registry.delete_version(caller_of(context), ref, request.etag)
+        version = self._registry.delete_version(
+            caller_of(context), ref, request.etag, request.force
+        )
         return conv.version_to_proto(version, self._clock())
 
     def UndeleteModelVersion(
@@ -214,3 +223,15 @@ class ModelRegistryServicer(rpc_grpc.ModelRegistryServicer):
         model_id, alias = names.parse_alias_name(request.name)
         self._registry.delete_alias(caller_of(context), model_id, alias)
         return empty_pb2.Empty()
+
+    # -- lineage -----------------------------------------------------------------------------
+    def GetLineage(self, request: rpc.GetLineageRequest, context: Ctx) -> rpc.GetLineageResponse:
+        graph = self._lineage.get_lineage(
+            caller_of(context),
+            name=request.name,
+            dataset_uri=request.dataset_uri,
+            direction=lineage_conv.direction_from_proto(request.direction, "direction"),
+            max_depth=request.max_depth,
+            show_deleted=request.show_deleted,
+        )
+        return lineage_conv.graph_to_proto(graph, self._clock())

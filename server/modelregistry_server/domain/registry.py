@@ -34,6 +34,7 @@ from .errors import (
 )
 from .fields import MODEL_FIELDS, VERSION_FIELDS
 from .filter_parser import parse_filter
+from .lineage import refuse_if_depended_on
 from .listing import (
     MODEL_DEFAULT_ORDER,
     MODEL_SCHEMA,
@@ -45,6 +46,7 @@ from .listing import (
 from .paging import Cursor, Pager, read_all
 from .ports import (
     AliasBook,
+    LineageIndex,
     ListQuery,
     ModelCatalog,
     Purger,
@@ -73,6 +75,7 @@ class RegistryStore(
     StageHistory,
     RequestLog,
     Purger,
+    LineageIndex,
     Protocol,
 ):
     """The metadata ports the registry use cases need."""
@@ -199,6 +202,7 @@ class Registry:
             check_etag(etag, model.etag, "etag")
             live = self._store.count_versions(caller.tenant, model_id, include_deleted=False)
             if live and not force:
+                refuse_if_depended_on(self._store, caller, model_id, None)
                 raise FailedPrecondition(
                     f"model {model_id!r} has {live} live version(s); pass force to delete them",
                     reason=Reason.MODEL_HAS_VERSIONS,
@@ -353,12 +357,17 @@ class Registry:
             self._store.save_version(version)
         return version
 
-    def delete_version(self, caller: Caller, ref: names.VersionRef, etag: str) -> ModelVersion:
-        """Soft-delete a version; aliases pointing at it are removed."""
+    def delete_version(
+        self, caller: Caller, ref: names.VersionRef, etag: str, force: bool = False
+    ) -> ModelVersion:
+        """Soft-delete a version; aliases pointing at it are removed. Unless ``force``, a
+        version that live versions were produced by is FAILED_PRECONDITION."""
         with self._store.transaction():
             version = self._numbered(caller, ref, for_update=True)
             self._require_live(version)
             check_etag(etag, version.etag, "etag")
+            if not force:
+                refuse_if_depended_on(self._store, caller, version.model_id, version.number)
             now = self._clock()
             self._soft_delete_version(caller, version, now)
         return version
