@@ -156,6 +156,8 @@ def test_both_directions_and_alias_start(world: RegistryClient) -> None:
         v("report", 1): 2,
     }
     assert v("features", 2) not in g.depths  # upstream of a downstream node: not included
+    depths = [n.depth for n in g.response.nodes]
+    assert g.response.nodes[0].id == v("embed", 1) and depths == sorted(depths)
     assert g.of_kind("DATASET") == {f"datasets/{TRAIN}": 1, f"datasets/{EVAL}": 1,
                                     f"datasets/{RAW}": 2}  # fmt: skip
     assert graph(world.get_lineage("embed", "latest", direction="both")).depths == g.depths

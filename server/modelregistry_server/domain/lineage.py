@@ -146,7 +146,8 @@ class _Builder:
             self.graph.edges.append(LineageEdge(kind, from_node, to_node, dataset))
 
     def add_models(self) -> None:
-        """A model node per model with versions in the graph, and VERSION_OF edges."""
+        """A model node per model with versions in the graph, VERSION_OF edges, and the nodes
+        put in order of depth."""
         depths: dict[str, int] = {}
         for node in self.graph.nodes:
             if node.version is not None:
@@ -155,6 +156,7 @@ class _Builder:
                 self.add_edge(EdgeKind.VERSION_OF, node.id, model)
         for model, depth in depths.items():
             self._add(LineageNode(model, NodeKind.MODEL, depth))
+        self.graph.nodes.sort(key=lambda n: n.depth)  # stable: the start stays first
 
     def _add(self, node: LineageNode) -> None:
         if node.id not in self._nodes:
