@@ -19,6 +19,8 @@ from .api.interceptors import ErrorMappingInterceptor
 from .api.payload_servicer import PayloadServicer
 from .api.registry_servicer import ModelRegistryServicer
 from .config import Config
+from .domain.gc import GcReport
+from .domain.integrity import Integrity, ScrubReport
 from .domain.lineage import Lineage
 from .domain.payloads import Payloads
 from .domain.ports import BlobStore, MetadataStore
@@ -45,6 +47,16 @@ def receive_limit(max_upload_chunk_bytes: int) -> int:
     return max(CLIENT_MESSAGE_BYTES, 4 * max_upload_chunk_bytes) + MESSAGE_HEADROOM_BYTES
 
 
+@dataclass(frozen=True)
+class MaintenanceReport:
+    """What one maintenance run did."""
+
+    purged_models: int
+    purged_versions: int
+    gc: GcReport
+    scrub: ScrubReport
+
+
 SERVICE_NAMES = (
     model_registry_pb2.DESCRIPTOR.services_by_name["ModelRegistry"].full_name,
     payload_pb2.DESCRIPTOR.services_by_name["PayloadService"].full_name,
@@ -63,6 +75,7 @@ class RegistryServer:
     blobs: BlobStore
     registry: Registry
     payloads: Payloads
+    integrity: Integrity
     _stop_maintenance: threading.Event = field(default_factory=threading.Event)
     _maintenance: threading.Thread | None = None
 
@@ -84,19 +97,31 @@ class RegistryServer:
             self._maintenance.start()
         log.info("serving on %s", self.address)
 
-    def run_maintenance(self) -> None:
-        """Purge expired soft-deletes, collect unreferenced blobs and stale uploads, then
-        refresh the database's planner statistics."""
+    def run_maintenance(self) -> MaintenanceReport:
+        """Purge expired soft-deletes, collect unreferenced blobs and stale uploads (and stored
+        objects no row accounts for), scrub (re-read and verify stored blobs), then refresh the
+        database's planner statistics."""
         models, versions = self.registry.purge()
-        report = self.payloads.collect_garbage()
+        gc = self.payloads.collect_garbage()
+        scrub = self.integrity.scrub(self.config.scrub_bytes_per_run, self.config.scrub_reverify)
         self.store.refresh_statistics()
         log.info(
-            "maintenance: purged %d models, %d versions; removed %d uploads, %d blobs",
+            "maintenance: purged %d models, %d versions; removed %d uploads, %d blobs "
+            "(%d orphan uploads, %d orphan blobs found); scrub verified %d blobs (%d bytes): "
+            "%d corrupted, %d missing, %d files broken",
             models,
             versions,
-            report.uploads,
-            report.blobs,
+            gc.uploads,
+            gc.blobs,
+            gc.orphan_uploads,
+            gc.orphan_blobs,
+            scrub.blobs,
+            scrub.bytes,
+            scrub.corrupted,
+            scrub.missing,
+            scrub.broken_files,
         )
+        return MaintenanceReport(models, versions, gc, scrub)
 
     def _maintain(self) -> None:
         while not self._stop_maintenance.wait(self.config.maintenance_interval_seconds):
@@ -121,6 +146,7 @@ def build_server(config: Config) -> RegistryServer:
     blobs = open_blob_store(config.blob_url)
     registry = Registry(store, clock=utc_now, retention=config.retention)
     lineage = Lineage(store, registry.resolve)
+    integrity = Integrity(store, blobs, clock=utc_now)
     payloads = Payloads(
         store,
         blobs,
@@ -130,6 +156,7 @@ def build_server(config: Config) -> RegistryServer:
         max_chunk_bytes=config.max_upload_chunk_bytes,
         gc_grace=config.gc_grace,
         sync_workers=config.max_workers,  # one pending piece sync per concurrent upload
+        integrity=integrity,
     )
     send_limit = config.max_upload_chunk_bytes + MESSAGE_HEADROOM_BYTES
     server = grpc.server(
@@ -167,4 +194,6 @@ def build_server(config: Config) -> RegistryServer:
         raise ListenError(
             f"cannot listen on {config.listen}: the address is in use or not available"
         )
-    return RegistryServer(config, server, port, health_servicer, store, blobs, registry, payloads)
+    return RegistryServer(
+        config, server, port, health_servicer, store, blobs, registry, payloads, integrity
+    )

@@ -32,6 +32,8 @@ class Config:
     retention_hours: float = 30 * 24
     gc_grace_hours: float = 24
     maintenance_interval_seconds: float = 3600
+    scrub_bytes_per_run: int = 16 * 1024 * MiB
+    scrub_reverify_hours: float = 7 * 24
     shutdown_grace_seconds: float = 10
     log_level: str = "INFO"
 
@@ -44,6 +46,11 @@ class Config:
     def gc_grace(self) -> timedelta:
         """How old an unreferenced blob or abandoned upload must be before GC removes it."""
         return timedelta(hours=self.gc_grace_hours)
+
+    @property
+    def scrub_reverify(self) -> timedelta:
+        """How long a blob's last verification counts before the scrub re-reads it."""
+        return timedelta(hours=self.scrub_reverify_hours)
 
 
 _HELP = {
@@ -58,7 +65,10 @@ _HELP = {
     "upload_piece_bytes": "bytes made durable (and resumable) per blob-store write",
     "retention_hours": "soft-deleted resources are purged after this many hours",
     "gc_grace_hours": "unreferenced blobs and abandoned uploads older than this are removed",
-    "maintenance_interval_seconds": "how often purge + GC run (0 disables the schedule)",
+    "maintenance_interval_seconds": "how often purge + GC + scrub run (0 disables the schedule)",
+    "scrub_bytes_per_run": "bytes of stored blobs each maintenance run re-reads and verifies "
+    "(0 disables the scrub)",
+    "scrub_reverify_hours": "a blob verified more recently than this is not re-read by the scrub",
     "shutdown_grace_seconds": "time in-flight calls get on SIGTERM",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }

@@ -478,3 +478,27 @@ class ListUploadsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListUploadsResponse: _TypeAlias = ListUploadsResponse  # noqa: Y015
+
+@_typing.final
+class VerifyFileRequest(_message.Message):
+    """Request for VerifyFile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. `models/{model}/versions/{version}/files/{file}`; `{version}` may be `latest`
+    or an alias.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyFileRequest: _TypeAlias = VerifyFileRequest  # noqa: Y015

@@ -72,6 +72,11 @@ class PayloadServiceStub:
                 request_serializer=modelregistry_dot_v1_dot_payload__pb2.ListUploadsRequest.SerializeToString,
                 response_deserializer=modelregistry_dot_v1_dot_payload__pb2.ListUploadsResponse.FromString,
                 _registered_method=True)
+        self.VerifyFile = channel.unary_unary(
+                '/modelregistry.v1.PayloadService/VerifyFile',
+                request_serializer=modelregistry_dot_v1_dot_payload__pb2.VerifyFileRequest.SerializeToString,
+                response_deserializer=modelregistry_dot_v1_dot_resources__pb2.File.FromString,
+                _registered_method=True)
 
 
 class PayloadServiceServicer:
@@ -90,6 +95,9 @@ class PayloadServiceServicer:
 
     def DownloadFile(self, request, context):
         """Streams a file (or a byte range of it). The first message carries the file's metadata.
+        Every block of stored bytes is checked against its checksum before any of it is sent: a
+        bad block ends the stream with DATA_LOSS `BLOB_CORRUPTED` (`BLOB_MISSING` if the bytes are
+        gone). A whole-file stream ends OK only after the file's sha256 matched.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -126,6 +134,15 @@ class PayloadServiceServicer:
     def ListUploads(self, request, context):
         """Lists the upload sessions of a version (unfinished and committed), so a client that
         lost an upload id can find its unfinished upload and resume it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyFile(self, request, context):
+        """Re-reads a file's stored bytes now and checks every block, the size and the sha256.
+        Returns the file with `integrity` and `last_verify_time` set to what the check found;
+        a bad result is also recorded for every file sharing the content, and logged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -168,6 +185,11 @@ def add_PayloadServiceServicer_to_server(servicer, server):
                     servicer.ListUploads,
                     request_deserializer=modelregistry_dot_v1_dot_payload__pb2.ListUploadsRequest.FromString,
                     response_serializer=modelregistry_dot_v1_dot_payload__pb2.ListUploadsResponse.SerializeToString,
+            ),
+            'VerifyFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyFile,
+                    request_deserializer=modelregistry_dot_v1_dot_payload__pb2.VerifyFileRequest.FromString,
+                    response_serializer=modelregistry_dot_v1_dot_resources__pb2.File.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -360,6 +382,33 @@ class PayloadService:
             '/modelregistry.v1.PayloadService/ListUploads',
             modelregistry_dot_v1_dot_payload__pb2.ListUploadsRequest.SerializeToString,
             modelregistry_dot_v1_dot_payload__pb2.ListUploadsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelregistry.v1.PayloadService/VerifyFile',
+            modelregistry_dot_v1_dot_payload__pb2.VerifyFileRequest.SerializeToString,
+            modelregistry_dot_v1_dot_resources__pb2.File.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,7 +42,11 @@ class PayloadServiceStub:
     committed size reported by GetUploadStatus.
     """
     DownloadFile: _grpc.UnaryStreamMultiCallable[_payload_pb2.DownloadFileRequest, _payload_pb2.DownloadFileResponse]
-    """Streams a file (or a byte range of it). The first message carries the file's metadata."""
+    """Streams a file (or a byte range of it). The first message carries the file's metadata.
+    Every block of stored bytes is checked against its checksum before any of it is sent: a
+    bad block ends the stream with DATA_LOSS `BLOB_CORRUPTED` (`BLOB_MISSING` if the bytes are
+    gone). A whole-file stream ends OK only after the file's sha256 matched.
+    """
     GetFile: _grpc.UnaryUnaryMultiCallable[_payload_pb2.GetFileRequest, _resources_pb2.File]
     """Gets a file's metadata."""
     ListFiles: _grpc.UnaryUnaryMultiCallable[_payload_pb2.ListFilesRequest, _payload_pb2.ListFilesResponse]
@@ -54,6 +58,11 @@ class PayloadServiceStub:
     ListUploads: _grpc.UnaryUnaryMultiCallable[_payload_pb2.ListUploadsRequest, _payload_pb2.ListUploadsResponse]
     """Lists the upload sessions of a version (unfinished and committed), so a client that
     lost an upload id can find its unfinished upload and resume it.
+    """
+    VerifyFile: _grpc.UnaryUnaryMultiCallable[_payload_pb2.VerifyFileRequest, _resources_pb2.File]
+    """Re-reads a file's stored bytes now and checks every block, the size and the sha256.
+    Returns the file with `integrity` and `last_verify_time` set to what the check found;
+    a bad result is also recorded for every file sharing the content, and logged.
     """
 
 @_typing.type_check_only
@@ -68,7 +77,11 @@ class PayloadServiceAsyncStub(PayloadServiceStub):
     committed size reported by GetUploadStatus.
     """
     DownloadFile: _aio.UnaryStreamMultiCallable[_payload_pb2.DownloadFileRequest, _payload_pb2.DownloadFileResponse]  # type: ignore[assignment]
-    """Streams a file (or a byte range of it). The first message carries the file's metadata."""
+    """Streams a file (or a byte range of it). The first message carries the file's metadata.
+    Every block of stored bytes is checked against its checksum before any of it is sent: a
+    bad block ends the stream with DATA_LOSS `BLOB_CORRUPTED` (`BLOB_MISSING` if the bytes are
+    gone). A whole-file stream ends OK only after the file's sha256 matched.
+    """
     GetFile: _aio.UnaryUnaryMultiCallable[_payload_pb2.GetFileRequest, _resources_pb2.File]  # type: ignore[assignment]
     """Gets a file's metadata."""
     ListFiles: _aio.UnaryUnaryMultiCallable[_payload_pb2.ListFilesRequest, _payload_pb2.ListFilesResponse]  # type: ignore[assignment]
@@ -80,6 +93,11 @@ class PayloadServiceAsyncStub(PayloadServiceStub):
     ListUploads: _aio.UnaryUnaryMultiCallable[_payload_pb2.ListUploadsRequest, _payload_pb2.ListUploadsResponse]  # type: ignore[assignment]
     """Lists the upload sessions of a version (unfinished and committed), so a client that
     lost an upload id can find its unfinished upload and resume it.
+    """
+    VerifyFile: _aio.UnaryUnaryMultiCallable[_payload_pb2.VerifyFileRequest, _resources_pb2.File]  # type: ignore[assignment]
+    """Re-reads a file's stored bytes now and checks every block, the size and the sha256.
+    Returns the file with `integrity` and `last_verify_time` set to what the check found;
+    a bad result is also recorded for every file sharing the content, and logged.
     """
 
 class PayloadServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -103,7 +121,11 @@ class PayloadServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payload_pb2.DownloadFileRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_payload_pb2.DownloadFileResponse], _abc.AsyncIterator[_payload_pb2.DownloadFileResponse]]:
-        """Streams a file (or a byte range of it). The first message carries the file's metadata."""
+        """Streams a file (or a byte range of it). The first message carries the file's metadata.
+        Every block of stored bytes is checked against its checksum before any of it is sent: a
+        bad block ends the stream with DATA_LOSS `BLOB_CORRUPTED` (`BLOB_MISSING` if the bytes are
+        gone). A whole-file stream ends OK only after the file's sha256 matched.
+        """
 
     @_abc_1.abstractmethod
     def GetFile(
@@ -145,6 +167,17 @@ class PayloadServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_payload_pb2.ListUploadsResponse, _abc.Awaitable[_payload_pb2.ListUploadsResponse]]:
         """Lists the upload sessions of a version (unfinished and committed), so a client that
         lost an upload id can find its unfinished upload and resume it.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyFile(
+        self,
+        request: _payload_pb2.VerifyFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.File, _abc.Awaitable[_resources_pb2.File]]:
+        """Re-reads a file's stored bytes now and checks every block, the size and the sha256.
+        Returns the file with `integrity` and `last_verify_time` set to what the check found;
+        a bad result is also recorded for every file sharing the content, and logged.
         """
 
 def add_PayloadServiceServicer_to_server(servicer: PayloadServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

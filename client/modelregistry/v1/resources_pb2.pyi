@@ -141,6 +141,46 @@ DATASET_ROLE_OTHER: DatasetRole.ValueType  # 4
 """Anything else."""
 Global___DatasetRole: _TypeAlias = DatasetRole  # noqa: Y015
 
+class _IntegrityState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _IntegrityStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IntegrityState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INTEGRITY_STATE_UNSPECIFIED: _IntegrityState.ValueType  # 0
+    """Not set."""
+    INTEGRITY_STATE_UNVERIFIED: _IntegrityState.ValueType  # 1
+    """Stored from a verified upload and not re-read from storage since."""
+    INTEGRITY_STATE_VERIFIED: _IntegrityState.ValueType  # 2
+    """The last re-read matched every block checksum, the size and the sha256."""
+    INTEGRITY_STATE_CORRUPTED: _IntegrityState.ValueType  # 3
+    """The stored bytes differ from what was uploaded: reads of the bad part fail with
+    DATA_LOSS `BLOB_CORRUPTED`. Uploading the same content again repairs it.
+    """
+    INTEGRITY_STATE_MISSING: _IntegrityState.ValueType  # 4
+    """The stored bytes are gone or shorter than the file: reads fail with DATA_LOSS
+    `BLOB_MISSING`. Uploading the same content again repairs it.
+    """
+
+class IntegrityState(_IntegrityState, metaclass=_IntegrityStateEnumTypeWrapper):
+    """What the last check of a file's stored bytes found."""
+
+INTEGRITY_STATE_UNSPECIFIED: IntegrityState.ValueType  # 0
+"""Not set."""
+INTEGRITY_STATE_UNVERIFIED: IntegrityState.ValueType  # 1
+"""Stored from a verified upload and not re-read from storage since."""
+INTEGRITY_STATE_VERIFIED: IntegrityState.ValueType  # 2
+"""The last re-read matched every block checksum, the size and the sha256."""
+INTEGRITY_STATE_CORRUPTED: IntegrityState.ValueType  # 3
+"""The stored bytes differ from what was uploaded: reads of the bad part fail with
+DATA_LOSS `BLOB_CORRUPTED`. Uploading the same content again repairs it.
+"""
+INTEGRITY_STATE_MISSING: IntegrityState.ValueType  # 4
+"""The stored bytes are gone or shorter than the file: reads fail with DATA_LOSS
+`BLOB_MISSING`. Uploading the same content again repairs it.
+"""
+Global___IntegrityState: _TypeAlias = IntegrityState  # noqa: Y015
+
 @_typing.final
 class Model(_message.Message):
     """Field behaviour is stated in each comment, as AIP-203 does with annotations:
@@ -664,6 +704,8 @@ class File(_message.Message):
     CRC32C_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    INTEGRITY_FIELD_NUMBER: _builtins.int
+    LAST_VERIFY_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Output only (identifier). `{file}` may contain `/` (`tokenizer/vocab.json`); the default
     file id is `payload`.
@@ -676,9 +718,19 @@ class File(_message.Message):
     """Output only. CRC32C (Castagnoli) of the content."""
     content_type: _builtins.str
     """Media type given on upload (default `application/octet-stream`)."""
+    integrity: Global___IntegrityState.ValueType
+    """Output only. What the last check of the stored bytes found. Every file with the same
+    content shares one stored copy, so they share this state.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Output only."""
+
+    @_builtins.property
+    def last_verify_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When the stored bytes were last checked (by VerifyFile, the scrub or a
+        download that found them bad); unset if never.
+        """
 
     def __init__(
         self,
@@ -689,10 +741,12 @@ class File(_message.Message):
         crc32c: _builtins.int = ...,
         content_type: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        integrity: Global___IntegrityState.ValueType = ...,
+        last_verify_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "last_verify_time", b"last_verify_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "crc32c", b"crc32c", "create_time", b"create_time", "name", b"name", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "crc32c", b"crc32c", "create_time", b"create_time", "integrity", b"integrity", "last_verify_time", b"last_verify_time", "name", b"name", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

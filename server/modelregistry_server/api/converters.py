@@ -20,6 +20,7 @@ from ..domain.entities import (
     Dependency,
     DependencyKind,
     FileRecord,
+    IntegrityState,
     Model,
     ModelVersion,
     SourceCode,
@@ -43,6 +44,12 @@ _STAGE_FROM_PB = {v: k for k, v in _STAGE_TO_PB.items()}
 _STATE_TO_PB = {
     VersionState.DRAFT: pb.VERSION_STATE_DRAFT,
     VersionState.READY: pb.VERSION_STATE_READY,
+}
+_INTEGRITY_TO_PB = {
+    IntegrityState.UNVERIFIED: pb.INTEGRITY_STATE_UNVERIFIED,
+    IntegrityState.VERIFIED: pb.INTEGRITY_STATE_VERIFIED,
+    IntegrityState.CORRUPTED: pb.INTEGRITY_STATE_CORRUPTED,
+    IntegrityState.MISSING: pb.INTEGRITY_STATE_MISSING,
 }
 _DEP_TO_PB = {
     DependencyKind.LIBRARY: pb.DEPENDENCY_KIND_LIBRARY,
@@ -264,6 +271,8 @@ def file_to_proto(record: FileRecord) -> pb.File:
         crc32c=record.crc32c,
         content_type=record.content_type,
         create_time=_ts(record.create_time),
+        integrity=_INTEGRITY_TO_PB[record.integrity],
+        last_verify_time=_ts(record.verify_time),
     )
 
 

@@ -145,6 +145,10 @@ class PayloadServicer(rpc_grpc.PayloadServiceServicer):
         self._payloads.cancel_upload(caller_of(context), request.upload_id)
         return empty_pb2.Empty()
 
+    def VerifyFile(self, request: rpc.VerifyFileRequest, context: Ctx) -> pb.File:
+        ref = names.parse_file_name(request.name)
+        return conv.file_to_proto(self._payloads.verify_file(caller_of(context), ref))
+
 
 def _rechunk(stream: Iterator[bytes], size: int) -> Iterator[bytes]:
     """Pass blocks of at most ``size`` bytes through, splitting larger ones (no copies when

@@ -239,9 +239,24 @@ class RequestRecord:
     fingerprint: str = ""
 
 
+class IntegrityState(StrEnum):
+    """What the last check of a blob's stored bytes found (shared by every file of the blob).
+
+    UNVERIFIED: stored from a verified upload and not re-read since; VERIFIED: the last re-read
+    matched every block checksum and the sha256; CORRUPTED: stored bytes differ; MISSING: the
+    stored bytes are gone or shorter than recorded.
+    """
+
+    UNVERIFIED = "UNVERIFIED"
+    VERIFIED = "VERIFIED"
+    CORRUPTED = "CORRUPTED"
+    MISSING = "MISSING"
+
+
 @dataclass
 class FileRecord:
-    """A verified, visible file of a version. Immutable once written."""
+    """A verified, visible file of a version. Immutable once written, except for what the
+    last integrity check of its blob found (``integrity``, ``verify_time``)."""
 
     tenant: str
     model_id: str
@@ -252,6 +267,36 @@ class FileRecord:
     crc32c: int
     content_type: str
     create_time: datetime
+    integrity: IntegrityState = IntegrityState.UNVERIFIED
+    verify_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BlockSums:
+    """crc32c of each consecutive ``block_size`` block of a blob (the last may be shorter),
+    packed as 4-byte big-endian values."""
+
+    block_size: int
+    packed: bytes
+
+    def __len__(self) -> int:
+        return len(self.packed) // 4
+
+    def crc(self, index: int) -> int:
+        """The crc32c of block ``index``."""
+        return int.from_bytes(self.packed[4 * index : 4 * index + 4], "big")
+
+
+@dataclass(frozen=True)
+class BlobRecord:
+    """The metadata row of a content-addressed blob: its size, block sums (None for blobs
+    stored before block sums existed) and the result of its last integrity check."""
+
+    digest: str
+    size: int
+    sums: BlockSums | None
+    integrity: IntegrityState
+    verify_time: datetime | None
 
 
 class UploadState(StrEnum):

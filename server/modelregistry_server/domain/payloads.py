@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -22,12 +23,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-import google_crc32c
-
 from . import names
+from .blob_names import blob_key, storage_id
+from .checksums import BlockHasher
 from .entities import (
     Caller,
     FileRecord,
+    IntegrityState,
     ModelVersion,
     UploadSession,
     UploadState,
@@ -47,6 +49,8 @@ from .errors import (
     Reason,
 )
 from .filter_parser import parse_filter
+from .gc import GarbageCollector, GcReport
+from .integrity import Integrity
 from .listing import (
     UPLOAD_DEFAULT_ORDER,
     UPLOAD_SCHEMA,
@@ -55,6 +59,7 @@ from .listing import (
 )
 from .paging import Pager, read_all
 from .ports import (
+    BlobIntegrity,
     BlobReferences,
     BlobStore,
     FileCatalog,
@@ -65,6 +70,8 @@ from .ports import (
 )
 from .registry import Registry, check_etag, utc_now
 from .validation import check_text
+
+log = logging.getLogger(__name__)
 
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 # How many unfinished uploads an UPLOADS_IN_PROGRESS error names.
@@ -90,28 +97,16 @@ class UploadRequest:
     content_type: str
 
 
-@dataclass(frozen=True)
-class GcReport:
-    """What one garbage collection removed."""
-
-    uploads: int
-    blobs: int
-
-
 class PayloadStore(
-    Transactions, VersionCatalog, FileCatalog, UploadSessions, BlobReferences, Protocol
+    Transactions,
+    VersionCatalog,
+    FileCatalog,
+    UploadSessions,
+    BlobReferences,
+    BlobIntegrity,
+    Protocol,
 ):
     """The metadata ports the payload use cases need."""
-
-
-def blob_key(sha256_hex: str) -> str:
-    """The blob store key of content with this digest."""
-    return f"sha256/{sha256_hex}"
-
-
-def storage_id(tenant: str, upload_id: str) -> str:
-    """The blob-store name of an upload: unique across tenants, safe as a path segment."""
-    return hashlib.sha256(f"{tenant}\x00{upload_id}".encode()).hexdigest()[:40]
 
 
 def manifest_digest(files: list[FileRecord]) -> str:
@@ -123,15 +118,15 @@ def manifest_digest(files: list[FileRecord]) -> str:
 
 
 class _Digests:
-    """sha256 + crc32c computed together."""
+    """sha256, and crc32c per block and of the whole content, computed together."""
 
-    def __init__(self) -> None:
+    def __init__(self, blocks: BlockHasher) -> None:
         self.sha = hashlib.sha256()
-        self.crc = 0
+        self.blocks = blocks
 
     def update(self, data: bytes) -> None:
         self.sha.update(data)
-        self.crc = google_crc32c.extend(self.crc, data)
+        self.blocks.update(data)
 
 
 class _ChunkFeed:
@@ -219,6 +214,7 @@ class Payloads:
         max_chunk_bytes: int = MAX_CHUNK_BYTES,
         gc_grace: timedelta = DEFAULT_GC_GRACE,
         sync_workers: int = 64,
+        integrity: Integrity | None = None,
     ) -> None:
         self._store = store
         self._blobs = blobs
@@ -226,11 +222,14 @@ class Payloads:
         self._clock = clock
         self._piece_bytes = piece_bytes
         self._max_chunk = max_chunk_bytes
-        self._gc_grace = gc_grace
+        self._integrity = integrity or Integrity(store, blobs, clock=clock)
         self._active: set[tuple[str, str]] = set()
         # Streams on this server whose session was ended under them, and why.
         self._revoked: dict[tuple[str, str], DomainError] = {}
         self._active_lock = threading.Lock()
+        self._gc = GarbageCollector(
+            store, blobs, clock=clock, grace=gc_grace, claim=self._claim_upload
+        )
         # Syncs pieces while their upload receives the next one (one pending sync per upload).
         self._syncer = ThreadPoolExecutor(max_workers=sync_workers, thread_name_prefix="sync")
 
@@ -328,7 +327,7 @@ class Payloads:
         chunks: Iterator[tuple[int, bytes]],
         cancelled: Callable[[float], bool],
     ) -> FileRecord:
-        digests = _Digests()
+        digests = _Digests(self._integrity.new_hasher())
         if session.committed_size:
             self._rehash(caller, session, sid, digests)
         feed = _ChunkFeed(
@@ -356,7 +355,7 @@ class Payloads:
                 "the upload was discarded",
                 reason=Reason.DIGEST_MISMATCH,
             )
-        return self._publish(caller, session, sid, committed, sha, digests.crc)
+        return self._publish(caller, session, sid, committed, sha, digests.blocks)
 
     def _open_session(self, caller: Caller, request: UploadRequest) -> UploadSession:
         target = request.target
@@ -494,12 +493,20 @@ class Payloads:
         return new_size
 
     def _publish(
-        self, caller: Caller, session: UploadSession, sid: str, size: int, sha: str, crc: int
+        self,
+        caller: Caller,
+        session: UploadSession,
+        sid: str,
+        size: int,
+        sha: str,
+        blocks: BlockHasher,
     ) -> FileRecord:
         now = self._clock()
+        sums = blocks.sums()
+        crc = blocks.crc32c()
         with self._store.transaction():
             # A row first, so GC can collect the blob even if publishing fails below.
-            self._store.touch_blob(sha, size, now)
+            self._store.touch_blob(sha, size, now, sums)
         record = FileRecord(
             tenant=caller.tenant,
             model_id=session.model_id,
@@ -529,10 +536,23 @@ class Payloads:
             # GC deletes a blob only while holding its row and only if no file references it.
             # Holding the row from before the blob is committed until the file referencing it
             # is, GC either finishes first (and the commit re-creates the blob) or sees the file.
-            self._store.touch_blob(sha, size, now)
+            self._store.touch_blob(sha, size, now, sums)
+            self._replace_if_bad(sha)
             self._blobs.commit_upload(sid, size, blob_key(sha))
             self._store.add_file(record)  # one row, and the version's counters
         return record
+
+    def _replace_if_bad(self, sha: str) -> None:
+        """Drop a stored copy of this content that a check found bad, so the verified bytes
+        being published replace it for every file that shares it (call holding the row)."""
+        blob = self._store.get_blob(sha)
+        if blob is None or blob.integrity not in (IntegrityState.CORRUPTED, IntegrityState.MISSING):
+            return
+        self._blobs.delete(blob_key(sha))
+        self._store.record_verification(sha, IntegrityState.UNVERIFIED, None)
+        log.warning(
+            "integrity: blob %s was %s; replaced by a new upload", blob_key(sha), blob.integrity
+        )
 
     def _discard(self, caller: Caller, upload_id: str, sid: str) -> None:
         self._blobs.abort_upload(sid)
@@ -644,8 +664,12 @@ class Payloads:
                 f"offset {offset} is beyond the file's {record.size} bytes",
                 reason=Reason.RANGE_NOT_SATISFIABLE,
             )
-        stream = self._blobs.read(blob_key(record.sha256), offset, limit or None)
-        return record, stream
+        end = record.size if limit == 0 else min(record.size, offset + limit)
+        return record, self._integrity.read(record, offset, end)
+
+    def verify_file(self, caller: Caller, ref: names.FileRef) -> FileRecord:
+        """Re-read the file's stored bytes now; the file with what the check found."""
+        return self._integrity.verify(self.get_file(caller, ref))
 
     # -- sealing -----------------------------------------------------------------------------
     def seal(
@@ -738,33 +762,25 @@ class Payloads:
 
     # -- garbage collection ------------------------------------------------------------------
     def collect_garbage(self) -> GcReport:
-        """Remove abandoned uploads and unreferenced blobs older than the grace period."""
-        cutoff = self._clock() - self._gc_grace
-        uploads = 0
-        for session in self._store.stale_uploads(cutoff, 1000):
-            key = (session.tenant, session.upload_id)
-            with self._active_lock:
-                if key in self._active:
-                    continue  # a stream is receiving it right now: not abandoned
-                self._active.add(key)  # streams for it wait (UPLOAD_CONFLICT) until it is gone
-            try:
-                if session.state is UploadState.ACTIVE:
-                    self._blobs.abort_upload(storage_id(session.tenant, session.upload_id))
-                with self._store.transaction():
-                    self._store.delete_upload(session.tenant, session.upload_id)
-            finally:
+        """Remove abandoned uploads and unreferenced blobs older than the grace period, and
+        stored objects no row accounts for (see :mod:`.gc`)."""
+        return self._gc.collect()
+
+    @contextlib.contextmanager
+    def _claim_upload(self, tenant: str, upload_id: str) -> Iterator[bool]:
+        """Hold an upload for GC unless a stream is receiving it; streams for it wait
+        (UPLOAD_CONFLICT) while it is held."""
+        key = (tenant, upload_id)
+        with self._active_lock:
+            claimed = key not in self._active
+            if claimed:
+                self._active.add(key)
+        try:
+            yield claimed
+        finally:
+            if claimed:
                 with self._active_lock:
                     self._active.discard(key)
-            uploads += 1
-        blobs = 0
-        for digest in self._store.collectable_blobs(cutoff, 1000):
-            # The row delete and the object delete happen under the row's lock, so an upload
-            # that touches the same digest concurrently waits and then re-creates the blob.
-            with self._store.transaction():
-                if self._store.forget_blob(digest, cutoff):
-                    self._blobs.delete(blob_key(digest))
-                    blobs += 1
-        return GcReport(uploads, blobs)
 
 
 def _file_after(cursor: tuple[object, ...] | None) -> str | None:

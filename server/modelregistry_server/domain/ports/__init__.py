@@ -7,8 +7,9 @@ runs over every backend.
 - :mod:`.scopes`: :class:`Transactions` (write transactions and connection scopes).
 - :mod:`.catalog`: :class:`ModelCatalog`, :class:`VersionCatalog`, :class:`AliasBook`,
   :class:`StageHistory`, :class:`RequestLog`, :class:`Purger` (the registry's rows).
-- :mod:`.files`: :class:`FileCatalog`, :class:`UploadSessions`, :class:`BlobReferences`
-  (files of versions, upload sessions, blob bookkeeping for dedup and GC).
+- :mod:`.files`: :class:`FileCatalog`, :class:`UploadSessions`, :class:`BlobReferences`,
+  :class:`BlobIntegrity` (files of versions, upload sessions, blob bookkeeping for dedup and
+  GC, block sums and integrity state of blobs).
 - :mod:`.blobs`: :class:`BlobReader` (reading blobs), :class:`UploadStaging` (resumable
   uploads that become blobs) and :class:`BlobInventory` (listing and deleting, for GC).
 - :mod:`.lineage`: :class:`LineageIndex` (versions by what they came from or feed, and by
@@ -26,7 +27,7 @@ Conventions for every adapter:
 
 from .blobs import BlobInventory, BlobReader, BlobStore, StoredObject, UploadStaging
 from .catalog import AliasBook, ModelCatalog, Purger, RequestLog, StageHistory, VersionCatalog
-from .files import BlobReferences, FileCatalog, UploadSessions
+from .files import BlobIntegrity, BlobReferences, FileCatalog, UploadSessions
 from .lineage import LineageIndex
 from .metadata import MetadataStore
 from .queries import ListQuery, OrderKey, PurgeCounts
@@ -34,6 +35,7 @@ from .scopes import Transactions
 
 __all__ = [
     "AliasBook",
+    "BlobIntegrity",
     "BlobInventory",
     "BlobReader",
     "BlobReferences",

@@ -1,11 +1,13 @@
-"""Rows behind payloads: files of versions, upload sessions, blob reference bookkeeping."""
+"""Rows behind payloads: files of versions, upload sessions, blob reference bookkeeping,
+block sums and integrity state of blobs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from ..entities import FileRecord, Page, UploadSession
+from ..entities import BlobRecord, BlockSums, FileRecord, IntegrityState, Page, UploadSession
 from .queries import ListQuery
 
 
@@ -69,12 +71,29 @@ class UploadSessions(Protocol):
         sessions are never soft-deleted)."""
         ...
 
+    def active_uploads(self, after: tuple[str, str] | None, limit: int) -> list[tuple[str, str]]:
+        """``(tenant, upload_id)`` of ACTIVE sessions of any tenant, in that order, after the
+        cursor ``after`` (None: from the start)."""
+        ...
+
 
 class BlobReferences(Protocol):
     """Which blobs are in use, for dedup and garbage collection (digests are sha256 hex)."""
 
-    def touch_blob(self, digest: str, size: int, now: datetime) -> None:
-        """Record that blob ``digest`` is (about to be) used; upsert with ``touch_time=now``."""
+    def touch_blob(
+        self, digest: str, size: int, now: datetime, sums: BlockSums | None = None
+    ) -> None:
+        """Record that blob ``digest`` is (about to be) used: upsert with ``touch_time=now``;
+        ``sums`` are stored if the row has none yet. A new row is UNVERIFIED."""
+        ...
+
+    def known_blobs(self, digests: Sequence[str]) -> set[str]:
+        """The digests among ``digests`` that have a blob row."""
+        ...
+
+    def adopt_blob(self, digest: str, size: int, touch_time: datetime) -> bool:
+        """Insert a row for a stored blob that has none, touched at ``touch_time``; False if
+        a row exists (nothing is changed then)."""
         ...
 
     def collectable_blobs(self, before: datetime, limit: int) -> list[str]:
@@ -83,4 +102,32 @@ class BlobReferences(Protocol):
 
     def forget_blob(self, digest: str, before: datetime) -> bool:
         """Delete the blob row if still unreferenced and untouched since ``before``."""
+        ...
+
+
+class BlobIntegrity(Protocol):
+    """Block sums of blobs and what checks of their stored bytes found."""
+
+    def get_blob(self, digest: str) -> BlobRecord | None:
+        """The blob's row, or None."""
+        ...
+
+    def set_block_sums(self, digest: str, sums: BlockSums) -> bool:
+        """Store block sums for a blob row that has none; False if nothing was stored."""
+        ...
+
+    def record_verification(
+        self, digest: str, state: IntegrityState, when: datetime | None
+    ) -> bool:
+        """Record what a check of the blob found (``when`` None: not re-read since stored);
+        False if the blob has no row."""
+        ...
+
+    def blobs_to_verify(self, before: datetime, limit: int) -> list[BlobRecord]:
+        """Blobs some file references that were not verified since ``before``, the least
+        recently verified (never verified first) first."""
+        ...
+
+    def files_with_blob(self, digest: str, limit: int) -> list[FileRecord]:
+        """Files of any tenant whose content is blob ``digest``, ordered by tenant and name."""
         ...

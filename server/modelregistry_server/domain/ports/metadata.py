@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from .catalog import AliasBook, ModelCatalog, Purger, RequestLog, StageHistory, VersionCatalog
-from .files import BlobReferences, FileCatalog, UploadSessions
+from .files import BlobIntegrity, BlobReferences, FileCatalog, UploadSessions
 from .lineage import LineageIndex
 from .scopes import Transactions
 
@@ -22,6 +22,7 @@ class MetadataStore(
     UploadSessions,
     BlobReferences,
     LineageIndex,
+    BlobIntegrity,
     Protocol,
 ):
     """All metadata ports of one database; use cases take the narrower ports they need."""

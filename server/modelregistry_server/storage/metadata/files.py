@@ -1,13 +1,25 @@
-"""Files of versions (the ``FileCatalog`` port)."""
+"""Files of versions (the ``FileCatalog`` port), with what the last check of their blob found."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import peewee
+
 from ...domain.entities import FileRecord, Page
 from ...domain.errors import AlreadyExists, Reason
 from . import rows
 from .core import StoreCore, check_limit, dicts, first
+from .schema import Tables
+
+
+def with_integrity(t: Tables, query: Any) -> Any:
+    """A select of files with their blob's ``verify_state`` and ``verify_time`` joined in
+    (see :func:`.rows.file_entity`)."""
+    f, b = t.files, t.blobs
+    return query.select_extend(b.verify_state, b.verify_time).join_from(
+        f, b, peewee.JOIN.LEFT_OUTER, on=(b.digest == f.sha256)
+    )
 
 
 class FileRows(StoreCore):
@@ -38,13 +50,9 @@ class FileRows(StoreCore):
 
     def _files_of(self, tenant: str, model_id: str, number: int) -> Any:
         f, v = self._t.files, self._t.versions
-        return (
-            f.select(f)
-            .join_from(f, v, on=(f.version_pk == v.id))
-            .where(
-                v.tenant == tenant, v.model_id == model_id, v.number == number, f.tenant == tenant
-            )
-        )
+        return with_integrity(
+            self._t, f.select(f).join_from(f, v, on=(f.version_pk == v.id))
+        ).where(v.tenant == tenant, v.model_id == model_id, v.number == number, f.tenant == tenant)
 
     def get_file(self, tenant: str, model_id: str, number: int, file_id: str) -> FileRecord | None:
         """The file, or None."""

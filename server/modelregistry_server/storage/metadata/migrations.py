@@ -195,6 +195,19 @@ def _v4(dialect: Dialect) -> list[str]:
     ]
 
 
+def _v5(dialect: Dialect) -> list[str]:
+    """Block checksums and the integrity state of blobs (NULL sums: stored before them)."""
+    text = _types(dialect)["text"]
+    binary = "BYTEA" if dialect == "postgresql" else "BLOB"
+    return [
+        "ALTER TABLE blobs ADD COLUMN block_size BIGINT",
+        f"ALTER TABLE blobs ADD COLUMN block_crc32c {binary}",
+        f"ALTER TABLE blobs ADD COLUMN verify_state {text} DEFAULT 'UNVERIFIED'",
+        "ALTER TABLE blobs ADD COLUMN verify_time BIGINT NOT NULL DEFAULT 0",
+        "CREATE INDEX blobs_verify_time ON blobs (verify_time)",
+    ]
+
+
 def _execute(db: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return db.execute_sql(sql, params)
 
@@ -204,6 +217,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "index upload sessions by version (ListUploads)", _v2),
     Migration(3, "request fingerprints", _v3),
     Migration(4, "index lineage: source, produced_by, datasets, dependencies", _v4),
+    Migration(5, "block checksums and integrity state of blobs", _v5),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -13,11 +13,14 @@ from typing import Any
 
 from ...domain.entities import (
     Alias,
+    BlobRecord,
+    BlockSums,
     DatasetRef,
     DatasetRole,
     Dependency,
     DependencyKind,
     FileRecord,
+    IntegrityState,
     Model,
     ModelVersion,
     RequestRecord,
@@ -306,7 +309,8 @@ def file_columns(record: FileRecord) -> dict[str, Any]:
 
 
 def file_entity(row: Row, model_id: str, version_number: int) -> FileRecord:
-    """A :class:`FileRecord` from its row (the row holds the version's row id)."""
+    """A :class:`FileRecord` from its row (the row holds the version's row id), with its
+    blob's ``verify_state`` and ``verify_time`` if the row was joined with the blob's."""
     return FileRecord(
         tenant=row["tenant"],
         model_id=model_id,
@@ -317,6 +321,33 @@ def file_entity(row: Row, model_id: str, version_number: int) -> FileRecord:
         crc32c=row["crc32c"],
         content_type=row["content_type"],
         create_time=from_micros(row["create_time"]),
+        integrity=IntegrityState(row.get("verify_state") or IntegrityState.UNVERIFIED),
+        verify_time=verify_time_entity(row.get("verify_time")),
+    )
+
+
+def verify_time_entity(value: int | None) -> datetime | None:
+    """A blob's ``verify_time`` column (0 or NULL: never verified)."""
+    return from_micros(value) if value else None
+
+
+def blob_sums_columns(sums: BlockSums | None) -> dict[str, Any]:
+    """The block-sum columns of a blob row."""
+    if sums is None:
+        return {"block_size": None, "block_crc32c": None}
+    return {"block_size": sums.block_size, "block_crc32c": sums.packed}
+
+
+def blob_entity(row: Row) -> BlobRecord:
+    """A :class:`BlobRecord` from its row."""
+    packed = row["block_crc32c"]
+    sums = None if packed is None else BlockSums(int(row["block_size"]), bytes(packed))
+    return BlobRecord(
+        digest=row["digest"],
+        size=row["size"],
+        sums=sums,
+        integrity=IntegrityState(row["verify_state"]),
+        verify_time=verify_time_entity(row["verify_time"]),
     )
 
 

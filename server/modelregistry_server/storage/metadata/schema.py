@@ -250,6 +250,10 @@ class BlobRow(_Row):
     digest = peewee.TextField(primary_key=True)
     size = peewee.BigIntegerField()
     touch_time = peewee.BigIntegerField()
+    block_size = peewee.BigIntegerField(null=True)
+    block_crc32c = peewee.BlobField(null=True)
+    verify_state = peewee.TextField()
+    verify_time = peewee.BigIntegerField()  # 0: never verified
 
     class Meta:
         table_name = "blobs"

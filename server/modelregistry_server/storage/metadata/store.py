@@ -1,7 +1,8 @@
 """The peewee adapter of the metadata ports (SQLite and PostgreSQL), composed of one part per
 port: :mod:`.models`, :mod:`.versions`, :mod:`.lineage`, :mod:`.aliases`, :mod:`.transitions`,
-:mod:`.request_log`, :mod:`.files`, :mod:`.uploads`, :mod:`.blob_refs`, :mod:`.purge` and
-:mod:`.statistics`, on the shared :class:`~.core.StoreCore` (scopes, lookups; see its docstring).
+:mod:`.request_log`, :mod:`.files`, :mod:`.uploads`, :mod:`.blob_refs`, :mod:`.blob_integrity`,
+:mod:`.purge` and :mod:`.statistics`, on the shared :class:`~.core.StoreCore` (scopes, lookups;
+see its docstring).
 
 Not written by the save methods: identity columns, ``Model.latest_version_number`` (owned by
 ``allocate_version_number``) and ``ModelVersion.aliases`` (owned by the alias methods). Blob
@@ -11,6 +12,7 @@ digests are the ``sha256`` strings of file records.
 from __future__ import annotations
 
 from .aliases import AliasRows
+from .blob_integrity import BlobIntegrityRows
 from .blob_refs import BlobRefRows
 from .files import FileRows
 from .lineage import LineageRows
@@ -33,6 +35,7 @@ class PeeweeMetadataStore(
     FileRows,
     UploadRows,
     BlobRefRows,
+    BlobIntegrityRows,
     PurgeRows,
     StatisticsRows,
 ):

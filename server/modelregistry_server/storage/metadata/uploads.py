@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
+import peewee
+
 from ...domain.entities import Page, UploadSession, UploadState
 from ...domain.errors import AlreadyExists, NotFound, Reason
 from ...domain.ports import ListQuery
 from . import rows
-from .core import StoreCore, check_limit, dicts, first
+from .core import StoreCore, check_limit, dicts, first, tuples
 from .pages import fetch_page
 
 
@@ -109,3 +111,15 @@ class UploadRows(StoreCore):
                 scope=scope,
             )
         return Page(items=[rows.upload_entity(r) for r in found], next_cursor=cursor)
+
+    def active_uploads(self, after: tuple[str, str] | None, limit: int) -> list[tuple[str, str]]:
+        """``(tenant, upload_id)`` of ACTIVE sessions (any tenant) in that order, after the
+        cursor ``after``."""
+        check_limit(limit)
+        u = self._t.uploads
+        with self._read():
+            query = u.select(u.tenant, u.upload_id).where(u.state == str(UploadState.ACTIVE))
+            if after is not None:
+                query = query.where(peewee.Tuple(u.tenant, u.upload_id) > peewee.Tuple(*after))
+            query = query.order_by(u.tenant, u.upload_id).limit(limit)
+            return [(tenant, upload_id) for tenant, upload_id in tuples(query)]
