@@ -172,3 +172,142 @@ def blob_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     prefix = _unique_prefix()
     yield f"gs://{emulator.bucket}/{prefix}"
     emulator.wipe(prefix + "/")
+
+
+class BlobBackdoor:
+    """What a blob store holds, reached around the store: to damage it the way a disk or a
+    bucket could, or to leave objects that no row accounts for."""
+
+    def read(self, key: str) -> bytes:
+        """The stored bytes of blob ``key``."""
+        raise NotImplementedError
+
+    def write(self, key: str, data: bytes) -> None:
+        """Replace (or create) blob ``key`` with ``data``."""
+        raise NotImplementedError
+
+    def remove(self, key: str) -> None:
+        """Delete blob ``key``."""
+        raise NotImplementedError
+
+    def write_upload(self, upload_id: str, data: bytes) -> None:
+        """Leave ``data`` as the stored bytes of upload ``upload_id``."""
+        raise NotImplementedError
+
+    def blob_keys(self) -> set[str]:
+        """Keys of the stored blobs."""
+        raise NotImplementedError
+
+    def upload_ids(self) -> set[str]:
+        """Ids of the uploads with stored bytes."""
+        raise NotImplementedError
+
+    def flip(self, key: str, offset: int) -> None:
+        """Invert one bit of byte ``offset`` of blob ``key``."""
+        data = bytearray(self.read(key))
+        data[offset] ^= 0x10
+        self.write(key, bytes(data))
+
+
+class LocalBackdoor(BlobBackdoor):
+    """The files of a ``LocalBlobStore`` at ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, key: str) -> Path:
+        digest = key.removeprefix("sha256/")
+        return self.root / "sha256" / digest[:2] / digest
+
+    def read(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "r+b" if path.exists() else "wb") as out:  # in place, like a bad disk
+            out.write(data)
+            out.truncate()
+
+    def remove(self, key: str) -> None:
+        self.path(key).unlink()
+
+    def write_upload(self, upload_id: str, data: bytes) -> None:
+        (self.root / "uploads" / upload_id).write_bytes(data)
+
+    def blob_keys(self) -> set[str]:
+        return {f"sha256/{p.name}" for p in (self.root / "sha256").rglob("*") if p.is_file()}
+
+    def upload_ids(self) -> set[str]:
+        return {p.name for p in (self.root / "uploads").iterdir() if p.is_file()}
+
+
+class GcsBackdoor(BlobBackdoor):
+    """The objects of a ``GcsBlobStore`` under ``prefix`` in the emulator."""
+
+    def __init__(self, emulator: GcsEmulator, prefix: str) -> None:
+        self._client = emulator.client()
+        self._bucket = self._client.bucket(emulator.bucket)
+        self._prefix = prefix
+
+    def _blob(self, key: str) -> Any:
+        return self._bucket.blob(f"{self._prefix}/blobs/{key}")
+
+    def read(self, key: str) -> bytes:
+        data: bytes = self._blob(key).download_as_bytes()
+        return data
+
+    def write(self, key: str, data: bytes) -> None:
+        self._blob(key).upload_from_string(data)
+
+    def remove(self, key: str) -> None:
+        self._blob(key).delete()
+
+    def write_upload(self, upload_id: str, data: bytes) -> None:
+        self._bucket.blob(f"{self._prefix}/uploads/{upload_id}/{0:020d}").upload_from_string(data)
+
+    def _names(self, kind: str) -> list[str]:
+        start = f"{self._prefix}/{kind}/"
+        return [b.name[len(start) :] for b in self._client.list_blobs(self._bucket, prefix=start)]
+
+    def blob_keys(self) -> set[str]:
+        return set(self._names("blobs"))
+
+    def upload_ids(self) -> set[str]:
+        return {name.partition("/")[0] for name in self._names("uploads")}
+
+
+def backdoor_for(url: str, request: pytest.FixtureRequest) -> BlobBackdoor:
+    """A backdoor into the store at ``url`` (``file://dir`` or ``gs://bucket/prefix``)."""
+    scheme, _, location = url.partition("://")
+    if scheme == "file":
+        return LocalBackdoor(Path(location))
+    emulator: GcsEmulator = request.getfixturevalue("gcs_emulator")
+    return GcsBackdoor(emulator, location.partition("/")[2])
+
+
+@pytest.fixture(params=ADAPTERS)
+def store_and_backdoor(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[BlobAdapter, BlobBackdoor]]:
+    """A fresh store of each adapter and a backdoor into it (small read chunks)."""
+    if request.param == "local":
+        from modelregistry_server.storage.blobs.local import LocalBlobStore
+
+        root = tmp_path / "blobs"
+        yield LocalBlobStore(root, read_chunk_size=TEST_CHUNK_SIZE), LocalBackdoor(root)
+        return
+    from modelregistry_server.storage.blobs.gcs import GcsBlobStore
+
+    emulator: GcsEmulator = request.getfixturevalue("gcs_emulator")
+    prefix = _unique_prefix()
+    store = GcsBlobStore(
+        emulator.bucket,
+        prefix,
+        read_chunk_size=TEST_CHUNK_SIZE,
+        upload_chunk_size=TEST_CHUNK_SIZE,
+        timeout=30,
+        retry_deadline=30,
+    )
+    yield store, GcsBackdoor(emulator, prefix)
+    emulator.wipe(prefix + "/")

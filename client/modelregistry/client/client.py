@@ -565,6 +565,15 @@ class RegistryClient:
         )
         return self._pager(self._payload.ListUploads, request, lambda page: page.uploads)
 
+    def verify_file(
+        self, model_id: str, version: VersionRef, file_id: str = DEFAULT_FILE_ID
+    ) -> res.File:
+        """Have the server re-read and check a file's stored bytes now; the file's
+        ``integrity`` and ``last_verify_time`` say what it found. Runs with the transfer
+        deadline (it reads the whole file)."""
+        request = pl.VerifyFileRequest(name=names.file_ref(model_id, version, file_id))
+        return self._call(self._payload.VerifyFile, request, transfer=True)
+
     # --- transfers ---------------------------------------------------------------------------
 
     def upload_file(

@@ -105,16 +105,23 @@ def block_count(size: int, block_size: int) -> int:
 
 
 def checked_blocks(
-    chunks: Iterator[bytes], sums: BlockSums | None, first: int, end: int, what: str
+    chunks: Iterator[bytes],
+    sums: BlockSums | None,
+    first: int,
+    end: int,
+    what: str,
+    block_size: int = BLOCK_BYTES,
 ) -> Iterator[bytes]:
     """Regroup ``chunks`` (the store's bytes from the start of block ``first`` up to ``end``)
     into whole blocks and yield each after checking it against ``sums``.
 
-    ``sums`` None yields the blocks unchecked (for blobs stored before block sums existed).
-    Raises DataLoss(BLOB_CORRUPTED) naming the block when one does not match, before any of
-    its bytes are yielded, and DataLoss(BLOB_MISSING) if the bytes stop short of ``end``.
+    ``sums`` None yields ``block_size`` blocks unchecked (for blobs stored before block sums
+    existed); otherwise the blocks are the sums' blocks. Raises DataLoss(BLOB_CORRUPTED) naming
+    the block when one does not match, before any of its bytes are yielded, and
+    DataLoss(BLOB_MISSING) if the bytes stop short of ``end``.
     """
-    block_size = BLOCK_BYTES if sums is None else sums.block_size
+    if sums is not None:
+        block_size = sums.block_size
     index = first
     position = first * block_size
     pending: list[bytes] = []

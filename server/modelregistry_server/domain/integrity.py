@@ -132,7 +132,7 @@ class Integrity:
         position = first * block_size
         what = f"blob {blob_key(record.sha256)}"
         try:
-            for block in checked_blocks(chunks, sums, first, read_end, what):
+            for block in checked_blocks(chunks, sums, first, read_end, what, block_size):
                 start, position = position, position + len(block)
                 if hasher is not None:
                     hasher.update(block)
@@ -174,11 +174,12 @@ class Integrity:
         """Re-read a whole blob: its state, its block sums (as read, if it matched) and what
         was found. Only a backend outage raises."""
         what = f"blob {blob_key(digest)}"
-        hasher = BlockHasher(self._block_size if sums is None else sums.block_size)
+        block_size = self._block_size if sums is None else sums.block_size
+        hasher = BlockHasher(block_size)
         sha = hashlib.sha256()
         try:
             counted = _Counted(self._blobs.read(blob_key(digest), 0, size + 1))
-            for block in checked_blocks(counted, sums, 0, size, what):
+            for block in checked_blocks(counted, sums, 0, size, what, block_size):
                 sha.update(block)
                 hasher.update(block)
             for _ in counted:  # anything beyond the recorded size

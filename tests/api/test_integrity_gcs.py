@@ -1,0 +1,121 @@
+"""Integrity on read with the GCS blob store (gcp-storage-emulator): objects damaged in the
+bucket are never served, VerifyFile reports them, GC removes objects no row accounts for."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelregistry.client import DataLossError, RegistryClient
+from modelregistry.v1 import resources_pb2 as res
+from modelregistry_server.app import RegistryServer, build_server
+from modelregistry_server.config import Config
+from tests.api.test_integrity_api import raw_download
+from tests.support.blob_fixtures import GcsBackdoor, GcsEmulator
+from tests.support.metadata_fixtures import sqlite_url
+from tests.support.payload_helpers import PIECE, KiB, MiB, data_of, file_name, sha256_hex
+
+pytestmark = pytest.mark.gcs
+
+SIZE = 2 * MiB + 10 * KiB  # three blocks; the middle one gets damaged
+DATA = data_of(SIZE, seed=21)
+KEY = f"sha256/{sha256_hex(DATA)}"
+
+
+@pytest.fixture
+def prefix(gcs_emulator: GcsEmulator) -> Iterator[str]:
+    name = f"integrity-{uuid.uuid4().hex}"
+    yield name
+    gcs_emulator.wipe(name + "/")
+
+
+@pytest.fixture
+def config(tmp_path: Path, gcs_emulator: GcsEmulator, prefix: str) -> Config:
+    return Config(
+        listen="127.0.0.1:0",
+        database_url=sqlite_url(tmp_path),
+        blob_url=f"gs://{gcs_emulator.bucket}/{prefix}",
+        upload_piece_bytes=PIECE,
+        download_chunk_bytes=64 * KiB,
+        maintenance_interval_seconds=0,
+        shutdown_grace_seconds=0,
+        gc_grace_hours=0,
+    )
+
+
+@pytest.fixture
+def server(config: Config) -> Iterator[RegistryServer]:
+    service = build_server(config)
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop(0)
+
+
+@pytest.fixture
+def client(server: RegistryServer) -> Iterator[RegistryClient]:
+    with RegistryClient(server.address, timeout=30, chunk_size=256 * KiB) as c:
+        c.create_model("m")
+        c.create_version("m")
+        c.upload_file("m", 1, io.BytesIO(DATA))
+        yield c
+
+
+def test_a_corrupted_object_is_never_served(
+    server: RegistryServer, client: RegistryClient, gcs_emulator: GcsEmulator, prefix: str
+) -> None:
+    backdoor = GcsBackdoor(gcs_emulator, prefix)
+    assert client.verify_file("m", 1).integrity == res.INTEGRITY_STATE_VERIFIED
+    backdoor.flip(KEY, MiB + 77)
+    name = file_name("m", 1)
+    assert raw_download(server.address, name) == (DATA[:MiB], "BLOB_CORRUPTED")
+    assert raw_download(server.address, name, MiB + 1, 1) == (b"", "BLOB_CORRUPTED")
+    assert raw_download(server.address, name, 2 * MiB, 0) == (DATA[2 * MiB :], "")
+    assert raw_download(server.address, name, 3, MiB - 3) == (DATA[3:MiB], "")
+    with pytest.raises(DataLossError) as caught:
+        b"".join(client.iter_file("m", 1))
+    assert caught.value.reason == "BLOB_CORRUPTED"
+    assert client.get_file("m", 1).integrity == res.INTEGRITY_STATE_CORRUPTED
+
+    backdoor.write(KEY, DATA[: MiB + 1])
+    assert client.verify_file("m", 1).integrity == res.INTEGRITY_STATE_MISSING
+    assert raw_download(server.address, name) == (DATA[:MiB], "BLOB_MISSING")
+    backdoor.remove(KEY)
+    assert raw_download(server.address, name, 0, 1) == (b"", "BLOB_MISSING")
+
+
+def test_gc_removes_objects_no_row_accounts_for(
+    server: RegistryServer, client: RegistryClient, gcs_emulator: GcsEmulator, prefix: str
+) -> None:
+    backdoor = GcsBackdoor(gcs_emulator, prefix)
+    orphan = data_of(300, seed=22)
+    backdoor.write(f"sha256/{sha256_hex(orphan)}", orphan)
+    backdoor.write_upload("c" * 40, b"parts nobody owns")
+    report = server.run_maintenance()
+    assert (report.gc.orphan_blobs, report.gc.orphan_uploads, report.gc.blobs) == (1, 1, 1)
+    assert backdoor.blob_keys() == {KEY}
+    assert backdoor.upload_ids() == set()
+    assert b"".join(client.iter_file("m", 1)) == DATA
+
+
+def test_objects_younger_than_grace_are_kept(
+    config: Config, gcs_emulator: GcsEmulator, prefix: str
+) -> None:
+    service = build_server(dataclasses.replace(config, gc_grace_hours=24))
+    service.start()
+    try:
+        backdoor = GcsBackdoor(gcs_emulator, prefix)
+        backdoor.write(f"sha256/{'d' * 64}", b"young orphan")
+        backdoor.write_upload("e" * 40, b"young parts")
+        report = service.run_maintenance()
+        assert (report.gc.orphan_blobs, report.gc.orphan_uploads) == (0, 0)
+        assert backdoor.blob_keys() == {f"sha256/{'d' * 64}"}
+        assert backdoor.upload_ids() == {"e" * 40}
+    finally:
+        service.stop(0)

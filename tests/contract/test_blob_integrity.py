@@ -1,0 +1,331 @@
+"""Checked reads, verification and GC reconciliation over every blob store (local directory and
+GCS emulator), with the bytes damaged around the store the way a disk or a bucket could.
+
+Blocks are 16 KiB here so a few blocks make a small object; the stores read 256 KiB chunks,
+so blocks are cut out of larger reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import google_crc32c
+import pytest
+
+from modelregistry_server.domain.blob_names import blob_key, storage_id
+from modelregistry_server.domain.checksums import BlockHasher
+from modelregistry_server.domain.entities import FileRecord, IntegrityState, UploadState
+from modelregistry_server.domain.errors import DataLoss, Reason
+from modelregistry_server.domain.gc import GarbageCollector
+from modelregistry_server.domain.integrity import Integrity
+from modelregistry_server.domain.ports import BlobStore
+from modelregistry_server.storage.metadata import PeeweeMetadataStore, open_metadata_store
+from tests.contract.test_metadata_store import add_version, make_model, make_upload
+from tests.support.blob_fixtures import BlobBackdoor
+from tests.support.metadata_fixtures import sqlite_url
+
+KiB = 1024
+BLOCK = 16 * KiB
+SIZE = 4 * BLOCK + 5 * KiB  # five blocks, the last one partial
+BAD = 2  # the middle block
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[PeeweeMetadataStore]:
+    metadata = open_metadata_store(sqlite_url(tmp_path))
+    metadata.insert_model(make_model("m", tenant="t"))
+    add_version(metadata, "m", tenant="t")
+    try:
+        yield metadata
+    finally:
+        metadata.close()
+
+
+@pytest.fixture
+def stores(
+    store_and_backdoor: tuple[BlobStore, BlobBackdoor], store: PeeweeMetadataStore
+) -> tuple[BlobStore, BlobBackdoor, PeeweeMetadataStore, Integrity]:
+    blobs, backdoor = store_and_backdoor
+    return blobs, backdoor, store, Integrity(store, blobs, clock=lambda: NOW, block_size=BLOCK)
+
+
+def put(
+    blobs: BlobStore, store: PeeweeMetadataStore, data: bytes, *, sums: bool = True
+) -> FileRecord:
+    """Store ``data`` as the blob of a new file of ``models/m/versions/1`` the way a publish
+    does (``sums`` False: as it was stored before block sums existed)."""
+    sha = hashlib.sha256(data).hexdigest()
+    upload = f"u-{sha[:12]}"
+    blobs.write_upload(upload, 0, [data])
+    blobs.sync_upload(upload)
+    blobs.commit_upload(upload, len(data), blob_key(sha))
+    hasher = BlockHasher(BLOCK)
+    hasher.update(data)
+    store.touch_blob(sha, len(data), NOW, hasher.sums() if sums else None)
+    crc = int(google_crc32c.value(data))
+    record = FileRecord("t", "m", 1, f"f-{sha[:8]}", len(data), sha, crc, "text/plain", NOW)
+    store.insert_file(record)
+    return record
+
+
+def drain(stream: Iterator[bytes]) -> tuple[bytes, DataLoss | None]:
+    """Everything a read yields, and the DataLoss it ended with (None if it ended well)."""
+    got = bytearray()
+    try:
+        for data in stream:
+            got += data
+    except DataLoss as exc:
+        return bytes(got), exc
+    return bytes(got), None
+
+
+def read(integrity: Integrity, record: FileRecord, offset: int, end: int) -> tuple[bytes, Any]:
+    try:
+        stream = integrity.read(record, offset, end)
+    except DataLoss as exc:
+        return b"", exc
+    return drain(stream)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def data_of(size: int = SIZE, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+# -- checked reads ------------------------------------------------------------------------------
+def test_intact_blobs_read_whole_and_in_any_range(stores: tuple[Any, ...]) -> None:
+    blobs, _, store, integrity = stores
+    data = data_of()
+    record = put(blobs, store, data)
+    for offset, end in [(0, SIZE), (0, 1), (5, BLOCK + 3), (BLOCK, 2 * BLOCK), (SIZE - 1, SIZE),
+                        (SIZE, SIZE), (3, 3)]:  # fmt: skip
+        assert read(integrity, record, offset, end) == (data[offset:end], None), (offset, end)
+
+
+def test_a_corrupted_block_is_never_sent(stores: tuple[Any, ...]) -> None:
+    blobs, backdoor, store, integrity = stores
+    data = data_of()
+    record = put(blobs, store, data)
+    backdoor.flip(blob_key(record.sha256), BAD * BLOCK + 1234)
+
+    got, error = read(integrity, record, 0, SIZE)
+    assert error is not None and error.reason is Reason.BLOB_CORRUPTED
+    assert error.metadata["block"] == str(BAD)
+    assert got == data[: BAD * BLOCK]  # everything before the bad block, nothing of it
+
+    # Ranges that touch the bad block fail before its first byte; the others are served.
+    got, error = read(integrity, record, BLOCK + 100, BAD * BLOCK + 1)
+    assert error is not None and error.reason is Reason.BLOB_CORRUPTED
+    assert got == data[BLOCK + 100 : BAD * BLOCK]
+    got, error = read(integrity, record, BAD * BLOCK + 2000, BAD * BLOCK + 2001)
+    assert (got, error is not None) == (b"", True)
+    for offset, end in [(0, BAD * BLOCK), (BAD * BLOCK + BLOCK, SIZE), (7, BLOCK - 7)]:
+        assert read(integrity, record, offset, end) == (data[offset:end], None)
+
+    blob = store.get_blob(record.sha256)
+    assert blob is not None and (blob.integrity, blob.verify_time) == (
+        IntegrityState.CORRUPTED,
+        NOW,
+    )
+
+
+def test_a_truncated_blob_is_missing(stores: tuple[Any, ...]) -> None:
+    blobs, backdoor, store, integrity = stores
+    data = data_of()
+    record = put(blobs, store, data)
+    backdoor.write(blob_key(record.sha256), data[: BAD * BLOCK + 10])
+
+    got, error = read(integrity, record, 0, SIZE)
+    assert error is not None and error.reason is Reason.BLOB_MISSING
+    assert got == data[: BAD * BLOCK]
+    assert read(integrity, record, 0, BLOCK) == (data[:BLOCK], None)
+    assert store.get_blob(record.sha256).integrity is IntegrityState.MISSING  # type: ignore[union-attr]
+
+
+def test_a_missing_blob_fails_before_anything_is_read(stores: tuple[Any, ...]) -> None:
+    blobs, backdoor, store, integrity = stores
+    record = put(blobs, store, data_of())
+    backdoor.remove(blob_key(record.sha256))
+    with pytest.raises(DataLoss) as caught:
+        integrity.read(record, BLOCK, 2 * BLOCK)
+    assert caught.value.reason is Reason.BLOB_MISSING
+    assert store.get_blob(record.sha256).integrity is IntegrityState.MISSING  # type: ignore[union-attr]
+
+
+def test_empty_files(stores: tuple[Any, ...]) -> None:
+    blobs, backdoor, store, integrity = stores
+    record = put(blobs, store, b"")
+    assert read(integrity, record, 0, 0) == (b"", None)
+    backdoor.remove(blob_key(record.sha256))
+    _got, error = read(integrity, record, 0, 0)
+    assert error is not None and error.reason is Reason.BLOB_MISSING
+
+
+# -- blobs stored before block sums existed ----------------------------------------------------
+def test_without_sums_a_whole_read_holds_the_last_block_until_the_sha256_matched(
+    stores: tuple[Any, ...],
+) -> None:
+    blobs, backdoor, store, integrity = stores
+    data = data_of()
+    record = put(blobs, store, data, sums=False)
+    backdoor.flip(blob_key(record.sha256), SIZE - 3)
+    got, error = read(integrity, record, 0, SIZE)
+    assert error is not None and error.reason is Reason.BLOB_CORRUPTED
+    assert got == data[: 4 * BLOCK]  # the last block never left
+
+
+def test_without_sums_a_bad_early_block_still_ends_in_data_loss(stores: tuple[Any, ...]) -> None:
+    blobs, backdoor, store, integrity = stores
+    data = data_of()
+    record = put(blobs, store, data, sums=False)
+    backdoor.flip(blob_key(record.sha256), 10)
+    got, error = read(integrity, record, 0, SIZE)
+    assert error is not None and error.reason is Reason.BLOB_CORRUPTED
+    assert len(got) == 4 * BLOCK  # unchecked blocks went out, but the stream never ended OK
+    assert store.get_blob(record.sha256).sums is None  # type: ignore[union-attr]
+
+
+def test_without_sums_a_whole_read_stores_them(stores: tuple[Any, ...]) -> None:
+    blobs, backdoor, store, integrity = stores
+    data = data_of()
+    record = put(blobs, store, data, sums=False)
+    assert read(integrity, record, 0, SIZE) == (data, None)
+    blob = store.get_blob(record.sha256)
+    assert blob is not None and blob.sums is not None and len(blob.sums) == 5
+    assert (blob.integrity, blob.verify_time) == (IntegrityState.VERIFIED, NOW)
+    backdoor.flip(blob_key(record.sha256), BAD * BLOCK)  # from now on blocks are checked
+    got, error = read(integrity, record, 0, SIZE)
+    assert error is not None and got == data[: BAD * BLOCK]
+
+
+def test_without_sums_a_ranged_read_verifies_the_whole_blob_first(
+    stores: tuple[Any, ...],
+) -> None:
+    blobs, backdoor, store, integrity = stores
+    data = data_of()
+    record = put(blobs, store, data, sums=False)
+    assert read(integrity, record, BLOCK + 1, 3 * BLOCK) == (data[BLOCK + 1 : 3 * BLOCK], None)
+    assert store.get_blob(record.sha256).sums is not None  # type: ignore[union-attr]
+
+    other = put(blobs, store, data_of(seed=1), sums=False)
+    backdoor.flip(blob_key(other.sha256), SIZE - 1)
+    got, error = read(integrity, other, 0, BLOCK)  # far from the damage, but unprovable
+    assert (got, error is not None and error.reason) == (b"", Reason.BLOB_CORRUPTED)
+    assert store.get_blob(other.sha256).integrity is IntegrityState.CORRUPTED  # type: ignore[union-attr]
+
+
+# -- verification -------------------------------------------------------------------------------
+def test_verify_reports_what_it_finds(stores: tuple[Any, ...]) -> None:
+    blobs, backdoor, store, integrity = stores
+    good = put(blobs, store, data_of(seed=1))
+    flipped = put(blobs, store, data_of(seed=2))
+    short = put(blobs, store, data_of(seed=3))
+    gone = put(blobs, store, data_of(seed=4))
+    longer = put(blobs, store, data_of(seed=5))
+    old = put(blobs, store, data_of(seed=6), sums=False)
+    backdoor.flip(blob_key(flipped.sha256), 4 * BLOCK + 1)
+    backdoor.write(blob_key(short.sha256), data_of(seed=3)[:-1])
+    backdoor.remove(blob_key(gone.sha256))
+    backdoor.write(blob_key(longer.sha256), data_of(seed=5) + b"!")
+
+    expected = [
+        (good, IntegrityState.VERIFIED),
+        (flipped, IntegrityState.CORRUPTED),
+        (short, IntegrityState.MISSING),
+        (gone, IntegrityState.MISSING),
+        (longer, IntegrityState.CORRUPTED),
+        (old, IntegrityState.VERIFIED),
+    ]
+    for record, state in expected:
+        checked = integrity.verify(record)
+        assert (checked.integrity, checked.verify_time) == (state, NOW), record.sha256
+        blob = store.get_blob(record.sha256)
+        assert blob is not None and (blob.integrity, blob.verify_time) == (state, NOW)
+    assert store.get_blob(old.sha256).sums is not None  # type: ignore[union-attr]
+
+
+def test_scrub_verifies_within_its_budget(stores: tuple[Any, ...]) -> None:
+    blobs, backdoor, store, _ = stores
+    clock = Clock()
+    integrity = Integrity(store, blobs, clock=clock, block_size=BLOCK)
+    records = [put(blobs, store, data_of(seed=i)) for i in range(3)]
+    backdoor.flip(blob_key(records[1].sha256), 1)
+    backdoor.remove(blob_key(records[2].sha256))
+    assert integrity.scrub(0, timedelta(0)).blobs == 0  # disabled
+
+    first = integrity.scrub(1, timedelta(hours=1))  # at least one blob per run
+    assert (first.blobs, first.bytes) == (1, SIZE)
+    rest = integrity.scrub(10 * SIZE, timedelta(hours=1))
+    assert (rest.blobs, rest.bytes) == (2, 2 * SIZE)
+    found = [(r.corrupted, r.missing, r.broken_files) for r in (first, rest)]
+    assert tuple(map(sum, zip(*found, strict=True))) == (1, 1, 2)
+    assert integrity.scrub(10 * SIZE, timedelta(hours=1)).blobs == 0  # all checked lately
+    states = {r.sha256: store.get_blob(r.sha256).integrity for r in records}  # type: ignore[union-attr]
+    assert states == {
+        records[0].sha256: IntegrityState.VERIFIED,
+        records[1].sha256: IntegrityState.CORRUPTED,
+        records[2].sha256: IntegrityState.MISSING,
+    }
+    clock.now += timedelta(hours=2)
+    assert integrity.scrub(10 * SIZE, timedelta(hours=1)).blobs == 3  # due again
+
+
+# -- GC against the blob store ------------------------------------------------------------------
+def collector(blobs: BlobStore, store: PeeweeMetadataStore, clock: Clock) -> GarbageCollector:
+    return GarbageCollector(
+        store,
+        blobs,
+        clock=clock,
+        grace=timedelta(hours=1),
+        claim=lambda tenant, upload_id: contextlib.nullcontext(True),
+    )
+
+
+def test_gc_removes_stored_objects_no_row_accounts_for_once_older_than_grace(
+    stores: tuple[Any, ...],
+) -> None:
+    blobs, backdoor, store, _ = stores
+    clock = Clock()
+    gc = collector(blobs, store, clock)
+    orphan = data_of(100, seed=7)
+    orphan_key = blob_key(hashlib.sha256(orphan).hexdigest())
+    backdoor.write(orphan_key, orphan)  # a blob without a row
+    backdoor.write_upload("unknown-upload", b"parts")  # bytes of an upload nobody knows
+    live = make_upload("live", tenant="t")
+    live.update_time = clock.now + timedelta(hours=2)  # receiving until the GC runs
+    store.insert_upload(live)
+    blobs.write_upload(storage_id("t", "live"), 0, [b"live bytes"])
+    done = make_upload("done", tenant="t")
+    done.update_time = live.update_time
+    store.insert_upload(done)
+    with store.transaction():
+        done.state = UploadState.COMMITTED
+        store.save_upload(done)
+    backdoor.write_upload(storage_id("t", "done"), b"leftover part of a finished upload")
+
+    report = gc.collect()  # everything is younger than the grace period
+    assert (report.orphan_blobs, report.orphan_uploads, report.blobs) == (0, 0, 0)
+    assert orphan_key in backdoor.blob_keys()
+    assert len(backdoor.upload_ids()) == 3
+
+    clock.now += timedelta(hours=2)
+    report = gc.collect()
+    assert (report.orphan_blobs, report.orphan_uploads, report.blobs) == (1, 2, 1)
+    assert backdoor.blob_keys() == set()
+    assert backdoor.upload_ids() == {storage_id("t", "live")}
+    assert store.get_blob(orphan_key.removeprefix("sha256/")) is None
+    assert list(blobs.read_upload(storage_id("t", "live"), 10)) == [b"live bytes"]
