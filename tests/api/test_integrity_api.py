@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import threading
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -312,3 +314,20 @@ def test_gc_gives_a_referenced_blob_without_a_row_one_and_keeps_it(
         assert backdoor.blob_keys() == {f"sha256/{sha256_hex(data)}"}
         assert gc_server.store.get_blob(sha256_hex(data)) is not None
         assert b"".join(client.iter_file("m", number)) == data
+
+
+def test_a_cancelled_download_stops_reading_ahead(
+    server: RegistryServer, client: RegistryClient, v1: int
+) -> None:
+    def helpers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "checked-read"]
+
+    with raw_stub(server.address) as stub:
+        call = stub.DownloadFile(pl.DownloadFileRequest(name=file_name("m", v1)), timeout=WAIT_S)
+        assert next(call).data == DATA[: 64 * KiB]
+        assert helpers()
+        call.cancel()
+    deadline = time.monotonic() + WAIT_S
+    while helpers() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert helpers() == []

@@ -27,7 +27,7 @@ from modelregistry_server.domain.integrity import Integrity
 from modelregistry_server.domain.ports import BlobStore
 from modelregistry_server.storage.metadata import PeeweeMetadataStore, open_metadata_store
 from tests.contract.test_metadata_store import add_version, make_model, make_upload
-from tests.support.blob_fixtures import BlobBackdoor
+from tests.support.blob_fixtures import TEST_CHUNK_SIZE, BlobBackdoor
 from tests.support.metadata_fixtures import sqlite_url
 
 KiB = 1024
@@ -329,3 +329,19 @@ def test_gc_removes_stored_objects_no_row_accounts_for_once_older_than_grace(
     assert backdoor.upload_ids() == {storage_id("t", "live")}
     assert store.get_blob(orphan_key.removeprefix("sha256/")) is None
     assert list(blobs.read_upload(storage_id("t", "live"), 10)) == [b"live bytes"]
+
+
+def test_a_blob_that_shrinks_while_being_read_is_missing(
+    store_and_backdoor: tuple[BlobStore, BlobBackdoor],
+) -> None:
+    blobs, backdoor = store_and_backdoor
+    data = data_of(4 * TEST_CHUNK_SIZE, seed=9)
+    key = blob_key(hashlib.sha256(data).hexdigest())
+    blobs.write_upload("shrinking", 0, [data])
+    blobs.commit_upload("shrinking", len(data), key)
+    stream = blobs.read(key)
+    assert next(stream) == data[:TEST_CHUNK_SIZE]
+    backdoor.write(key, data[: TEST_CHUNK_SIZE + 10])
+    with pytest.raises(DataLoss) as caught:
+        list(stream)
+    assert caught.value.reason is Reason.BLOB_MISSING

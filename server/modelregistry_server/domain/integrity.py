@@ -28,12 +28,15 @@ from .entities import BlobRecord, BlockSums, FileRecord, IntegrityState
 from .errors import DataLoss, DomainError, Reason
 from .names import file_name
 from .ports import BlobIntegrity, BlobReader, BlobReferences
+from .read_ahead import read_ahead
 
 log = logging.getLogger(__name__)
 
 # Files named in the log line of a bad blob (the rest are counted).
 _FILES_LOGGED = 10
 _SCRUB_BATCH = 100
+# Blocks a download reads and checks ahead of the one being sent (on a helper thread).
+_READ_AHEAD_BLOCKS = 2
 
 
 class IntegrityStore(BlobReferences, BlobIntegrity, Protocol):
@@ -96,7 +99,8 @@ class Integrity:
 
         Raises (now, or while iterating) DataLoss BLOB_CORRUPTED / BLOB_MISSING; nothing of a
         bad block is yielded, and a whole-file read ends with the error instead of its last
-        block if the sha256 does not match.
+        block if the sha256 does not match. Blocks are read and checked on a helper thread a
+        few blocks ahead of the consumer.
         """
         blob = self._store.get_blob(record.sha256)
         sums = None if blob is None else blob.sums
@@ -112,7 +116,8 @@ class Integrity:
         except DataLoss as exc:
             self._report(record.sha256, _state_of(exc), str(exc))
             raise
-        return self._checked(record, chunks, sums, first, offset, end, read_end, whole)
+        checked = self._checked(record, chunks, sums, first, offset, end, read_end, whole)
+        return read_ahead(checked, _READ_AHEAD_BLOCKS, name="checked-read")
 
     def _checked(
         self,

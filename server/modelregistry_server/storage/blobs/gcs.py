@@ -409,10 +409,9 @@ class GcsBlobStore:
                     ) from None
             if len(data) != stop - position:
                 log.warning("gcs blob store: short read of %s at %d", blob.name, position)
-                short = Reason.BLOB_CORRUPTED if missing is Reason.BLOB_MISSING else missing
                 raise DataLoss(
                     f"got {len(data)} stored bytes at {position}, expected {stop - position}",
-                    reason=short,
+                    reason=missing,
                 )
             position = stop
             yield data

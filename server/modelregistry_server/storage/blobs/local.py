@@ -321,7 +321,7 @@ class LocalBlobStore:
         missing = DataLoss(f"{what} is missing", reason=Reason.BLOB_MISSING)
         file, size = self._open_for_read(path, what, missing)
         end = size if limit is None else min(size, offset + limit)
-        return _FileChunks(file, offset, end, self._read_chunk_size, what, Reason.BLOB_CORRUPTED)
+        return _FileChunks(file, offset, end, self._read_chunk_size, what, Reason.BLOB_MISSING)
 
     @staticmethod
     def _open_for_read(path: Path, what: str, missing: DataLoss) -> tuple[BinaryIO, int]:
