@@ -345,3 +345,15 @@ def test_a_blob_that_shrinks_while_being_read_is_missing(
     with pytest.raises(DataLoss) as caught:
         list(stream)
     assert caught.value.reason is Reason.BLOB_MISSING
+
+
+def test_empty_ranges_touch_no_block(stores: tuple[Any, ...]) -> None:
+    blobs, backdoor, store, integrity = stores
+    data = data_of()
+    record = put(blobs, store, data)
+    backdoor.flip(blob_key(record.sha256), SIZE - 1)  # the last block
+    assert read(integrity, record, SIZE, SIZE) == (b"", None)
+    assert read(integrity, record, SIZE - 2, SIZE - 2) == (b"", None)
+    legacy = put(blobs, store, data_of(seed=8), sums=False)
+    assert read(integrity, legacy, 5, 5) == (b"", None)
+    assert store.get_blob(legacy.sha256).sums is None  # type: ignore[union-attr]  # no backfill

@@ -105,11 +105,13 @@ class Integrity:
         blob = self._store.get_blob(record.sha256)
         sums = None if blob is None else blob.sums
         whole = offset == 0 and end == record.size
-        if sums is None and not whole:
+        if sums is None and not whole and end > offset:
             sums = self._backfill(record)
         block_size = self._block_size if sums is None else sums.block_size
         first = offset // block_size
         read_end = min(record.size, block_count(end, block_size) * block_size)
+        if end <= offset and not whole:  # an empty range touches no block
+            read_end = first * block_size
         start = first * block_size
         try:
             chunks = self._blobs.read(blob_key(record.sha256), start, read_end - start)
@@ -131,8 +133,8 @@ class Integrity:
         whole: bool,
     ) -> Iterator[bytes]:
         sha = hashlib.sha256() if whole else None
-        # Only whole reads see a blob without sums (ranged reads backfill them first).
-        hasher = self.new_hasher() if sums is None else None
+        # A whole read of a blob without sums computes them (ranged reads backfill first).
+        hasher = self.new_hasher() if sums is None and whole else None
         block_size = self._block_size if sums is None else sums.block_size
         position = first * block_size
         what = f"blob {blob_key(record.sha256)}"
