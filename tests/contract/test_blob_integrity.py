@@ -71,7 +71,7 @@ def put(
     store.touch_blob(sha, len(data), NOW, hasher.sums() if sums else None)
     crc = int(google_crc32c.value(data))
     record = FileRecord("t", "m", 1, f"f-{sha[:8]}", len(data), sha, crc, "text/plain", NOW)
-    store.insert_file(record)
+    store.add_file(record)
     return record
 
 

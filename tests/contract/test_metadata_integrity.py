@@ -62,12 +62,14 @@ def test_verification_state_is_recorded_and_shown_on_files(
     add_version(store, "m")
     add_version(store, "m")
     store.touch_blob(A, 10, at(0), SUMS)
-    store.insert_file(make_file("x", sha=A))
-    store.insert_file(make_file("y", number=2, sha=A))  # the same content twice
-    store.insert_file(make_file("z", sha=B))  # no blob row at all
+    store.add_file(make_file("x", sha=A))
+    store.add_file(make_file("y", number=2, sha=A))  # the same content twice
+    store.add_file(make_file("z", sha=B))  # no blob row at all
 
     assert store.record_verification(A, IntegrityState.CORRUPTED, at(7)) is True
     assert store.record_verification(C, IntegrityState.CORRUPTED, at(7)) is False
+    assert store.touch_blob(A, 10, at(8)) is IntegrityState.CORRUPTED  # a publish sees it
+    assert store.touch_blob(C, 10, at(8)) is IntegrityState.UNVERIFIED  # a new row
     blob = store.get_blob(A)
     assert blob is not None
     assert (blob.integrity, blob.verify_time, blob.sums) == (
@@ -92,10 +94,10 @@ def test_files_with_blob_span_tenants(metadata_store: PeeweeMetadataStore) -> No
         store.insert_model(make_model("m", tenant=tenant))
         add_version(store, "m", tenant=tenant)
         add_version(store, "m", tenant=tenant)
-    store.insert_file(make_file("2", number=2, tenant="a", sha=A))
-    store.insert_file(make_file("1", number=1, tenant="a", sha=A))
-    store.insert_file(make_file("1", number=1, tenant="b", sha=A))
-    store.insert_file(make_file("other", sha=B))
+    store.add_file(make_file("2", number=2, tenant="a", sha=A))
+    store.add_file(make_file("1", number=1, tenant="a", sha=A))
+    store.add_file(make_file("1", number=1, tenant="b", sha=A))
+    store.add_file(make_file("other", sha=B))
     found = store.files_with_blob(A, 10)
     assert [(f.tenant, f.model_id, f.version_number, f.file_id) for f in found] == [
         ("a", "m", 1, "1"), ("a", "m", 2, "2"), ("b", "m", 1, "1"),
@@ -114,7 +116,7 @@ def test_blobs_to_verify_least_recently_verified_first(
     for digest in d:
         store.touch_blob(digest, 10, at(0), SUMS)
     for digest in d[:4]:
-        store.insert_file(make_file(f"f{digest[0]}", sha=digest))  # d[4] is unreferenced
+        store.add_file(make_file(f"f{digest[0]}", sha=digest))  # d[4] is unreferenced
     store.record_verification(d[0], IntegrityState.VERIFIED, at(30))
     store.record_verification(d[1], IntegrityState.CORRUPTED, at(10))
 

@@ -536,23 +536,19 @@ class Payloads:
             # GC deletes a blob only while holding its row and only if no file references it.
             # Holding the row from before the blob is committed until the file referencing it
             # is, GC either finishes first (and the commit re-creates the blob) or sees the file.
-            self._store.touch_blob(sha, size, now, sums)
-            self._replace_if_bad(sha)
+            stored = self._store.touch_blob(sha, size, now, sums)
+            if stored in (IntegrityState.CORRUPTED, IntegrityState.MISSING):
+                self._replace_bad_copy(sha, stored)
             self._blobs.commit_upload(sid, size, blob_key(sha))
             self._store.add_file(record)  # one row, and the version's counters
         return record
 
-    def _replace_if_bad(self, sha: str) -> None:
+    def _replace_bad_copy(self, sha: str, found: IntegrityState) -> None:
         """Drop a stored copy of this content that a check found bad, so the verified bytes
         being published replace it for every file that shares it (call holding the row)."""
-        blob = self._store.get_blob(sha)
-        if blob is None or blob.integrity not in (IntegrityState.CORRUPTED, IntegrityState.MISSING):
-            return
         self._blobs.delete(blob_key(sha))
         self._store.record_verification(sha, IntegrityState.UNVERIFIED, None)
-        log.warning(
-            "integrity: blob %s was %s; replaced by a new upload", blob_key(sha), blob.integrity
-        )
+        log.warning("integrity: blob %s was %s; replaced by a new upload", blob_key(sha), found)
 
     def _discard(self, caller: Caller, upload_id: str, sid: str) -> None:
         self._blobs.abort_upload(sid)

@@ -82,9 +82,10 @@ class BlobReferences(Protocol):
 
     def touch_blob(
         self, digest: str, size: int, now: datetime, sums: BlockSums | None = None
-    ) -> None:
+    ) -> IntegrityState:
         """Record that blob ``digest`` is (about to be) used: upsert with ``touch_time=now``;
-        ``sums`` are stored if the row has none yet. A new row is UNVERIFIED."""
+        ``sums`` are stored if the row has none yet. Returns the row's integrity state (a new
+        row is UNVERIFIED)."""
         ...
 
     def known_blobs(self, digests: Sequence[str]) -> set[str]:

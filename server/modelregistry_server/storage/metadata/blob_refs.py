@@ -18,9 +18,10 @@ class BlobRefRows(StoreCore):
 
     def touch_blob(
         self, digest: str, size: int, now: datetime, sums: BlockSums | None = None
-    ) -> None:
+    ) -> IntegrityState:
         """Record that blob ``digest`` is (about to be) used: upsert with ``touch_time=now``;
-        ``sums`` are stored if the row has none yet."""
+        ``sums`` are stored if the row has none yet. Returns the row's integrity state (one
+        statement: ``INSERT … ON CONFLICT DO UPDATE … RETURNING``)."""
         b = self._t.blobs
         now_us = rows.to_micros(now)
         columns = rows.blob_sums_columns(sums)
@@ -31,14 +32,16 @@ class BlobRefRows(StoreCore):
             )
             update[b.block_crc32c] = peewee.fn.COALESCE(b.block_crc32c, columns["block_crc32c"])
         with self._write():
-            b.insert(
+            query = b.insert(
                 digest=digest,
                 size=size,
                 touch_time=now_us,
                 verify_state=str(IntegrityState.UNVERIFIED),
                 verify_time=0,
                 **columns,
-            ).on_conflict(conflict_target=[b.digest], update=update).as_rowcount().execute()
+            ).on_conflict(conflict_target=[b.digest], update=update)
+            ((state,),) = tuples(query.returning(b.verify_state))
+        return IntegrityState(state)
 
     def known_blobs(self, digests: Sequence[str]) -> set[str]:
         """The digests among ``digests`` that have a blob row."""
