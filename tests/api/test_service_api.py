@@ -377,11 +377,12 @@ def test_unexpected_exception_mid_stream_is_internal_error(
 ) -> None:
     client.create_model("fraud")
     client.create_version("fraud")
-    data = bytes(range(256)) * 1024  # 256 KiB: several download messages
+    data = bytes(range(256)) * 8192  # 2 MiB: two checked blocks, many download messages
     client.upload_file("fraud", 1, io.BytesIO(data))
+    block = 1024 * 1024
 
     def failing_read(key: str, offset: int = 0, limit: int | None = None) -> Iterator[bytes]:
-        yield data[offset : offset + 1000]
+        yield data[offset : offset + block]  # a whole block: checked, then sent
         _boom()
 
     monkeypatch.setattr(server.blobs, "read", failing_read)
@@ -390,9 +391,10 @@ def test_unexpected_exception_mid_stream_is_internal_error(
             pl.DownloadFileRequest(name="models/fraud/versions/1/files/payload"), timeout=10
         )
         first = next(stream)
-        assert first.file.size_bytes == len(data) and first.data == data[:1000]
+        assert first.file.size_bytes == len(data) and first.data == data[: len(first.data)]
         with pytest.raises(grpc.RpcError) as info:
-            next(stream)
+            for message in stream:  # the rest of the first block, then the failure
+                assert message.offset < block
         _assert_internal(info.value)
     with RegistryClient(server.address, retries=0) as once, pytest.raises(InternalError) as err:
         once.download_file("fraud", 1, io.BytesIO())
