@@ -163,8 +163,8 @@ class Integrity:
         state, sums, detail = self._check(record.sha256, record.size, None)
         if state is not IntegrityState.VERIFIED or sums is None:
             self._report(record.sha256, state, detail)
-            reason = Reason.BLOB_MISSING if state is IntegrityState.MISSING else None
-            raise DataLoss(detail, reason=reason)
+            missing = state is IntegrityState.MISSING
+            raise DataLoss(detail, reason=Reason.BLOB_MISSING if missing else Reason.BLOB_CORRUPTED)
         self._store_sums(record.sha256, sums, verified=True)
         return sums
 
