@@ -4,12 +4,10 @@ and the ACTIVE upload listing. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from modelregistry_server.domain.entities import BlockSums, IntegrityState, UploadState
 from modelregistry_server.storage.metadata import PeeweeMetadataStore, open_metadata_store
 from modelregistry_server.storage.metadata.database import open_database
-from modelregistry_server.storage.metadata.migrations import MIGRATIONS, schema_version
+from modelregistry_server.storage.metadata.migrations import MIGRATIONS, migrate, schema_version
 from tests.contract.test_metadata_store import (
     T0,
     add_version,
@@ -18,7 +16,6 @@ from tests.contract.test_metadata_store import (
     make_model,
     make_upload,
 )
-from tests.support.metadata_fixtures import sqlite_url
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 SUMS = BlockSums(4, bytes(range(12)))
@@ -169,24 +166,25 @@ def test_active_uploads_are_listed_in_pages(metadata_store: PeeweeMetadataStore)
     assert listed == [("a", "U0"), ("a", "u1"), ("a", "u2"), ("b", "u1")]
 
 
-def test_blob_rows_of_an_older_schema_read_as_without_sums(tmp_path: Path) -> None:
-    """A database at schema 1 (before block sums) migrates; its blobs are served as blobs
-    without sums and UNVERIFIED."""
-    url = sqlite_url(tmp_path)
-    backend = open_database(url, max_connections=1)
-    db = backend.database
-    with db.connection_context(), backend.write_transaction():
-        db.execute_sql(
-            "CREATE TABLE schema_version (version INTEGER NOT NULL PRIMARY KEY, "
-            "description TEXT NOT NULL)"
-        )
-        for statement in MIGRATIONS[0].statements(backend.dialect):
-            db.execute_sql(statement)
-        db.execute_sql("INSERT INTO schema_version VALUES (1, 'create every table')")
-        db.execute_sql("INSERT INTO blobs (digest, size, touch_time) VALUES (?, 10, 0)", (A,))
-    backend.close()
+# The schema step that added block sums, and the one before it.
+BLOCK_SUMS_STEP = next(m.version for m in MIGRATIONS if "block checksums" in m.description)
 
-    store = open_metadata_store(url)
+
+def test_blob_rows_of_an_older_schema_read_as_without_sums(metadata_url: str) -> None:
+    """A database from before block sums migrates; its blobs read as blobs without sums,
+    UNVERIFIED, and take sums later."""
+    backend = open_database(metadata_url, max_connections=1)
+    try:
+        assert migrate(backend, target=BLOCK_SUMS_STEP - 1) == BLOCK_SUMS_STEP - 1
+        db = backend.database
+        with db.connection_context(), backend.write_transaction():
+            db.execute_sql(
+                f"INSERT INTO blobs (digest, size, touch_time) VALUES ({db.param}, 10, 0)", (A,)
+            )
+    finally:
+        backend.close()
+
+    store = open_metadata_store(metadata_url)
     try:
         assert schema_version(store.backend) == MIGRATIONS[-1].version
         blob = store.get_blob(A)
@@ -195,6 +193,7 @@ def test_blob_rows_of_an_older_schema_read_as_without_sums(tmp_path: Path) -> No
             10, None, IntegrityState.UNVERIFIED, None,
         )  # fmt: skip
         assert store.set_block_sums(A, SUMS) is True
+        assert store.get_blob(A).sums == SUMS  # type: ignore[union-attr]
         assert store.collectable_blobs(T0, 10) == [A]
     finally:
         store.close()
