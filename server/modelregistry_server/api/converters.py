@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -101,16 +102,29 @@ def _time_from(msg: Message, field: str, path: str) -> datetime | None:
         raise InvalidArgument.field(path, "is out of range") from None
 
 
-def _value_to_py(value: struct_pb2.Value) -> Any:
-    return json_format.MessageToDict(value)
+def _value_to_py(value: struct_pb2.Value, path: str) -> Any:
+    """A ``Value`` as JSON data; NaN and ±Infinity (which JSON cannot hold, so could be neither
+    stored nor returned) are INVALID_ARGUMENT naming ``path``."""
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        if not math.isfinite(value.number_value):
+            raise InvalidArgument.field(path, "must be a finite number (not NaN or Infinity)")
+        return value.number_value
+    if kind == "struct_value":
+        return _struct_to_dict(value.struct_value, path)
+    if kind == "list_value":
+        return [_value_to_py(v, f"{path}[{i}]") for i, v in enumerate(value.list_value.values)]
+    if kind in ("string_value", "bool_value"):
+        return getattr(value, kind)
+    return None  # null_value, or no kind set
 
 
 def _py_to_value(obj: Any) -> struct_pb2.Value:
     return json_format.ParseDict(obj, struct_pb2.Value())
 
 
-def _struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(struct)
+def _struct_to_dict(struct: struct_pb2.Struct, path: str) -> dict[str, Any]:
+    return {k: _value_to_py(v, f"{path}.{k}") for k, v in struct.fields.items()}
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -200,8 +214,8 @@ def _variable_to_proto(var: Variable) -> pb.Variable:
     return msg
 
 
-def _variable_from_proto(msg: pb.Variable) -> Variable:
-    value = _value_to_py(msg.value) if msg.HasField("value") else None
+def _variable_from_proto(msg: pb.Variable, path: str) -> Variable:
+    value = _value_to_py(msg.value, f"{path}.value") if msg.HasField("value") else None
     return Variable(msg.name, msg.type, msg.description, value)
 
 
@@ -220,9 +234,13 @@ def version_values(msg: pb.ModelVersion, field: str = "model_version") -> dict[s
         "description": msg.description,
         "type": msg.type,
         "author": msg.author,
-        "inputs": [_variable_from_proto(v) for v in msg.inputs],
-        "outputs": [_variable_from_proto(v) for v in msg.outputs],
-        "parameters": _struct_to_dict(msg.parameters),
+        "inputs": [
+            _variable_from_proto(v, f"{field}.inputs[{i}]") for i, v in enumerate(msg.inputs)
+        ],
+        "outputs": [
+            _variable_from_proto(v, f"{field}.outputs[{i}]") for i, v in enumerate(msg.outputs)
+        ],
+        "parameters": _struct_to_dict(msg.parameters, f"{field}.parameters"),
         "dependencies": [
             Dependency(d.name, _DEP_FROM_PB[d.kind], d.version) for d in msg.dependencies
         ],

@@ -3,6 +3,11 @@
 Domain errors become their mapped status with details; anything else is logged with its
 traceback and becomes INTERNAL "internal error". Server-streaming handlers are wrapped around
 their iteration too, so an error raised mid-stream is mapped as well (never UNKNOWN).
+
+Requests are decoded here, not by gRPC: gRPC answers bytes that do not parse as the request
+message with INTERNAL "Exception deserializing request!", so handlers are re-registered with
+an identity deserializer and each message (every one of a request stream too) is parsed inside
+the mapping, where a failure is INVALID_ARGUMENT ``MALFORMED_REQUEST``.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from ..domain.errors import DomainError
+from ..domain.errors import DomainError, InvalidArgument, Reason
 from .errors import internal_status, to_status
 
 log = logging.getLogger(__name__)
@@ -40,15 +46,41 @@ def _is_abort(context: grpc.ServicerContext) -> bool:
 
 
 Scope = Callable[[], AbstractContextManager[None]]
+Decoder = Callable[[bytes], Any]
+
+
+def _decoded(decode: Decoder | None, data: Any) -> Any:
+    if decode is None or not isinstance(data, bytes):
+        return data
+    try:
+        return decode(data)
+    except DecodeError as exc:
+        raise InvalidArgument(
+            "the request does not decode as the method's request message",
+            reason=Reason.MALFORMED_REQUEST,
+        ) from exc
+
+
+def _decoded_stream(decode: Decoder | None, requests: Iterator[Any]) -> Iterator[Any]:
+    for data in requests:
+        yield _decoded(decode, data)
+
+
+def _request(decode: Decoder | None, streaming: bool, request: Any) -> Any:
+    return _decoded_stream(decode, request) if streaming else _decoded(decode, request)
 
 
 def _wrap_unary_response(
-    method: str, behavior: Callable[..., Any], scope: Scope = nullcontext
+    method: str,
+    behavior: Callable[..., Any],
+    decode: Decoder | None,
+    streaming: bool,
+    scope: Scope = nullcontext,
 ) -> Callable[..., Any]:
     def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
         try:
             with scope():
-                return behavior(request, context)
+                return behavior(_request(decode, streaming, request), context)
         except Exception as exc:
             if _is_abort(context):
                 raise
@@ -58,10 +90,12 @@ def _wrap_unary_response(
     return wrapped
 
 
-def _wrap_stream_response(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+def _wrap_stream_response(
+    method: str, behavior: Callable[..., Any], decode: Decoder | None, streaming: bool
+) -> Callable[..., Any]:
     def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
-            yield from behavior(request, context)
+            yield from behavior(_request(decode, streaming, request), context)
         except Exception as exc:
             if _is_abort(context):
                 raise
@@ -90,28 +124,25 @@ class ErrorMappingInterceptor(_Interceptor):
         if handler is None:
             return None
         method = handler_call_details.method
+        decode = handler.request_deserializer
+        out = handler.response_serializer
+        # Every handler is re-registered with no request deserializer: bytes reach the wrapper.
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary_response(method, handler.unary_unary, self._unary_scope),
-                handler.request_deserializer,
-                handler.response_serializer,
+                _wrap_unary_response(method, handler.unary_unary, decode, False, self._unary_scope),
+                None,
+                out,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream_response(method, handler.unary_stream),
-                handler.request_deserializer,
-                handler.response_serializer,
+                _wrap_stream_response(method, handler.unary_stream, decode, False), None, out
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary_response(method, handler.stream_unary),
-                handler.request_deserializer,
-                handler.response_serializer,
+                _wrap_unary_response(method, handler.stream_unary, decode, True), None, out
             )
         if handler.stream_stream:
             return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream_response(method, handler.stream_stream),
-                handler.request_deserializer,
-                handler.response_serializer,
+                _wrap_stream_response(method, handler.stream_stream, decode, True), None, out
             )
         return handler

@@ -54,8 +54,13 @@ def check_variables(items: list[Variable], field_name: str) -> list[Variable]:
 
 
 def check_parameters(params: dict[str, Any], field_name: str) -> dict[str, Any]:
-    """Parameters: at most :data:`MAX_PARAMETERS_BYTES` as compact JSON."""
-    if len(json.dumps(params, separators=(",", ":"))) > MAX_PARAMETERS_BYTES:
+    """Parameters: finite numbers only (JSON has no NaN or Infinity), at most
+    :data:`MAX_PARAMETERS_BYTES` as compact JSON."""
+    try:
+        text = json.dumps(params, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise InvalidArgument.field(field_name, "numbers must be finite") from None
+    if len(text) > MAX_PARAMETERS_BYTES:
         raise InvalidArgument.field(field_name, f"is larger than {MAX_PARAMETERS_BYTES} bytes")
     return dict(params)
 

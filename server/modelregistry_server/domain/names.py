@@ -18,6 +18,7 @@ UPLOAD_ID_RE = REQUEST_ID_RE
 LATEST = "latest"
 ALL_MODELS = "-"
 MAX_FILE_ID_LENGTH = 512
+MAX_VERSION_NUMBER = 2**63 - 1  # version_number is an int64 on the wire and in storage
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,8 @@ def _parse_version_segment(model_id: str, segment: str, field: str) -> VersionRe
         number = int(segment)
         if number < 1 or segment != str(number):
             raise InvalidArgument.field(field, f"version number {segment!r} is not valid")
+        if number > MAX_VERSION_NUMBER:
+            raise InvalidArgument.field(field, f"version number {segment!r} is out of range")
         return VersionRef(model_id, number=number)
     if segment == LATEST:
         return VersionRef(model_id, alias=LATEST)
