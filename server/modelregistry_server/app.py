@@ -6,6 +6,7 @@ import logging
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,6 +23,7 @@ from .config import Config
 from .domain.gc import GcReport
 from .domain.integrity import Integrity, ScrubReport
 from .domain.lineage import Lineage
+from .domain.listing import MIN_SECRET_BYTES, PageTokens
 from .domain.payloads import Payloads
 from .domain.ports import BlobStore, MetadataStore
 from .domain.registry import Registry, utc_now
@@ -140,17 +142,35 @@ class RegistryServer:
         self.store.close()
 
 
+def page_tokens(config: Config, store: MetadataStore) -> PageTokens:
+    """Page tokens signed with the configured secret file, else the database's own secret."""
+    if config.page_token_secret_file:
+        secret = Path(config.page_token_secret_file).read_bytes().strip()
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"{config.page_token_secret_file} must hold at least {MIN_SECRET_BYTES} bytes"
+            )
+        return PageTokens(secret)
+    return PageTokens(store.page_token_secret())
+
+
 def build_server(config: Config) -> RegistryServer:
     """Wire everything explicitly from ``config``; binds the port but does not start."""
     store = open_metadata_store(config.database_url, max_connections=config.db_max_connections)
-    blobs = open_blob_store(config.blob_url)
-    registry = Registry(store, clock=utc_now, retention=config.retention)
+    try:
+        blobs = open_blob_store(config.blob_url)
+        tokens = page_tokens(config, store)
+    except BaseException:
+        store.close()
+        raise
+    registry = Registry(store, page_tokens=tokens, clock=utc_now, retention=config.retention)
     lineage = Lineage(store, registry.resolve)
     integrity = Integrity(store, blobs, clock=utc_now)
     payloads = Payloads(
         store,
         blobs,
         registry,
+        page_tokens=tokens,
         clock=utc_now,
         piece_bytes=config.upload_piece_bytes,
         max_chunk_bytes=config.max_upload_chunk_bytes,

@@ -36,6 +36,7 @@ class Config:
     scrub_reverify_hours: float = 7 * 24
     shutdown_grace_seconds: float = 10
     log_level: str = "INFO"
+    page_token_secret_file: str = ""
 
     @property
     def retention(self) -> timedelta:
@@ -71,6 +72,8 @@ _HELP = {
     "scrub_reverify_hours": "a blob verified more recently than this is not re-read by the scrub",
     "shutdown_grace_seconds": "time in-flight calls get on SIGTERM",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "page_token_secret_file": "file whose bytes sign page tokens (at least 16; every replica "
+    "needs the same); empty: a random secret kept in the metadata database",
 }
 
 

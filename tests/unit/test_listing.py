@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -18,20 +20,29 @@ from modelregistry_server.domain.listing import (
     MODEL_SCHEMA,
     VERSION_DEFAULT_ORDER,
     VERSION_SCHEMA,
+    PageTokens,
     check_page_size,
-    decode_page_token,
-    encode_page_token,
     parse_order_by,
     query_fingerprint,
+    single_cursor,
 )
 from modelregistry_server.domain.ports import OrderKey
 
 PROPERTY = settings(max_examples=200, deadline=None)
+SECRET = b"unit-test-secret-0123456789"
+TOKENS = PageTokens(SECRET)
 FP = query_fingerprint("models/m", "stage = PRODUCTION", "create_time desc", False)
 
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _signed(raw: bytes, secret: bytes = SECRET) -> str:
+    """A token with payload ``raw``, signed as the service signs (tests what lies past the MAC)."""
+    key = hashlib.sha256(b"modelregistry.v1 page token\x00" + secret).digest()
+    payload = _b64(raw)
+    return f"{payload}.{_b64(hmac.new(key, payload.encode(), hashlib.sha256).digest()[:16])}"
 
 
 # -- page size ---------------------------------------------------------------------------------
@@ -199,8 +210,8 @@ def test_fingerprint_parts_do_not_run_together() -> None:
 
 
 def test_no_next_page_is_the_empty_token() -> None:
-    assert encode_page_token(None, FP) == ""
-    assert decode_page_token("", FP) is None
+    assert TOKENS.encode(None, FP) == ""
+    assert TOKENS.decode("", FP) is None
 
 
 @pytest.mark.parametrize(
@@ -215,10 +226,10 @@ def test_no_next_page_is_the_empty_token() -> None:
     ],
 )
 def test_page_token_round_trip(cursor: tuple[Any, ...]) -> None:
-    token = encode_page_token(cursor, FP)
+    token = TOKENS.encode(cursor, FP)
     assert token
-    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-    assert decode_page_token(token, FP) == cursor
+    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+    assert TOKENS.decode(token, FP) == cursor
 
 
 _scalars = st.one_of(
@@ -233,21 +244,21 @@ _scalars = st.one_of(
 @PROPERTY
 @given(st.lists(_scalars, max_size=6).map(tuple), st.text(max_size=20))
 def test_page_token_round_trip_property(cursor: tuple[Any, ...], fingerprint: str) -> None:
-    decoded = decode_page_token(encode_page_token(cursor, fingerprint), fingerprint)
+    decoded = TOKENS.decode(TOKENS.encode(cursor, fingerprint), fingerprint)
     assert decoded == cursor
     assert decoded is not None
     assert [type(v) for v in decoded] == [type(v) for v in cursor]
 
 
 def test_padded_token_is_accepted() -> None:
-    token = encode_page_token(("a", 1), FP)
-    padded = token + "=" * (-len(token) % 4)
-    assert decode_page_token(padded, FP) == ("a", 1)
+    payload, mac = TOKENS.encode(("a", 1), FP).split(".")
+    padded = f"{payload}{'=' * (-len(payload) % 4)}.{mac}{'=' * (-len(mac) % 4)}"
+    assert TOKENS.decode(padded, FP) == ("a", 1)
 
 
 def _token_error(token: str, fingerprint: str = FP) -> InvalidArgument:
     with pytest.raises(InvalidArgument) as info:
-        decode_page_token(token, fingerprint)
+        TOKENS.decode(token, fingerprint)
     err = info.value
     assert err.reason is Reason.INVALID_PAGE_TOKEN
     assert err.field_violations[0].field == "page_token"
@@ -256,23 +267,86 @@ def _token_error(token: str, fingerprint: str = FP) -> InvalidArgument:
 
 
 def test_token_for_another_query_is_rejected() -> None:
-    token = encode_page_token(("a", 1), FP)
+    token = TOKENS.encode(("a", 1), FP)
     other = query_fingerprint("models/m", "stage = STAGING", "create_time desc", False)
     err = _token_error(token, other)
     assert "different parent, filter or order_by" in err.message
 
 
 def test_token_without_fingerprint_is_rejected() -> None:
-    err = _token_error(_b64(json.dumps({"c": ["a"]}).encode()))
+    err = _token_error(_signed(json.dumps({"c": ["a"]}).encode()))
     assert "different" in err.message
 
 
-_VALID = encode_page_token(("fraud-detector", 7), FP)
+def test_forged_tokens_are_rejected() -> None:
+    """The fingerprint is computable by anyone; without the secret no token verifies."""
+    doc = json.dumps({"c": ["zzz", 1], "f": FP}, separators=(",", ":")).encode()
+    for forged in (
+        _b64(doc),  # the unsigned format
+        _b64(doc) + ".",
+        _b64(doc) + "." + _b64(b"\x00" * 16),
+        _signed(doc, b"another-secret-0123456789"),
+        PageTokens(b"another-secret-0123456789").encode(("zzz", 1), FP),
+    ):
+        assert "not a token this service issued" in _token_error(forged).message
+    assert TOKENS.decode(_signed(doc), FP) == ("zzz", 1)
+
+
+def test_signed_payload_cannot_be_swapped() -> None:
+    """A MAC of one payload does not verify another (cursor edited, MAC kept)."""
+    payload, mac = TOKENS.encode(("a", 1), FP).split(".")
+    other, _ = TOKENS.encode(("b", 2), FP).split(".")
+    _token_error(f"{other}.{mac}")
+    _token_error(f"{payload}.{mac[:-1]}")
+
+
+@pytest.mark.parametrize(
+    ("cursor", "kind", "message"),
+    [
+        ((2**63,), int, "out of range"),
+        ((-(2**63) - 1,), int, "out of range"),
+        ((10**30,), int, "out of range"),
+        (("a\x00b",), str, "NUL"),
+    ],
+)
+def test_single_cursor_values_the_store_cannot_hold(
+    cursor: tuple[Any, ...], kind: type[Any], message: str
+) -> None:
+    decoded = TOKENS.decode(_signed(json.dumps({"c": list(cursor), "f": FP}).encode()), FP)
+    with pytest.raises(InvalidArgument) as info:
+        single_cursor(decoded, kind)
+    assert info.value.reason is Reason.INVALID_PAGE_TOKEN
+    assert message in info.value.message
+
+
+def test_short_secrets_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        PageTokens(b"short")
+
+
+_VALID = TOKENS.encode(("fraud-detector", 7), FP)
+
+
+_PAYLOADS = [
+    b"\xff\xfe\xfd",  # not UTF-8
+    b"not json",
+    b'["c", "f"]',  # not an object
+    b"null",
+    b'{"f": "x"}',  # no cursor
+    json.dumps({"c": "abc", "f": FP}).encode(),  # cursor not a list
+    json.dumps({"c": {"a": 1}, "f": FP}).encode(),
+    json.dumps({"c": [["nested"]], "f": FP}).encode(),
+    json.dumps({"c": [{"a": 1}], "f": FP}).encode(),
+    b"[" * 100_000,  # nesting deeper than the JSON decoder's recursion limit
+    b'{"c": [1' + b"0" * 5000 + b'], "f": "x"}',  # integer too long to decode
+]
 
 
 @pytest.mark.parametrize(
     "token",
     [
+        *(_signed(p) for p in _PAYLOADS),  # signed, so the parser itself must refuse them
+        *(_b64(p) for p in _PAYLOADS),
         "not a token",
         "!!!!",
         "a",  # impossible base64 length
@@ -284,17 +358,6 @@ _VALID = encode_page_token(("fraud-detector", 7), FP)
         _VALID[:8] + "+/" + _VALID[8:],  # standard (not URL-safe) alphabet
         _VALID + "===",
         "é" + _VALID,
-        _b64(b"\xff\xfe\xfd"),  # not UTF-8
-        _b64(b"not json"),
-        _b64(b'["c", "f"]'),  # not an object
-        _b64(b"null"),
-        _b64(b'{"f": "x"}'),  # no cursor
-        _b64(json.dumps({"c": "abc", "f": FP}).encode()),  # cursor not a list
-        _b64(json.dumps({"c": {"a": 1}, "f": FP}).encode()),
-        _b64(json.dumps({"c": [["nested"]], "f": FP}).encode()),
-        _b64(json.dumps({"c": [{"a": 1}], "f": FP}).encode()),
-        _b64(b"[" * 100_000),  # nesting deeper than the JSON decoder's recursion limit
-        _b64(b'{"c": [1' + b"0" * 5000 + b'], "f": "x"}'),  # integer too long to decode
     ],
 )
 def test_malformed_or_tampered_tokens_are_rejected(token: str) -> None:
@@ -305,7 +368,7 @@ def test_malformed_or_tampered_tokens_are_rejected(token: str) -> None:
 @given(st.text(max_size=200))
 def test_arbitrary_tokens_fail_only_with_invalid_page_token(token: str) -> None:
     try:
-        cursor = decode_page_token(token, FP)
+        cursor = TOKENS.decode(token, FP)
     except InvalidArgument as err:
         assert err.reason is Reason.INVALID_PAGE_TOKEN
         return
@@ -319,10 +382,10 @@ def test_edited_tokens_fail_only_with_invalid_page_token(data: st.DataObject) ->
     char = data.draw(st.characters(codec="ascii"))
     token = _VALID[:index] + char + _VALID[index + 1 :]
     try:
-        cursor = decode_page_token(token, FP)
+        cursor = TOKENS.decode(token, FP)
     except InvalidArgument as err:
         assert err.reason is Reason.INVALID_PAGE_TOKEN
         return
-    # Tokens are not signed: an edit may still decode, but only to JSON scalars.
-    assert cursor is not None
-    assert all(v is None or isinstance(v, str | int | float | bool) for v in cursor)
+    # Tokens are signed: only the unedited token decodes.
+    assert token == _VALID
+    assert cursor == ("fraud-detector", 7)

@@ -3,7 +3,8 @@
 Page tokens are opaque to clients: base64url of a small JSON document holding the store's
 keyset cursor (the last row's sort key) and a fingerprint of the query it was issued for, so a
 token replayed with another filter, order or parent is rejected instead of silently skipping
-rows.
+rows, followed by ``.`` and an HMAC-SHA256 of that payload keyed with a server secret: a token
+nobody issued, or one edited on the way, is rejected before its payload is even parsed.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import re
+import secrets
 from typing import Any, TypeVar
 
 from .errors import InvalidArgument, Reason
@@ -88,7 +91,10 @@ UPLOAD_SCHEMA = FilterSchema(
     maps={},
 )
 
-_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+_TOKEN_RE = re.compile(r"([A-Za-z0-9_-]+={0,2})\.([A-Za-z0-9_-]+={0,2})")
+_MAC_BYTES = 16
+MIN_SECRET_BYTES = 16
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 MODEL_DEFAULT_ORDER = (OrderKey("model_id"),)
 VERSION_DEFAULT_ORDER = (OrderKey("model_id"), OrderKey("version_number"))
@@ -154,43 +160,85 @@ def query_fingerprint(*parts: object) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def encode_page_token(cursor: tuple[Any, ...] | None, fingerprint: str) -> str:
-    """The opaque token for the page after ``cursor`` ("" when there is no next page)."""
-    if cursor is None:
-        return ""
-    doc = json.dumps({"c": list(cursor), "f": fingerprint}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(doc.encode()).decode().rstrip("=")
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def decode_page_token(token: str, fingerprint: str) -> tuple[Any, ...] | None:
-    """The cursor inside ``token``; INVALID_ARGUMENT if it is malformed or for another query."""
-    if not token:
-        return None
-    if not _TOKEN_RE.fullmatch(token):  # the decoder would silently skip foreign characters
-        raise _bad_token("is not a token this service issued")
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        doc = json.loads(raw)
-    except (binascii.Error, ValueError, RecursionError):
-        raise _bad_token("is not a token this service issued") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("c"), list):
-        raise _bad_token("is not a token this service issued")
-    if doc.get("f") != fingerprint:
-        raise _bad_token("was issued for a different parent, filter or order_by")
-    cursor = doc["c"]
-    if not all(v is None or isinstance(v, (str, int, float, bool)) for v in cursor):
-        raise _bad_token("is not a token this service issued")
-    return tuple(cursor)
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class PageTokens:
+    """Issues and checks page tokens, signed with ``secret`` (HMAC-SHA256, 128-bit tag).
+
+    Every replica and every restart must use the same secret, or tokens issued by one are
+    rejected by another (see the server's ``page_token_secret_file`` setting).
+    """
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"a page token secret needs at least {MIN_SECRET_BYTES} bytes")
+        self._key = hashlib.sha256(b"modelregistry.v1 page token\x00" + secret).digest()
+
+    @classmethod
+    def random(cls) -> PageTokens:
+        """Tokens valid only for this object (tests, single-use tools)."""
+        return cls(secrets.token_bytes(32))
+
+    def _mac(self, payload: str) -> str:
+        digest = hmac.new(self._key, payload.encode(), hashlib.sha256).digest()
+        return _b64(digest[:_MAC_BYTES])
+
+    def encode(self, cursor: tuple[Any, ...] | None, fingerprint: str) -> str:
+        """The token for the page after ``cursor`` ("" when there is no next page)."""
+        if cursor is None:
+            return ""
+        doc = json.dumps({"c": list(cursor), "f": fingerprint}, separators=(",", ":"))
+        payload = _b64(doc.encode())
+        return f"{payload}.{self._mac(payload)}"
+
+    def decode(self, token: str, fingerprint: str) -> tuple[Any, ...] | None:
+        """The cursor inside ``token``; INVALID_ARGUMENT if it is malformed, was not issued
+        with this secret, or was issued for another query."""
+        if not token:
+            return None
+        match = _TOKEN_RE.fullmatch(token)  # the decoder would silently skip other characters
+        if match is None:
+            raise _bad_token("is not a token this service issued")
+        payload, mac = match.group(1).rstrip("="), match.group(2).rstrip("=")
+        if not hmac.compare_digest(mac, self._mac(payload)):
+            raise _bad_token("is not a token this service issued")
+        try:
+            doc = json.loads(_unb64(payload))
+        except (binascii.Error, ValueError, RecursionError):
+            raise _bad_token("is not a token this service issued") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("c"), list):
+            raise _bad_token("is not a token this service issued")
+        if doc.get("f") != fingerprint:
+            raise _bad_token("was issued for a different parent, filter or order_by")
+        cursor = doc["c"]
+        if not all(v is None or isinstance(v, (str, int, float, bool)) for v in cursor):
+            raise _bad_token("is not a token this service issued")
+        return tuple(cursor)
 
 
 def single_cursor(cursor: tuple[Any, ...] | None, kind: type[T]) -> T | None:
     """The one value of a cursor that holds just one ``kind`` (an id or a sequence number)."""
     if cursor is None:
         return None
-    value = cursor[0] if len(cursor) == 1 else None
+    value: Any = cursor[0] if len(cursor) == 1 else None
     if not isinstance(value, kind) or isinstance(value, bool):
         raise _bad_token("is not a token this service issued")
+    _check_storable(value)
     return value
+
+
+def _check_storable(value: object) -> None:
+    """What the store cannot hold: BIGINT overflows, NUL in PostgreSQL text."""
+    if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+        raise _bad_token("holds a number out of range")
+    if isinstance(value, str) and "\x00" in value:
+        raise _bad_token("holds a NUL character")
 
 
 def _bad_token(description: str) -> InvalidArgument:

@@ -1,8 +1,9 @@
 """One pager for every List use case, and a reader of whole listings for internal use.
 
-A :class:`Pager` holds one call's page size (checked first) and page token; the use case
-names the query the token must belong to once it knows it (:meth:`Pager.cursor`) and hands
-the store's page back (:meth:`Pager.reply`) to get the items and the next token.
+A :class:`Pager` holds one call's page size (checked first), page token and the signer of
+tokens (:class:`~.listing.PageTokens`); the use case names the query the token must belong
+to once it knows it (:meth:`Pager.cursor`) and hands the store's page back
+(:meth:`Pager.reply`) to get the items and the next token.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .entities import Page
-from .listing import check_page_size, decode_page_token, encode_page_token, query_fingerprint
+from .listing import PageTokens, check_page_size, query_fingerprint
 
 T = TypeVar("T")
 Cursor = tuple[Any, ...]
@@ -21,22 +22,23 @@ MAX_PAGES = 1_000_000  # a store that never ends a listing is a bug, not a long 
 class Pager:
     """Paging of one List call."""
 
-    def __init__(self, page_size: int, page_token: str) -> None:
+    def __init__(self, page_size: int, page_token: str, tokens: PageTokens) -> None:
         self.size = check_page_size(page_size)
         self._token = page_token
+        self._tokens = tokens
         self._fingerprint: str | None = None
 
     def cursor(self, *query: object) -> Cursor | None:
         """The cursor inside the token; INVALID_ARGUMENT unless it was issued for ``query``
         (everything that shapes the listing: collection, parent, filter, order, flags)."""
         self._fingerprint = query_fingerprint(*query)
-        return decode_page_token(self._token, self._fingerprint)
+        return self._tokens.decode(self._token, self._fingerprint)
 
     def reply(self, page: Page[T]) -> tuple[list[T], str]:
         """The page's items and the token of the next page ("" on the last one)."""
         if self._fingerprint is None:
             raise AssertionError("Pager.cursor() names the query before a reply")
-        return page.items, encode_page_token(page.next_cursor, self._fingerprint)
+        return page.items, self._tokens.encode(page.next_cursor, self._fingerprint)
 
 
 def read_all(fetch: Callable[[Cursor | None], Page[T]]) -> list[T]:

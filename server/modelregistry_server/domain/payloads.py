@@ -54,6 +54,7 @@ from .integrity import Integrity
 from .listing import (
     UPLOAD_DEFAULT_ORDER,
     UPLOAD_SCHEMA,
+    PageTokens,
     parse_order_by,
     single_cursor,
 )
@@ -209,6 +210,7 @@ class Payloads:
         blobs: BlobStore,
         registry: Registry,
         *,
+        page_tokens: PageTokens | None = None,
         clock: Callable[[], datetime] = utc_now,
         piece_bytes: int = DEFAULT_PIECE_BYTES,
         max_chunk_bytes: int = MAX_CHUNK_BYTES,
@@ -219,6 +221,8 @@ class Payloads:
         self._store = store
         self._blobs = blobs
         self._registry = registry
+        # Without a shared secret, tokens are valid only for this object (tests, tools).
+        self._tokens = page_tokens or PageTokens.random()
         self._clock = clock
         self._piece_bytes = piece_bytes
         self._max_chunk = max_chunk_bytes
@@ -602,7 +606,7 @@ class Payloads:
     ) -> tuple[list[UploadSession], str]:
         """The upload sessions targeting a version (unfinished and committed; by default
         ordered by upload id), so an upload whose id was lost can be found and resumed."""
-        pager = Pager(page_size, page_token)
+        pager = Pager(page_size, page_token, self._tokens)
         expr = parse_filter(filter_text, UPLOAD_SCHEMA)
         order = parse_order_by(order_by, UPLOAD_SCHEMA, UPLOAD_DEFAULT_ORDER)
         version = self._registry.resolve(caller, ref)
@@ -637,7 +641,7 @@ class Payloads:
         self, caller: Caller, ref: names.VersionRef, *, page_size: int = 0, page_token: str = ""
     ) -> tuple[list[FileRecord], str]:
         """The files of a version ordered by id."""
-        pager = Pager(page_size, page_token)
+        pager = Pager(page_size, page_token, self._tokens)
         version = self._registry.resolve(caller, ref)
         after = single_cursor(pager.cursor("files", version.model_id, version.number), str)
         return pager.reply(

@@ -40,6 +40,7 @@ from .listing import (
     MODEL_SCHEMA,
     VERSION_DEFAULT_ORDER,
     VERSION_SCHEMA,
+    PageTokens,
     parse_order_by,
     single_cursor,
 )
@@ -93,10 +94,13 @@ class Registry:
         self,
         store: RegistryStore,
         *,
+        page_tokens: PageTokens | None = None,
         clock: Callable[[], datetime] = utc_now,
         retention: timedelta = DEFAULT_RETENTION,
     ) -> None:
         self._store = store
+        # Without a shared secret, tokens are valid only for this object (tests, tools).
+        self._tokens = page_tokens or PageTokens.random()
         self._clock = clock
         self._retention = retention
 
@@ -172,7 +176,7 @@ class Registry:
         show_deleted: bool = False,
     ) -> tuple[list[Model], str]:
         """One page of models and the next page token."""
-        pager = Pager(page_size, page_token)
+        pager = Pager(page_size, page_token, self._tokens)
         expr = parse_filter(filter_text, MODEL_SCHEMA)
         order = parse_order_by(order_by, MODEL_SCHEMA, MODEL_DEFAULT_ORDER)
         cursor = pager.cursor("models", filter_text, order, show_deleted)
@@ -315,7 +319,7 @@ class Registry:
         show_deleted: bool = False,
     ) -> tuple[list[ModelVersion], str]:
         """One page of versions of a model (or of every model when ``model_id`` is None)."""
-        pager = Pager(page_size, page_token)
+        pager = Pager(page_size, page_token, self._tokens)
         expr = parse_filter(filter_text, VERSION_SCHEMA)
         order = parse_order_by(order_by, VERSION_SCHEMA, VERSION_DEFAULT_ORDER)
         cursor = pager.cursor("versions", model_id, filter_text, order, show_deleted)
@@ -456,7 +460,7 @@ class Registry:
         self, caller: Caller, ref: names.VersionRef, *, page_size: int = 0, page_token: str = ""
     ) -> tuple[list[StageTransition], str]:
         """The stage history of a version, oldest first."""
-        pager = Pager(page_size, page_token)
+        pager = Pager(page_size, page_token, self._tokens)
         version = self._resolve(caller, ref)
         after = single_cursor(pager.cursor("transitions", version.model_id, version.number), int)
         page = self._store.list_transitions(

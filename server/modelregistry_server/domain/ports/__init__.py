@@ -16,6 +16,7 @@ runs over every backend.
   dataset).
 - :mod:`.metadata`: :class:`MetadataStore`, every metadata port in one (what an adapter
   provides and the wiring holds); :class:`~.blobs.BlobStore` likewise for bytes.
+- :mod:`.secrets`: :class:`ServerSecrets` (random secrets made once per database).
 - :mod:`.queries`: value types the ports take and return.
 
 Conventions for every adapter:
@@ -32,6 +33,7 @@ from .lineage import LineageIndex
 from .metadata import MetadataStore
 from .queries import ListQuery, OrderKey, PurgeCounts
 from .scopes import Transactions
+from .secrets import ServerSecrets
 
 __all__ = [
     "AliasBook",
@@ -49,6 +51,7 @@ __all__ = [
     "PurgeCounts",
     "Purger",
     "RequestLog",
+    "ServerSecrets",
     "StageHistory",
     "StoredObject",
     "Transactions",

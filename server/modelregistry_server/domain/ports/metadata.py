@@ -8,6 +8,7 @@ from .catalog import AliasBook, ModelCatalog, Purger, RequestLog, StageHistory, 
 from .files import BlobIntegrity, BlobReferences, FileCatalog, UploadSessions
 from .lineage import LineageIndex
 from .scopes import Transactions
+from .secrets import ServerSecrets
 
 
 class MetadataStore(
@@ -23,6 +24,7 @@ class MetadataStore(
     BlobReferences,
     LineageIndex,
     BlobIntegrity,
+    ServerSecrets,
     Protocol,
 ):
     """All metadata ports of one database; use cases take the narrower ports they need."""

@@ -1,6 +1,7 @@
 """Schema migrations: an ordered list of steps and a ``schema_version`` table.
 
-Each step is frozen DDL for both dialects; never edit a released step, append a new one.
+Each step is frozen DDL for both dialects (plus, in step 6, one row holding a freshly made
+random secret); never edit a released step, append a new one.
 :func:`migrate` applies the missing steps in one transaction (serialised between processes) and
 refuses a database written by a newer release.
 
@@ -11,6 +12,7 @@ cross-tenant maintenance scans (purge, stale uploads, blob GC) have their own in
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -208,6 +210,17 @@ def _v5(dialect: Dialect) -> list[str]:
     ]
 
 
+def _v6(dialect: Dialect) -> list[str]:
+    # The secret that signs page tokens, made once per database so every replica and restart
+    # agrees on it (a hex string, so it can be written inline).
+    text = _types(dialect)["text"]
+    return [
+        f"CREATE TABLE server_secrets (name {text} PRIMARY KEY, value {text})",
+        "INSERT INTO server_secrets (name, value)"
+        f" VALUES ('page_token', '{secrets.token_hex(32)}')",
+    ]
+
+
 def _execute(db: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return db.execute_sql(sql, params)
 
@@ -218,6 +231,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "request fingerprints", _v3),
     Migration(4, "index lineage: source, produced_by, datasets, dependencies", _v4),
     Migration(5, "block checksums and integrity state of blobs", _v5),
+    Migration(6, "server secrets (page token key)", _v6),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -1,8 +1,8 @@
 """The peewee adapter of the metadata ports (SQLite and PostgreSQL), composed of one part per
 port: :mod:`.models`, :mod:`.versions`, :mod:`.lineage`, :mod:`.aliases`, :mod:`.transitions`,
 :mod:`.request_log`, :mod:`.files`, :mod:`.uploads`, :mod:`.blob_refs`, :mod:`.blob_integrity`,
-:mod:`.purge` and :mod:`.statistics`, on the shared :class:`~.core.StoreCore` (scopes, lookups;
-see its docstring).
+:mod:`.purge`, :mod:`.statistics` and :mod:`.secrets`, on the shared :class:`~.core.StoreCore`
+(scopes, lookups; see its docstring).
 
 Not written by the save methods: identity columns, ``Model.latest_version_number`` (owned by
 ``allocate_version_number``) and ``ModelVersion.aliases`` (owned by the alias methods). Blob
@@ -19,6 +19,7 @@ from .lineage import LineageRows
 from .models import ModelRows
 from .purge import PurgeRows
 from .request_log import RequestRows
+from .secrets import SecretRows
 from .statistics import StatisticsRows
 from .transitions import TransitionRows
 from .uploads import UploadRows
@@ -38,5 +39,6 @@ class PeeweeMetadataStore(
     BlobIntegrityRows,
     PurgeRows,
     StatisticsRows,
+    SecretRows,
 ):
     """Registry rows in a SQL database through peewee (see the module docstring)."""
