@@ -20,6 +20,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # A file-size limit (RLIMIT_FSIZE) makes writes fail with EFBIG, reported as UNAVAILABLE
+    # like a full disk, instead of killing the process.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         service = build_server(config)
     except ListenError as exc:

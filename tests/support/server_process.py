@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -37,6 +37,7 @@ class ServerProcess:
         extra_args: Sequence[str] = (),
         command: Sequence[str] | None = None,
         env: Mapping[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         """``command`` replaces the whole command line; ``env`` replaces the environment."""
         self.command = [
@@ -60,6 +61,7 @@ class ServerProcess:
             self.command = list(command)
         self._env = dict(os.environ if env is None else env)
         self.log = log
+        self._preexec_fn = preexec_fn
         self.address = ""
         self._process: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -80,6 +82,7 @@ class ServerProcess:
                 text=True,
                 env=env,
                 start_new_session=True,
+                preexec_fn=self._preexec_fn,
             )
         assert self._process.stdout is not None
         threading.Thread(
@@ -102,6 +105,15 @@ class ServerProcess:
         for line in stream:
             self._lines.put(line)
         self._lines.put(None)
+
+    def alive(self) -> bool:
+        """True while the process runs (False after a crash, e.g. SIGBUS)."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status (negative: killed by that signal), None while running."""
+        return None if self._process is None else self._process.poll()
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs (a crash)."""

@@ -6,7 +6,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import peewee
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
@@ -79,7 +79,7 @@ def _sqlite(url: str, max_connections: int) -> peewee.Database:
         raise ValueError(f"SQLite URL {url!r} must name a database file")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     database: peewee.Database = PooledSqliteDatabase(
-        path,
+        sqlite_vfs_uri(path),
         max_connections=max_connections,
         stale_timeout=STALE_TIMEOUT_S,
         timeout=POOL_WAIT_TIMEOUT_S,
@@ -94,8 +94,21 @@ def _sqlite(url: str, max_connections: int) -> peewee.Database:
         lock_type="IMMEDIATE",
         check_same_thread=False,
         autoconnect=False,
+        uri=True,
     )
     return database
+
+
+def sqlite_vfs_uri(path: str) -> str:
+    """A ``file:`` URI opening ``path`` through SQLite's ``unix-excl`` VFS.
+
+    In WAL mode SQLite normally keeps the WAL index in a ``-shm`` file mapped into memory; a
+    page of that mapping that cannot be written (the file made immutable, the filesystem
+    remounted read-only or out of space) kills the process with SIGBUS. ``unix-excl`` keeps the
+    index in heap memory instead, so such faults become I/O errors (UNAVAILABLE). The price:
+    the database file is locked by one server process at a time (its connections share it).
+    """
+    return f"file:{quote(str(Path(path).resolve()))}?vfs=unix-excl"
 
 
 def _postgresql(url: str, max_connections: int) -> peewee.Database:

@@ -26,6 +26,7 @@ _SQLITE_OUTAGE_CODES = frozenset(
         5,  # SQLITE_BUSY
         6,  # SQLITE_LOCKED
         7,  # SQLITE_NOMEM
+        8,  # SQLITE_READONLY (the file or its directory became unwritable)
         10,  # SQLITE_IOERR
         13,  # SQLITE_FULL
         14,  # SQLITE_CANTOPEN
@@ -79,10 +80,23 @@ def translated() -> Iterator[None]:
         raise _translate(exc) from exc
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised while handling (a failed rollback after a
+    failed write must not hide the write's error)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
 def _translate(exc: BaseException) -> Exception:
-    orig = driver_error(exc)
-    if is_outage(exc):
+    outage = next((e for e in _causes(exc) if is_outage(e)), None)
+    if outage is not None:
+        orig = driver_error(outage)
         # Driver text names hosts, ports, users and databases: it goes to the log only.
         log.warning("metadata database unavailable: %s: %s", type(orig).__name__, orig)
         return Unavailable(UNAVAILABLE_MESSAGE)
+    orig = driver_error(exc)
     return StoreError(f"unexpected metadata database error: {type(orig).__name__}: {orig}")
