@@ -11,6 +11,7 @@ from types import FrameType
 
 from .app import ListenError, build_server
 from .config import load_config
+from .storage.metadata import SchemaTooNewError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ListenError as exc:
         print(f"modelregistry: {exc}", file=sys.stderr, flush=True)
         return 1
+    except (ValueError, OSError, SchemaTooNewError) as exc:  # configuration, not an outage
+        logging.getLogger(__name__).error("cannot start: %s", exc)
+        return 2
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +17,12 @@ from modelregistry.v1 import model_registry_pb2, payload_pb2
 from modelregistry.v1 import model_registry_pb2_grpc as registry_grpc
 from modelregistry.v1 import payload_pb2_grpc as payload_grpc
 
+from .api.deferred import DeferredServices
 from .api.interceptors import ErrorMappingInterceptor
 from .api.payload_servicer import PayloadServicer
 from .api.registry_servicer import ModelRegistryServicer
 from .config import Config
+from .domain.errors import Unavailable
 from .domain.gc import GcReport
 from .domain.integrity import Integrity, ScrubReport
 from .domain.lineage import Lineage
@@ -59,27 +62,52 @@ class MaintenanceReport:
     scrub: ScrubReport
 
 
-SERVICE_NAMES = (
-    model_registry_pb2.DESCRIPTOR.services_by_name["ModelRegistry"].full_name,
-    payload_pb2.DESCRIPTOR.services_by_name["PayloadService"].full_name,
+SERVICES = (
+    model_registry_pb2.DESCRIPTOR.services_by_name["ModelRegistry"],
+    payload_pb2.DESCRIPTOR.services_by_name["PayloadService"],
 )
+SERVICE_NAMES = tuple(s.full_name for s in SERVICES)
+
+
+@dataclass(frozen=True)
+class Backends:
+    """The stores and the use cases on them: what exists once the database is reachable."""
+
+    store: MetadataStore
+    blobs: BlobStore
+    registry: Registry
+    payloads: Payloads
+    lineage: Lineage
+    integrity: Integrity
+
+    def close(self) -> None:
+        """Stop the upload sync pool, then close the stores."""
+        self.payloads.close()
+        self.store.close()
+
+
+# Start-up retries of an unreachable database: first delay, doubling up to the last.
+CONNECT_RETRY_S = (0.5, 10.0)
 
 
 @dataclass
 class RegistryServer:
-    """A wired, not yet started service."""
+    """A wired, not yet started service.
+
+    If the database could not be reached when it was built, :meth:`start` serves with health
+    NOT_SERVING (registry calls UNAVAILABLE) and keeps connecting in the background; health
+    turns SERVING once it has.
+    """
 
     config: Config
     server: grpc.Server
     port: int
     health: health.HealthServicer
-    store: MetadataStore
-    blobs: BlobStore
-    registry: Registry
-    payloads: Payloads
-    integrity: Integrity
-    _stop_maintenance: threading.Event = field(default_factory=threading.Event)
-    _maintenance: threading.Thread | None = None
+    _gate: DeferredServices
+    _connect: Callable[[], Backends]
+    _backends: Backends | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -87,17 +115,76 @@ class RegistryServer:
         host = self.config.listen.rsplit(":", 1)[0]
         return f"{host}:{self.port}"
 
+    def _wired(self) -> Backends:
+        if self._backends is None:
+            raise RuntimeError("the server has not reached its database yet")
+        return self._backends
+
+    @property
+    def store(self) -> MetadataStore:
+        """The metadata store (once connected)."""
+        return self._wired().store
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The blob store (once connected)."""
+        return self._wired().blobs
+
+    @property
+    def registry(self) -> Registry:
+        """The registry use cases (once connected)."""
+        return self._wired().registry
+
+    @property
+    def payloads(self) -> Payloads:
+        """The payload use cases (once connected)."""
+        return self._wired().payloads
+
+    @property
+    def integrity(self) -> Integrity:
+        """The integrity use cases (once connected)."""
+        return self._wired().integrity
+
     def start(self) -> None:
-        """Start serving; health turns SERVING."""
+        """Start serving; health turns SERVING now, or once the database is reachable."""
         self.server.start()
+        if self._backends is not None:
+            self._serving()
+        else:
+            self._spawn(self._keep_connecting, "connect")
+        log.info("serving on %s", self.address)
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _serving(self) -> None:
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if self.config.maintenance_interval_seconds > 0:
-            self._maintenance = threading.Thread(
-                target=self._maintain, name="maintenance", daemon=True
-            )
-            self._maintenance.start()
-        log.info("serving on %s", self.address)
+            self._spawn(self._maintain, "maintenance")
+
+    def _keep_connecting(self) -> None:
+        delay, longest = CONNECT_RETRY_S
+        while not self._stopping.wait(delay):
+            try:
+                backends = self._connect()
+            except Unavailable as exc:
+                log.warning("database still unreachable (%s); retrying in %.1f s", exc, delay)
+                delay = min(delay * 2, longest)
+                continue
+            except Exception:
+                log.exception("cannot start: the database was reached but the set-up failed")
+                return
+            if self._stopping.is_set():
+                backends.close()
+                return
+            self._backends = backends
+            _install(self._gate, self.config, backends)
+            log.info("database reachable: serving")
+            self._serving()
+            return
 
     def run_maintenance(self) -> MaintenanceReport:
         """Purge expired soft-deletes, collect unreferenced blobs and stale uploads (and stored
@@ -126,7 +213,7 @@ class RegistryServer:
         return MaintenanceReport(models, versions, gc, scrub)
 
     def _maintain(self) -> None:
-        while not self._stop_maintenance.wait(self.config.maintenance_interval_seconds):
+        while not self._stopping.wait(self.config.maintenance_interval_seconds):
             try:
                 self.run_maintenance()
             except Exception:
@@ -136,10 +223,13 @@ class RegistryServer:
         """Health turns NOT_SERVING, in-flight calls get ``grace`` seconds, then the upload
         sync pool stops and the stores close."""
         self.health.enter_graceful_shutdown()
-        self._stop_maintenance.set()
+        self._stopping.set()
         self.server.stop(self.config.shutdown_grace_seconds if grace is None else grace).wait()
-        self.payloads.close()
-        self.store.close()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=CONNECT_RETRY_S[1])
+        if self._backends is not None:
+            self._backends.close()
 
 
 def page_tokens(config: Config, store: MetadataStore) -> PageTokens:
@@ -154,8 +244,8 @@ def page_tokens(config: Config, store: MetadataStore) -> PageTokens:
     return PageTokens(store.page_token_secret())
 
 
-def build_server(config: Config) -> RegistryServer:
-    """Wire everything explicitly from ``config``; binds the port but does not start."""
+def connect(config: Config) -> Backends:
+    """Open the stores and build the use cases; Unavailable if the database is unreachable."""
     store = open_metadata_store(config.database_url, max_connections=config.db_max_connections)
     try:
         blobs = open_blob_store(config.blob_url)
@@ -178,10 +268,38 @@ def build_server(config: Config) -> RegistryServer:
         sync_workers=config.max_workers,  # one pending piece sync per concurrent upload
         integrity=integrity,
     )
+    return Backends(store, blobs, registry, payloads, lineage, integrity)
+
+
+def _install(gate: DeferredServices, config: Config, b: Backends) -> None:
+    registry = ModelRegistryServicer(b.registry, b.payloads, b.lineage, utc_now)
+    payload = PayloadServicer(b.payloads, config.download_chunk_bytes)
+    gate.install(
+        [
+            lambda server: registry_grpc.add_ModelRegistryServicer_to_server(registry, server),
+            lambda server: payload_grpc.add_PayloadServiceServicer_to_server(payload, server),
+        ],
+        b.store.connection,
+    )
+
+
+def build_server(config: Config) -> RegistryServer:
+    """Wire everything explicitly from ``config``; binds the port but does not start.
+
+    An unreachable database does not fail the build: the server starts NOT_SERVING and
+    connects in the background (see :class:`RegistryServer`). A malformed URL, an unreadable
+    secret file or a database newer than this release raise here.
+    """
+    try:
+        backends: Backends | None = connect(config)
+    except Unavailable as exc:
+        log.warning("database unreachable at start-up (%s); serving NOT_SERVING", exc)
+        backends = None
+    gate = DeferredServices(SERVICES)
     send_limit = config.max_upload_chunk_bytes + MESSAGE_HEADROOM_BYTES
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
-        interceptors=[ErrorMappingInterceptor(unary_scope=store.connection)],
+        interceptors=[ErrorMappingInterceptor(unary_scope=gate.scope)],
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", receive_limit(config.max_upload_chunk_bytes)),
@@ -191,12 +309,9 @@ def build_server(config: Config) -> RegistryServer:
             ("grpc.so_reuseport", 0),
         ],
     )
-    registry_grpc.add_ModelRegistryServicer_to_server(
-        ModelRegistryServicer(registry, payloads, lineage, utc_now), server
-    )
-    payload_grpc.add_PayloadServiceServicer_to_server(
-        PayloadServicer(payloads, config.download_chunk_bytes), server
-    )
+    server.add_generic_rpc_handlers((gate,))
+    if backends is not None:
+        _install(gate, config, backends)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):
@@ -209,11 +324,11 @@ def build_server(config: Config) -> RegistryServer:
     except RuntimeError:  # grpcio raises this when the bind fails
         port = 0
     if port == 0:
-        payloads.close()
-        store.close()
+        if backends is not None:
+            backends.close()
         raise ListenError(
             f"cannot listen on {config.listen}: the address is in use or not available"
         )
     return RegistryServer(
-        config, server, port, health_servicer, store, blobs, registry, payloads, integrity
+        config, server, port, health_servicer, gate, lambda: connect(config), backends
     )
