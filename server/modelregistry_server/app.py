@@ -248,7 +248,7 @@ def connect(config: Config) -> Backends:
     """Open the stores and build the use cases; Unavailable if the database is unreachable."""
     store = open_metadata_store(config.database_url, max_connections=config.db_max_connections)
     try:
-        blobs = open_blob_store(config.blob_url)
+        blobs = open_blob_store(config.blob_url, timeout_seconds=config.blob_timeout_seconds)
         tokens = page_tokens(config, store)
     except BaseException:
         store.close()

@@ -37,6 +37,7 @@ class Config:
     shutdown_grace_seconds: float = 10
     log_level: str = "INFO"
     page_token_secret_file: str = ""
+    blob_timeout_seconds: float = 20
 
     @property
     def retention(self) -> timedelta:
@@ -72,6 +73,8 @@ _HELP = {
     "scrub_reverify_hours": "a blob verified more recently than this is not re-read by the scrub",
     "shutdown_grace_seconds": "time in-flight calls get on SIGTERM",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "blob_timeout_seconds": "GCS: bound on each request and on all retries of one request, "
+    "so calls fail UNAVAILABLE promptly when the bucket cannot be reached",
     "page_token_secret_file": "file whose bytes sign page tokens (at least 16; every replica "
     "needs the same); empty: a random secret kept in the metadata database",
 }

@@ -7,7 +7,9 @@ the ``gcs`` parameter is marked ``gcs`` and starts the emulator on first use.
 from __future__ import annotations
 
 import collections
+import contextlib
 import http.client
+import signal
 import socket
 import subprocess
 import sys
@@ -91,9 +93,10 @@ class _OutputWatcher(threading.Thread):
         self.ready.set()  # wake the waiter: the process ended
 
 
-@pytest.fixture(scope="session")
-def gcs_emulator() -> Iterator[GcsEmulator]:
-    """Start the emulator (in memory, one bucket) and point ``STORAGE_EMULATOR_HOST`` at it."""
+@contextlib.contextmanager
+def emulator_process() -> Iterator[tuple[GcsEmulator, subprocess.Popen[str]]]:
+    """Start an emulator (in memory, one bucket); stopped on exit. Yields it and its process
+    (fault tests stop or kill it)."""
     port = free_port()
     command = [
         sys.executable,
@@ -122,10 +125,10 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
             assert health.getresponse().read() == b"OK", "not the storage emulator"
         finally:
             health.close()
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("STORAGE_EMULATOR_HOST", endpoint)
-            yield GcsEmulator(endpoint, EMULATOR_BUCKET)
+        yield GcsEmulator(endpoint, EMULATOR_BUCKET), process
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGCONT)  # in case a test left it stopped
         process.terminate()
         try:
             process.wait(timeout=10)
@@ -133,6 +136,14 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
             process.kill()
             process.wait()
         watcher.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[GcsEmulator]:
+    """One emulator for the session, with ``STORAGE_EMULATOR_HOST`` pointing at it."""
+    with emulator_process() as (emulator, _), pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STORAGE_EMULATOR_HOST", emulator.endpoint)
+        yield emulator
 
 
 def _unique_prefix() -> str:

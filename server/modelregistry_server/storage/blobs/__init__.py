@@ -19,6 +19,7 @@ from ...domain.ports import BlobStore
 def _open_file(location: str, options: dict[str, Any]) -> BlobStore:
     from .local import LocalBlobStore
 
+    options.pop("timeout_seconds", None)  # local calls are not bounded
     path = unquote(location)
     if not path:
         raise ValueError("file:// blob store URL needs a directory")
@@ -31,6 +32,9 @@ def _open_gcs(location: str, options: dict[str, Any]) -> BlobStore:
     bucket, _, prefix = location.partition("/")
     if not bucket:
         raise ValueError("gs:// blob store URL needs a bucket name")
+    timeout = options.pop("timeout_seconds", None)
+    if timeout is not None:  # each request, and all retries of one request
+        options.update(timeout=timeout, retry_deadline=timeout)
     return GcsBlobStore(bucket, unquote(prefix), **options)
 
 
@@ -42,7 +46,9 @@ _FACTORIES: dict[str, Callable[[str, dict[str, Any]], BlobStore]] = {
 
 
 def open_blob_store(url: str, **options: Any) -> BlobStore:
-    """The blob store for ``url``; ``options`` go to the adapter's constructor.
+    """The blob store for ``url``; ``options`` go to the adapter's constructor, except
+    ``timeout_seconds``: on GCS it bounds each request and all retries of one request (so a
+    call fails UNAVAILABLE within about twice that when the bucket cannot be reached).
 
     Raises ValueError for a malformed URL or an unsupported scheme.
     """
@@ -51,4 +57,4 @@ def open_blob_store(url: str, **options: Any) -> BlobStore:
     if factory is None:
         supported = ", ".join(f"{name}://" for name in sorted(_FACTORIES))
         raise ValueError(f"unsupported blob store URL {url!r}: supported schemes are {supported}")
-    return factory(location, options)
+    return factory(location, dict(options))

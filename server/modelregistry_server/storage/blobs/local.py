@@ -254,13 +254,21 @@ class LocalBlobStore:
         """
         if create:
             try:
-                return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+                return self._create(path), True
             except FileExistsError:
                 pass
         try:
             return os.open(path, os.O_RDWR), False
         except FileNotFoundError:
             raise self._missing_upload(path.name, 0, None) from None
+
+    def _create(self, path: Path) -> int:
+        """Create a new upload file, re-making the uploads directory if it vanished."""
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:
+            _mkdir_durable(self._uploads)
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
 
     @staticmethod
     def _is_published(fd: int, final: Path) -> bool:
