@@ -122,6 +122,7 @@ def _seed(address: str) -> dict[str, list[list[Message]]]:
         )
         client.upload_file("m1", 1, io.BytesIO(b"hello fuzz"), upload_id="up-1")
         client.get_upload_status("up-1")
+        client.list_uploads_page("m1", 1, filter='state = "COMMITTED"', page_size=1)
         client.seal_version("m1", 1)
         client.set_alias("m1", "prod", 1)
         client.get_alias("m1", "prod")
