@@ -6,7 +6,8 @@ so that undecodable requests reach the server as well. The rules: no call ends I
 UNKNOWN, the server keeps answering, and a rejected call changes nothing a client can see.
 
 Bounded: ``FUZZ_CASES`` calls per method (env ``MODELREGISTRY_FUZZ_CASES`` raises it for a
-longer run, ``MODELREGISTRY_FUZZ_SEED`` picks the seed) and ``FUZZ_BUDGET_S`` seconds overall.
+longer run, ``MODELREGISTRY_FUZZ_SEED`` picks the seed) and ``FUZZ_BUDGET_S`` seconds overall,
+shared equally by the methods.
 """
 
 from __future__ import annotations
@@ -249,12 +250,14 @@ def test_fuzz_every_rpc(
     corpus = _seed(server.address)
     rng = random.Random(FUZZ_SEED)
     fuzzer = MessageFuzzer(rng, NAMES)
-    deadline = time.monotonic() + FUZZ_BUDGET_S
+    methods = all_methods()
+    share = FUZZ_BUDGET_S / len(methods)  # every method gets its part of the time budget
     failures: list[str] = []
     seen: dict[str, set[grpc.StatusCode]] = {}
     before = _state(client)
-    for service, method in all_methods():
+    for service, method in methods:
         caller = Caller(fuzz_channel, service, method)
+        deadline = time.monotonic() + share
         for requests in _cases(fuzzer, rng, method, corpus.get(method.name, [])):
             if time.monotonic() > deadline:
                 break
@@ -277,5 +280,6 @@ def test_fuzz_every_rpc(
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert client.get_model("m1").name == "models/m1"
     assert not failures, "\n".join(failures[:40])
-    # Every method was reached, and at least one request got past decoding.
-    assert set(seen) == {m.name for _, m in all_methods()}
+    # Every method of the descriptors was called, and requests reached the use cases.
+    assert set(seen) == {m.name for _, m in methods}
+    assert sum(grpc.StatusCode.OK in codes for codes in seen.values()) >= len(methods) // 3
