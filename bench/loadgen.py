@@ -27,22 +27,28 @@ from modelregistry.v1 import model_registry_pb2_grpc as mr_grpc
 
 from . import rawserver
 
-METHODS = ("get-version", "health", "raw-empty")
+METHODS = ("get-version", "get-model", "health", "raw-empty")
 
 
-def make_call(channel: grpc.Channel, method: str, name: str) -> Callable[[], object]:
+def make_call(
+    channel: grpc.Channel, method: str, name: str, timeout: float = 30
+) -> Callable[[], object]:
     """A zero-argument function making one call of ``method``."""
     if method == "get-version":
         get = mr_grpc.ModelRegistryStub(channel).GetModelVersion
         request = mr.GetModelVersionRequest(name=name)
-        return lambda: get(request, timeout=30)
+        return lambda: get(request, timeout=timeout)
+    if method == "get-model":
+        get_model = mr_grpc.ModelRegistryStub(channel).GetModel
+        model_request = mr.GetModelRequest(name=name)
+        return lambda: get_model(model_request, timeout=timeout)
     if method == "health":
         check = health_pb2_grpc.HealthStub(channel).Check
         ping = health_pb2.HealthCheckRequest(service="")
-        return lambda: check(ping, timeout=30)
+        return lambda: check(ping, timeout=timeout)
     if method == "raw-empty":
         empty = channel.unary_unary(rawserver.EMPTY, None, None)
-        return lambda: empty(b"", timeout=30)
+        return lambda: empty(b"", timeout=timeout)
     raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
 
 
@@ -119,11 +125,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--interval", type=float, default=0.0)
     parser.add_argument("--until-stdin", action="store_true")
+    parser.add_argument("--timeout", type=float, default=30.0, help="deadline of each call")
     args = parser.parse_args(argv)
 
     channel = grpc.insecure_channel(args.target, options=channel_options())
-    call = make_call(channel, args.method, args.name)
-    call()  # connect before the clock starts
+    call = make_call(channel, args.method, args.name, args.timeout)
+    try:
+        call()  # connect before the clock starts
+    except grpc.RpcError:
+        pass  # an overloaded server: the errors are counted below
     t0 = time.perf_counter()
     rec = Recorder(t0, t0 + args.warmup, t0 + args.warmup + args.duration)
     if args.until_stdin:

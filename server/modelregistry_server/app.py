@@ -1,16 +1,26 @@
-"""``build_server(config)``: wires stores, use cases, servicers, health and reflection."""
+"""``build_server(config)``: wires stores, use cases, servicers, health and reflection.
+
+The gRPC server is a ``grpc.aio`` server on an event loop of its own thread; the servicers
+and everything below them are synchronous and run in bounded executors (see
+``api/interceptors.py``). :class:`RegistryServer` hides the loop: ``start`` and ``stop`` are
+plain calls.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
+import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from modelregistry.v1 import model_registry_pb2, payload_pb2
@@ -18,7 +28,7 @@ from modelregistry.v1 import model_registry_pb2_grpc as registry_grpc
 from modelregistry.v1 import payload_pb2_grpc as payload_grpc
 
 from .api.deferred import DeferredServices
-from .api.interceptors import ErrorMappingInterceptor
+from .api.interceptors import ErrorMappingInterceptor, ServingLimits
 from .api.payload_servicer import PayloadServicer
 from .api.registry_servicer import ModelRegistryServicer
 from .config import Config
@@ -34,6 +44,7 @@ from .storage.blobs import open_blob_store
 from .storage.metadata import open_metadata_store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Incoming messages may be this much larger than the chunk limit (or than the largest message
 # the Python client sends), so an oversized chunk reaches our own check (CHUNK_TOO_LARGE)
@@ -88,6 +99,39 @@ class Backends:
 
 # Start-up retries of an unreachable database: first delay, doubling up to the last.
 CONNECT_RETRY_S = (0.5, 10.0)
+# HTTP/2 streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+MAX_STREAMS_PER_CONNECTION = 256
+# A client may ping at most this often while no data flows; a third ping too soon (two strikes)
+# closes its connection with GOAWAY ENHANCE_YOUR_CALM.
+MIN_CLIENT_PING_INTERVAL_MS = 10_000
+MAX_PING_STRIKES = 2
+# The server pings a connection idle this long and drops it if no answer comes in time.
+KEEPALIVE_TIME_MS = 60_000
+KEEPALIVE_TIMEOUT_MS = 20_000
+# Served on the event loop as they are: never queued behind user work.
+PASSTHROUGH = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME})
+
+
+class _Loop:
+    """An asyncio event loop running on its own thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="grpc-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
 
 
 @dataclass
@@ -100,9 +144,12 @@ class RegistryServer:
     """
 
     config: Config
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
-    health: health.HealthServicer
+    health: HealthServicer
+    interceptor: ErrorMappingInterceptor
+    _loop: _Loop
+    _pools: tuple[futures.ThreadPoolExecutor, ...]
     _gate: DeferredServices
     _connect: Callable[[], Backends]
     _backends: Backends | None = None
@@ -147,7 +194,7 @@ class RegistryServer:
 
     def start(self) -> None:
         """Start serving; health turns SERVING now, or once the database is reachable."""
-        self.server.start()
+        self._loop.call(self.server.start())
         if self._backends is not None:
             self._serving()
         else:
@@ -160,8 +207,7 @@ class RegistryServer:
         thread.start()
 
     def _serving(self) -> None:
-        for name in ("", *SERVICE_NAMES):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._loop.call(_set_health(self.health, health_pb2.HealthCheckResponse.SERVING))
         if self.config.maintenance_interval_seconds > 0:
             self._spawn(self._maintain, "maintenance")
 
@@ -220,14 +266,19 @@ class RegistryServer:
                 log.exception("maintenance failed; will retry at the next interval")
 
     def stop(self, grace: float | None = None) -> None:
-        """Health turns NOT_SERVING, in-flight calls get ``grace`` seconds, then the upload
-        sync pool stops and the stores close."""
-        self.health.enter_graceful_shutdown()
+        """Health turns NOT_SERVING, in-flight calls get ``grace`` seconds, then the executors
+        and the upload sync pool stop and the stores close."""
+        self._loop.call(self.health.enter_graceful_shutdown())
         self._stopping.set()
-        self.server.stop(self.config.shutdown_grace_seconds if grace is None else grace).wait()
+        self._loop.call(
+            self.server.stop(self.config.shutdown_grace_seconds if grace is None else grace)
+        )
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=CONNECT_RETRY_S[1])
+        self._loop.close()
+        for pool in self._pools:
+            pool.shutdown(wait=True)
         if self._backends is not None:
             self._backends.close()
 
@@ -265,7 +316,7 @@ def connect(config: Config) -> Backends:
         piece_bytes=config.upload_piece_bytes,
         max_chunk_bytes=config.max_upload_chunk_bytes,
         gc_grace=config.gc_grace,
-        sync_workers=config.max_workers,  # one pending piece sync per concurrent upload
+        sync_workers=config.max_streams,  # one pending piece sync per concurrent upload
         integrity=integrity,
     )
     return Backends(store, blobs, registry, payloads, lineage, integrity)
@@ -296,26 +347,79 @@ def build_server(config: Config) -> RegistryServer:
         log.warning("database unreachable at start-up (%s); serving NOT_SERVING", exc)
         backends = None
     gate = DeferredServices(SERVICES)
-    send_limit = config.max_upload_chunk_bytes + MESSAGE_HEADROOM_BYTES
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
-        interceptors=[ErrorMappingInterceptor(unary_scope=gate.scope)],
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
-        options=[
-            ("grpc.max_receive_message_length", receive_limit(config.max_upload_chunk_bytes)),
-            ("grpc.max_send_message_length", send_limit),
-            # Without this gRPC sets SO_REUSEPORT, and a second server on a port in use
-            # would start and share it with the first (clients reaching either at random).
-            ("grpc.so_reuseport", 0),
-        ],
-    )
-    server.add_generic_rpc_handlers((gate,))
     if backends is not None:
         _install(gate, config, backends)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    unary_pool = futures.ThreadPoolExecutor(config.max_workers, thread_name_prefix="unary")
+    # A stream holds at most one thread at a time, so with this many no stream waits for one.
+    stream_pool = futures.ThreadPoolExecutor(config.max_streams, thread_name_prefix="stream")
+    interceptor = ErrorMappingInterceptor(
+        unary_pool=unary_pool,
+        stream_pool=stream_pool,
+        limits=ServingLimits(config.max_streams, config.stream_idle_timeout_seconds),
+        passthrough=PASSTHROUGH,
+        unary_scope=gate.scope,
+    )
+    loop = _Loop()
+    try:
+        server, health_servicer, port = loop.call(_serve(config, gate, interceptor))
+    except BaseException:
+        loop.close()
+        unary_pool.shutdown()
+        stream_pool.shutdown()
+        if backends is not None:
+            backends.close()
+        raise
+    return RegistryServer(
+        config,
+        server,
+        port,
+        health_servicer,
+        interceptor,
+        loop,
+        (unary_pool, stream_pool),
+        gate,
+        lambda: connect(config),
+        backends,
+    )
+
+
+async def _set_health(
+    servicer: HealthServicer, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
+) -> None:
     for name in ("", *SERVICE_NAMES):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await servicer.set(name, status)
+
+
+def server_options(config: Config) -> list[tuple[str, Any]]:
+    """Transport limits (README *Limits*): message sizes, HTTP/2 streams per connection,
+    keepalive enforcement against clients that ping too often, dead-peer detection."""
+    return [
+        ("grpc.max_receive_message_length", receive_limit(config.max_upload_chunk_bytes)),
+        ("grpc.max_send_message_length", config.max_upload_chunk_bytes + MESSAGE_HEADROOM_BYTES),
+        # Without this gRPC sets SO_REUSEPORT, and a second server on a port in use
+        # would start and share it with the first (clients reaching either at random).
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+        ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+        ("grpc.keepalive_permit_without_calls", 0),
+        ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+    ]
+
+
+async def _serve(
+    config: Config, gate: DeferredServices, interceptor: ErrorMappingInterceptor
+) -> tuple[grpc.aio.Server, HealthServicer, int]:
+    server = grpc.aio.server(
+        interceptors=[interceptor],
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        options=server_options(config),
+    )
+    server.add_generic_rpc_handlers((gate,))
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
@@ -324,11 +428,7 @@ def build_server(config: Config) -> RegistryServer:
     except RuntimeError:  # grpcio raises this when the bind fails
         port = 0
     if port == 0:
-        if backends is not None:
-            backends.close()
         raise ListenError(
             f"cannot listen on {config.listen}: the address is in use or not available"
         )
-    return RegistryServer(
-        config, server, port, health_servicer, gate, lambda: connect(config), backends
-    )
+    return server, health_servicer, port

@@ -24,7 +24,9 @@ class Config:
     database_url: str = "sqlite:///var/registry.db"
     blob_url: str = "file://var/blobs"
     max_workers: int = 64
-    max_concurrent_rpcs: int = 512
+    max_streams: int = 1000
+    stream_idle_timeout_seconds: float = 60
+    max_concurrent_rpcs: int = 4096
     db_max_connections: int = 32
     download_chunk_bytes: int = 256 * KiB
     max_upload_chunk_bytes: int = 2 * MiB
@@ -59,8 +61,10 @@ _HELP = {
     "listen": "address to listen on, host:port (port 0 picks a free port)",
     "database_url": "sqlite:///path.db or postgresql://user:pass@host:port/db",
     "blob_url": "file://dir or gs://bucket/prefix",
-    "max_workers": "gRPC worker threads (each streaming call holds one)",
-    "max_concurrent_rpcs": "calls beyond this are refused with RESOURCE_EXHAUSTED",
+    "max_workers": "threads running unary calls (health never waits for them)",
+    "max_streams": "open UploadFile/DownloadFile streams; more get RESOURCE_EXHAUSTED",
+    "stream_idle_timeout_seconds": "a stream that moves no message for this long is ended",
+    "max_concurrent_rpcs": "calls in flight of any kind; more get RESOURCE_EXHAUSTED",
     "db_max_connections": "PostgreSQL pool size",
     "download_chunk_bytes": "bytes per DownloadFile message",
     "max_upload_chunk_bytes": "largest accepted UploadFile chunk",

@@ -21,6 +21,8 @@ STATUS_BY_ERROR: dict[type[e.DomainError], grpc.StatusCode] = {
     e.Cancelled: grpc.StatusCode.CANCELLED,
     e.DataLoss: grpc.StatusCode.DATA_LOSS,
     e.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    e.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    e.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 

@@ -1,52 +1,142 @@
-"""One server interceptor that turns every failure into a proper status.
+"""The serving edge: one ``grpc.aio`` interceptor that runs the synchronous servicers.
 
-Domain errors become their mapped status with details; anything else is logged with its
-traceback and becomes INTERNAL "internal error". Server-streaming handlers are wrapped around
-their iteration too, so an error raised mid-stream is mapped as well (never UNKNOWN).
+The server is asynchronous, the servicers and everything below them are synchronous. For
+every handler of our services the interceptor
 
-Requests are decoded here, not by gRPC: gRPC answers bytes that do not parse as the request
-message with INTERNAL "Exception deserializing request!", so handlers are re-registered with
-an identity deserializer and each message (every one of a request stream too) is parsed inside
-the mapping, where a failure is INVALID_ARGUMENT ``MALFORMED_REQUEST``.
+- runs the servicer in a bounded executor (unary calls and streams have separate pools), so
+  blocking work (peewee, file I/O, hashing) never blocks the event loop, and waiting for a
+  slow client holds no thread: an upload's next message and a download's flow-control window
+  are awaited on the loop;
+- counts open streams and refuses one beyond ``max_streams`` with RESOURCE_EXHAUSTED
+  ``TOO_MANY_STREAMS``;
+- ends a stream that makes no progress (no message received, or none accepted by the client)
+  for ``stream_idle_timeout`` seconds with DEADLINE_EXCEEDED ``STREAM_IDLE_TIMEOUT``;
+- sets the call's deadline for the thread (:mod:`..domain.deadlines`);
+- decodes requests itself: gRPC answers bytes that do not parse as the request message with
+  INTERNAL "Exception deserializing request!", so handlers are re-registered with no request
+  deserializer and each message (every one of a request stream too) is parsed inside the
+  mapping, where a failure is INVALID_ARGUMENT ``MALFORMED_REQUEST``;
+- maps every failure to a status: domain errors to their mapped status with details,
+  anything else is logged with its traceback and becomes INTERNAL "internal error", including
+  errors raised mid-stream (never UNKNOWN).
+
+Health and reflection are asynchronous servicers and bypass all of this: they answer on the
+event loop and are never queued behind user work.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import Executor
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import grpc.aio
 from google.protobuf.message import DecodeError
 
-from ..domain.errors import DomainError, InvalidArgument, Reason
+from ..domain import deadlines
+from ..domain.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    DomainError,
+    InvalidArgument,
+    Reason,
+    ResourceExhausted,
+)
 from .errors import internal_status, to_status
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
+    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
 else:
     Handler = grpc.RpcMethodHandler
-    _Interceptor = grpc.ServerInterceptor
-
-
-def _fail(context: grpc.ServicerContext, method: str, exc: BaseException) -> None:
-    if isinstance(exc, DomainError):
-        context.abort_with_status(to_status(exc))
-    log.error("unexpected error in %s", method, exc_info=exc)
-    context.abort_with_status(internal_status())
-
-
-def _is_abort(context: grpc.ServicerContext) -> bool:
-    # context.abort* raises after recording the status; let that propagate untouched.
-    return context.code() is not None  # type: ignore[attr-defined]  # present on the sync context
-
+    _Interceptor = grpc.aio.ServerInterceptor
 
 Scope = Callable[[], AbstractContextManager[None]]
 Decoder = Callable[[bytes], Any]
+AioContext = grpc.aio.ServicerContext[Any, Any]
+_END = object()
+_EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # exported, missing from the stubs
+
+
+@dataclass(frozen=True)
+class ServingLimits:
+    """What one server allows (see the README's *Limits*)."""
+
+    max_streams: int = 1000
+    stream_idle_timeout: float = 60.0
+
+
+class _Aborted(Exception):
+    """A synchronous servicer called ``context.abort``; the status is sent by the loop."""
+
+    def __init__(self, status: grpc.Status) -> None:
+        super().__init__(status.details)
+        self.status = status
+
+
+class _PlainStatus(grpc.Status):
+    def __init__(self, code: grpc.StatusCode, details: str, trailing: Any = ()) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing
+
+
+class SyncContext:
+    """What a synchronous servicer sees of its call, from the thread it runs on."""
+
+    def __init__(self, context: AioContext) -> None:
+        self._context = context
+        self._ended = threading.Event()
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def invocation_metadata(self) -> Any:
+        return self._context.invocation_metadata()
+
+    def time_remaining(self) -> float | None:
+        remaining: float | None = self._context.time_remaining()
+        return remaining
+
+    def peer(self) -> str:
+        return str(self._context.peer())
+
+    def is_active(self) -> bool:
+        return not self._ended.is_set()
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        with self._lock:
+            if self._ended.is_set():
+                return False
+            self._callbacks.append(callback)
+            return True
+
+    def abort(self, code: grpc.StatusCode, details: str) -> None:
+        raise _Aborted(_PlainStatus(code, details))
+
+    def abort_with_status(self, status: grpc.Status) -> None:
+        raise _Aborted(status)
+
+    def end(self) -> None:
+        """The call is over (finished or cancelled): run the termination callbacks."""
+        with self._lock:
+            if self._ended.is_set():
+                return
+            self._ended.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            with contextlib.suppress(Exception):
+                callback()
 
 
 def _decoded(decode: Decoder | None, data: Any) -> Any:
@@ -61,88 +151,254 @@ def _decoded(decode: Decoder | None, data: Any) -> Any:
         ) from exc
 
 
-def _decoded_stream(decode: Decoder | None, requests: Iterator[Any]) -> Iterator[Any]:
-    for data in requests:
-        yield _decoded(decode, data)
+async def _fail(context: AioContext, method: str, exc: BaseException) -> None:
+    if isinstance(exc, _Aborted):
+        status = exc.status
+    elif isinstance(exc, DomainError):
+        status = to_status(exc)
+    else:
+        log.error("unexpected error in %s", method, exc_info=exc)
+        status = internal_status()
+    await context.abort(status.code, status.details, tuple(status.trailing_metadata or ()))
 
 
-def _request(decode: Decoder | None, streaming: bool, request: Any) -> Any:
-    return _decoded_stream(decode, request) if streaming else _decoded(decode, request)
+def _idle_error(what: str, seconds: float) -> DeadlineExceeded:
+    return DeadlineExceeded(
+        f"the stream made no progress ({what}) for {seconds:g} s; resume it",
+        reason=Reason.STREAM_IDLE_TIMEOUT,
+    )
 
 
-def _wrap_unary_response(
-    method: str,
-    behavior: Callable[..., Any],
-    decode: Decoder | None,
-    streaming: bool,
-    scope: Scope = nullcontext,
-) -> Callable[..., Any]:
-    def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # a late failure of an abandoned read or write is expected
+
+
+class _Requests:
+    """A synchronous iterator over a client stream, for a servicer running on a thread:
+    each message is read on the event loop, waiting at most the idle timeout."""
+
+    def __init__(
+        self,
+        context: AioContext,
+        sync: SyncContext,
+        loop: asyncio.AbstractEventLoop,
+        idle: float,
+        decode: Decoder | None,
+    ) -> None:
+        self._context = context
+        self._decode = decode
+        self._sync = sync
+        self._loop = loop
+        self._idle = idle
+        self._first: list[Any] = []
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        if self._first:
+            return _decoded(self._decode, self._first.pop())
+        message = asyncio.run_coroutine_threadsafe(self.read(), self._loop).result()
+        if message is _END:
+            raise StopIteration
+        return _decoded(self._decode, message)
+
+    async def read(self) -> Any:
+        """The next message or ``_END``; on the event loop."""
+        if not self._sync.is_active():
+            raise Cancelled("the client cancelled the call or the connection dropped")
+        task = asyncio.ensure_future(self._context.read())
+        done, _ = await asyncio.wait({task}, timeout=self._idle)
+        if not done:
+            task.add_done_callback(_retrieve)
+            raise _idle_error("no message received", self._idle)
         try:
-            with scope():
-                return behavior(_request(decode, streaming, request), context)
-        except Exception as exc:
-            if _is_abort(context):
-                raise
-            _fail(context, method, exc)
-            raise  # unreachable: _fail always aborts
+            message = task.result()
+        except Exception:
+            raise Cancelled("the client cancelled the call or the connection dropped") from None
+        return _END if message is _EOF else message
 
-    return wrapped
-
-
-def _wrap_stream_response(
-    method: str, behavior: Callable[..., Any], decode: Decoder | None, streaming: bool
-) -> Callable[..., Any]:
-    def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        try:
-            yield from behavior(_request(decode, streaming, request), context)
-        except Exception as exc:
-            if _is_abort(context):
-                raise
-            _fail(context, method, exc)
-            raise
-
-    return wrapped
+    async def prefetch(self) -> None:
+        """Wait on the loop, holding no thread, until the stream has its first message."""
+        message = await self.read()
+        if message is not _END:
+            self._first.append(message)
 
 
 class ErrorMappingInterceptor(_Interceptor):
-    """Maps exceptions of every handler kind to statuses (see module docstring).
+    """Runs the synchronous servicers of our services (see the module docstring).
 
-    ``unary_scope`` wraps each unary call (e.g. one database connection per request); streaming
-    calls, which may last minutes, take resources only while they need them.
+    ``unary_scope`` wraps each unary call on its thread (e.g. one database connection per
+    request); streaming calls, which may last minutes, take resources only while they need
+    them. Methods in ``passthrough`` (health, reflection) are served as they are.
     """
 
-    def __init__(self, unary_scope: Scope = nullcontext) -> None:
-        self._unary_scope = unary_scope
-
-    def intercept_service(
+    def __init__(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
+        *,
+        unary_pool: Executor,
+        stream_pool: Executor,
+        limits: ServingLimits,
+        passthrough: frozenset[str] = frozenset(),
+        unary_scope: Scope = nullcontext,
+    ) -> None:
+        self._unary_pool = unary_pool
+        self._stream_pool = stream_pool
+        self._limits = limits
+        self._passthrough = passthrough
+        self._unary_scope = unary_scope
+        self._streams = 0
+
+    @property
+    def open_streams(self) -> int:
+        """Streams being served right now."""
+        return self._streams
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
+    ) -> Handler:
+        handler = await continuation(handler_call_details)
         method = handler_call_details.method
+        if handler is None or method.split("/")[1] in self._passthrough:
+            return handler
         decode = handler.request_deserializer
         out = handler.response_serializer
         # Every handler is re-registered with no request deserializer: bytes reach the wrapper.
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary_response(method, handler.unary_unary, decode, False, self._unary_scope),
-                None,
-                out,
+                self._unary(method, handler.unary_unary, decode, self._unary_scope), None, out
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream_response(method, handler.unary_stream, decode, False), None, out
+                self._server_stream(method, handler.unary_stream, decode), None, out
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary_response(method, handler.stream_unary, decode, True), None, out
+                self._client_stream(method, handler.stream_unary, decode), None, out
             )
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream_response(method, handler.stream_stream, decode, True), None, out
+        return handler  # no bidirectional streams in our services
+
+    # -- unary -------------------------------------------------------------------------------
+    def _unary(
+        self, method: str, behavior: Callable[..., Any], decode: Decoder | None, scope: Scope
+    ) -> Any:
+        async def unary(request: Any, context: AioContext) -> Any:
+            sync = SyncContext(context)
+            run = functools.partial(_run, behavior, scope, context.time_remaining(), decode)
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._unary_pool, run, request, sync
+                )
+            except Exception as exc:
+                await _fail(context, method, exc)
+            finally:
+                sync.end()
+
+        return unary
+
+    # -- streams -----------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _stream_slot(self) -> AsyncIterator[None]:
+        if self._streams >= self._limits.max_streams:
+            raise ResourceExhausted(
+                f"the server is serving its limit of {self._limits.max_streams} streams; "
+                "retry later",
+                reason=Reason.TOO_MANY_STREAMS,
+                metadata={"max_streams": str(self._limits.max_streams)},
             )
-        return handler
+        self._streams += 1
+        try:
+            yield
+        finally:
+            self._streams -= 1
+
+    def _client_stream(
+        self, method: str, behavior: Callable[..., Any], decode: Decoder | None
+    ) -> Any:
+        idle = self._limits.stream_idle_timeout
+
+        async def client_stream(request_iterator: Any, context: AioContext) -> Any:
+            loop = asyncio.get_running_loop()
+            sync = SyncContext(context)
+            requests = _Requests(context, sync, loop, idle, decode)
+            work: asyncio.Future[Any] | None = None
+            try:
+                async with self._stream_slot():
+                    await requests.prefetch()  # an idle stream holds no thread
+                    remaining = context.time_remaining()
+                    run = functools.partial(_run, behavior, nullcontext, remaining, None)
+                    work = loop.run_in_executor(self._stream_pool, run, requests, sync)
+                    return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                sync.end()  # the servicer sees the cancellation; wait until it has stopped
+                if work is not None:
+                    with contextlib.suppress(BaseException):
+                        await work
+                raise
+            except Exception as exc:
+                await _fail(context, method, exc)
+            finally:
+                sync.end()
+
+        return client_stream
+
+    def _server_stream(
+        self, method: str, behavior: Callable[..., Any], decode: Decoder | None
+    ) -> Any:
+        idle = self._limits.stream_idle_timeout
+
+        async def server_stream(request: Any, context: AioContext) -> None:
+            loop = asyncio.get_running_loop()
+            sync = SyncContext(context)
+            remaining = context.time_remaining()
+            at = None if remaining is None else time.monotonic() + remaining
+            messages: Iterator[Any] | None = None
+            try:
+                async with self._stream_slot():
+                    messages = behavior(_decoded(decode, request), sync)
+                    while True:
+                        message = await loop.run_in_executor(
+                            self._stream_pool, _next_message, messages, at
+                        )
+                        if message is _END:
+                            return
+                        write = asyncio.ensure_future(context.write(message))
+                        done, _ = await asyncio.wait({write}, timeout=idle)
+                        if not done:
+                            write.add_done_callback(_retrieve)
+                            raise _idle_error("no message accepted by the client", idle)
+                        write.result()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await _fail(context, method, exc)
+            finally:
+                sync.end()
+                if messages is not None:
+                    close = getattr(messages, "close", None)
+                    if close is not None:
+                        await loop.run_in_executor(self._stream_pool, close)
+
+        return server_stream
+
+
+def _run(
+    behavior: Callable[[Any, Any], Any],
+    scope: Scope,
+    remaining: float | None,
+    decode: Decoder | None,
+    request: Any,
+    sync: SyncContext,
+) -> Any:
+    with deadlines.call_deadline(remaining), scope():
+        return behavior(_decoded(decode, request), sync)
+
+
+def _next_message(messages: Iterator[Any], deadline_at: float | None) -> Any:
+    # The generator's own deadline checks see the time left when this message is pulled.
+    left = None if deadline_at is None else deadline_at - time.monotonic()
+    with deadlines.call_deadline(left):
+        return next(messages, _END)

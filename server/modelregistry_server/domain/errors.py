@@ -54,6 +54,9 @@ class Reason(StrEnum):
     BLOB_MISSING = "BLOB_MISSING"
     CANCELLED = "CANCELLED"
     BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    STREAM_IDLE_TIMEOUT = "STREAM_IDLE_TIMEOUT"
+    TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
 
 
 @dataclass(frozen=True)
@@ -156,3 +159,14 @@ class Unavailable(DomainError):
     """A backend (database, blob store) cannot be reached; the call may be retried."""
 
     default_reason = Reason.BACKEND_UNAVAILABLE
+
+
+class DeadlineExceeded(DomainError):
+    """The call's deadline passed (or its stream made no progress for too long); the work
+    stopped there and what was committed before stays (an upload stays resumable)."""
+
+    default_reason = Reason.DEADLINE_EXCEEDED
+
+
+class ResourceExhausted(_ExplicitReason):
+    """A server limit is reached (e.g. concurrent streams); retry later."""

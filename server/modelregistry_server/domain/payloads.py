@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from . import names
+from . import deadlines, names
 from .blob_names import blob_key, storage_id
 from .checksums import BlockHasher
 from .entities import (
@@ -459,6 +459,7 @@ class Payloads:
         checked = False
         try:
             while feed.has_more():
+                deadlines.check()  # the next piece is blob work: not past the deadline
                 start = stored
                 stored += self._blobs.write_upload(sid, start, feed.piece(self._piece_bytes))
                 if feed.exhausted:  # the tail is neither counted nor published if the call died
@@ -665,7 +666,7 @@ class Payloads:
                 reason=Reason.RANGE_NOT_SATISFIABLE,
             )
         end = record.size if limit == 0 else min(record.size, offset + limit)
-        return record, self._integrity.read(record, offset, end)
+        return record, _until_deadline(self._integrity.read(record, offset, end))
 
     def verify_file(self, caller: Caller, ref: names.FileRef) -> FileRecord:
         """Re-read the file's stored bytes now; the file with what the check found."""
@@ -781,6 +782,21 @@ class Payloads:
             if claimed:
                 with self._active_lock:
                     self._active.discard(key)
+
+
+def _until_deadline(stream: Iterator[bytes]) -> Iterator[bytes]:
+    """The blocks of ``stream``; no further block is read once the call's deadline passed."""
+    try:
+        while True:
+            deadlines.check()
+            block = next(stream, None)
+            if block is None:
+                return
+            yield block
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
 
 
 def _file_after(cursor: tuple[object, ...] | None) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import peewee
 
+from ...domain import deadlines
 from ...domain.errors import DomainError, InvalidArgument, NotFound, Reason
 from .database import Backend
 from .errors import translated
@@ -75,7 +76,9 @@ class StoreCore:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """A write transaction; nested calls join the outer one. Rolls back on exception."""
+        """A write transaction; nested calls join the outer one. Rolls back on exception.
+        A call whose deadline has passed does not begin one."""
+        deadlines.check()
         with translated(), self._db.connection_context():
             if self._db.in_transaction():
                 yield
@@ -85,7 +88,9 @@ class StoreCore:
 
     @contextmanager
     def connection(self) -> Iterator[None]:
-        """A connection scope for one request; nested scopes reuse the outer connection."""
+        """A connection scope for one request; nested scopes reuse the outer connection.
+        A call whose deadline has passed does not take one."""
+        deadlines.check()
         with translated(), self._db.connection_context():
             yield
 

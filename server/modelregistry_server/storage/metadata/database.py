@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import peewee
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+
+from ...domain import deadlines
+from ...domain.errors import Unavailable
+from .writers import FairLock
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -29,15 +34,35 @@ class Backend:
 
     database: peewee.Database
     dialect: Dialect
+    # SQLite writers of this process queue here, in order, before BEGIN IMMEDIATE.
+    writers: FairLock = field(default_factory=FairLock, compare=False)
 
     @property
     def supports_for_update(self) -> bool:
         """True if ``SELECT ... FOR UPDATE`` exists (SQLite's write lock covers it)."""
         return self.dialect == "postgresql"
 
-    def write_transaction(self) -> AbstractContextManager[Any]:
-        """Begin a write transaction (SQLite: ``BEGIN IMMEDIATE``, set on the database)."""
-        return self.database.transaction()
+    @contextmanager
+    def write_transaction(self) -> Iterator[None]:
+        """A write transaction. On SQLite the writers of this process take turns in arrival
+        order (:class:`FairLock`), each then ``BEGIN IMMEDIATE`` (set on the database); a
+        writer waits at most the busy timeout, or until its call's deadline."""
+        if self.dialect != "sqlite":
+            with self.database.transaction():
+                yield
+            return
+        wait = float(SQLITE_BUSY_TIMEOUT_S)
+        left = deadlines.remaining()
+        if left is not None:
+            wait = min(wait, left)
+        if not self.writers.acquire(wait):
+            deadlines.check()
+            raise Unavailable("the metadata database is busy; retry later")
+        try:
+            with self.database.transaction():
+                yield
+        finally:
+            self.writers.release()
 
     def read_transaction(self) -> AbstractContextManager[Any]:
         """Begin a read-only transaction that sees one snapshot for all its statements."""
