@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import uuid
 from collections import Counter
@@ -26,6 +27,9 @@ import grpc.aio
 from modelregistry.client import channel_options
 from modelregistry.v1 import payload_pb2 as pl
 from modelregistry.v1 import payload_pb2_grpc as pl_grpc
+
+
+EXTRA_OPTIONS: list[tuple[str, Any]] = json.loads(os.environ.get("IDLE_CLIENT_OPTIONS", "[]"))
 
 
 async def _open_upload(stub: pl_grpc.PayloadServiceStub, name: str) -> Any:
@@ -52,7 +56,10 @@ async def _outcome(call: Any) -> str:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Open the streams, report readiness, hold them, then report their outcomes."""
     channels = [
-        grpc.aio.insecure_channel(args.target, options=channel_options())
+        # A connection per channel: channels to one target share one by default.
+        grpc.aio.insecure_channel(
+            args.target, options=[*channel_options(), ("grpc.use_local_subchannel_pool", 1), *EXTRA_OPTIONS]
+        )
         for _ in range(args.channels)
     ]
     opener = _open_upload if args.kind == "upload" else _open_download

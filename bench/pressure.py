@@ -72,7 +72,11 @@ def _release(holder: subprocess.Popen[str]) -> dict[str, Any]:
 
 
 def idle_streams(
-    child: procs.Child, streams: int, probe_seconds: float, log: Any = print
+    child: procs.Child,
+    streams: int,
+    probe_seconds: float,
+    log: Any = print,
+    kinds: Sequence[str] = ("upload", "download"),
 ) -> dict[str, Any]:
     """Latency of GetModel and health, and server RSS, on the idle server and then with
     ``streams`` idle uploads and, separately, ``streams`` unread downloads open."""
@@ -90,6 +94,8 @@ def idle_streams(
     data["idle_rss"] = procs.idle_rss(child.pid)
     data["idle"] = {m: _latency(child.address, m, "models/pressure", probe_seconds) for m in PROBES}
     for kind, name in (("upload", upload), ("download", download)):
+        if kind not in kinds:
+            continue
         log(f"P8: {streams} idle {kind} streams")
         holder = _hold(child.address, kind, name, streams)
         try:
@@ -116,13 +122,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.pressure")
     p.add_argument("--streams", type=int, default=1000)
     p.add_argument("--probe-seconds", type=float, default=3.0)
+    p.add_argument("--kinds", default="upload,download")
     p.add_argument("server_args", nargs="*", help="extra server flags (after --)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="modelregistry-p8-") as tmp:
         child = procs.start_registry(Path(tmp), *args.server_args)
         try:
             data = idle_streams(
-                child, args.streams, args.probe_seconds, log=lambda m: print(m, file=sys.stderr)
+                child,
+                args.streams,
+                args.probe_seconds,
+                log=lambda m: print(m, file=sys.stderr),
+                kinds=args.kinds.split(","),
             )
         finally:
             child.stop()
