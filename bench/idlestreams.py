@@ -28,7 +28,6 @@ from modelregistry.client import channel_options
 from modelregistry.v1 import payload_pb2 as pl
 from modelregistry.v1 import payload_pb2_grpc as pl_grpc
 
-
 EXTRA_OPTIONS: list[tuple[str, Any]] = json.loads(os.environ.get("IDLE_CLIENT_OPTIONS", "[]"))
 
 
@@ -58,7 +57,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     channels = [
         # A connection per channel: channels to one target share one by default.
         grpc.aio.insecure_channel(
-            args.target, options=[*channel_options(), ("grpc.use_local_subchannel_pool", 1), *EXTRA_OPTIONS]
+            args.target,
+            options=[*channel_options(), ("grpc.use_local_subchannel_pool", 1), *EXTRA_OPTIONS],
         )
         for _ in range(args.channels)
     ]
