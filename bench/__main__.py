@@ -32,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "p5_samples": 30,
     "p6_get_seconds": 5.0,
     "p7_stream_mib": 256,
+    "p8_streams": 1000,
+    "p8_mixed_seconds": 60.0,
 }
 QUICK: dict[str, Any] = {
     "size_mib": 64,
@@ -44,6 +46,8 @@ QUICK: dict[str, Any] = {
     "p5_samples": 10,
     "p6_get_seconds": 2.0,
     "p7_stream_mib": 8,
+    "p8_streams": 200,
+    "p8_mixed_seconds": 5.0,
 }
 
 
@@ -82,6 +86,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--p6-get-seconds", type=float, help="seconds per get-version loop (5)")
     p.add_argument("--p7-streams", type=int, default=16)
     p.add_argument("--p7-stream-mib", type=int, help="bytes per P7 upload (256)")
+    p.add_argument("--p8-streams", type=int, help="idle streams of each kind in P8 (1000)")
+    p.add_argument("--p8-clients", type=int, default=50, help="P8 mixed-load clients")
+    p.add_argument("--p8-mixed-seconds", type=float, help="P8 mixed load per backend (60)")
     p.add_argument("--mlflow-python", default=None, help="interpreter with MLflow installed")
     p.add_argument(
         "--profile",
@@ -123,6 +130,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         p7_stream_size=args.p7_stream_mib * MiB,
         profile=args.profile,
         mlflow_python=args.mlflow_python,
+        p8_streams=args.p8_streams,
+        p8_clients=args.p8_clients,
+        p8_mixed_seconds=args.p8_mixed_seconds,
     )
 
 

@@ -23,6 +23,7 @@ from modelregistry.client import RegistryClient
 
 from . import procs, stats
 from .payload import MiB
+from .results_model import INFO, Row, Target, ratio
 
 REPO = Path(__file__).resolve().parent.parent
 PROBES = ("get-model", "health")
@@ -117,17 +118,193 @@ def idle_streams(
     return data
 
 
+def mixed_load(
+    child: procs.Child, clients: int, seconds: float, processes: int = 5
+) -> dict[str, Any]:
+    """``clients`` closed-loop callers (threads spread over ``processes`` load processes)
+    running the :mod:`bench.mixedload` mix for ``seconds``: calls/s, p50/p99 per method."""
+    from . import mixedload
+
+    mixedload.prepare(child.address, models=10, versions=5)
+    per = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
+    runs = []
+    for i, threads in enumerate(t for t in per if t):
+        argv = [sys.executable, "-m", "bench.mixedload", "--target", child.address]
+        argv += ["--threads", str(threads), "--duration", str(seconds), "--seed", str(i + 1)]
+        runs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=REPO))
+    latencies: dict[str, list[float]] = {}
+    errors: dict[str, dict[str, int]] = {}
+    for run in runs:
+        out, _ = run.communicate(timeout=seconds + 180)
+        result = json.loads(out)
+        for method, values in result["latencies_ms"].items():
+            latencies.setdefault(method, []).extend(values)
+        for method, codes in result["errors"].items():
+            for code, n in codes.items():
+                errors.setdefault(method, {}).setdefault(code, 0)
+                errors[method][code] += n
+    every = [x for values in latencies.values() for x in values]
+    methods = {}
+    for method, values in sorted(latencies.items()):
+        summary = stats.latency_summary(values)
+        methods[method] = {
+            "calls_per_s": len(values) / seconds,
+            "p50": summary["p50"],
+            "p99": summary["p99"],
+            "max": summary["max"],
+            "write": method in mixedload.WRITES,
+            "errors": errors.get(method, {}),
+        }
+    overall = stats.latency_summary(every)
+    return {
+        "clients": clients,
+        "seconds": seconds,
+        "calls_per_s": len(every) / seconds,
+        "p50": overall.get("p50"),
+        "p99": overall.get("p99"),
+        "errors": sum(n for codes in errors.values() for n in codes.values()),
+        "methods": methods,
+    }
+
+
+def _p8_idle_rows(data: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    n = data["streams"]
+    idle = data["idle"]
+    for kind in ("upload", "download"):
+        held = data[kind]
+        for method in PROBES:
+            lat = held["latency"][method]
+            base = idle[method]
+            rows.append(
+                Row(
+                    "P8",
+                    f"{method} p99 with {n} idle {kind} streams",
+                    "ms",
+                    _round(lat.get("p99")),
+                    _round(base.get("p99")),
+                    f"same call, idle server (p50 {base.get('p50', 0):.2f} ms)",
+                    ratio(lat.get("p99"), base.get("p99")),
+                    Target("max", 50, "≤ 50 ms"),
+                    note=f"p50 {lat.get('p50', 0):.2f} ms, {lat['errors']} errors; "
+                    f"{held['opened']} open",
+                )
+            )
+        rows.append(
+            Row(
+                "P8",
+                f"server RSS growth per idle {kind} stream",
+                "KiB",
+                round(held["rss_growth_per_stream"] / 1024, 1),
+                round(data["idle_rss"] / 1024, 1),
+                "idle server RSS (KiB), same run",
+                None,
+                Target("max", 64, "≤ 64 KiB"),
+                note=f"{(held['rss'] - data['idle_rss']) / MiB:.0f} MiB for {held['opened']}",
+            )
+        )
+    return rows
+
+
+def _p8_mixed_rows(label: str, data: dict[str, Any]) -> list[Row]:
+    rows = [
+        Row(
+            "P8",
+            f"{label}: {data['clients']} mixed clients, overall",
+            "calls/s",
+            round(data["calls_per_s"], 1),
+            note=f"p50 {data['p50']:.1f} / p99 {data['p99']:.1f} ms, {data['errors']} errors",
+        ),
+        Row(
+            "P8",
+            f"{label}:   overall p99",
+            "ms",
+            _round(data["p99"]),
+            target=Target("max", 150, "≤ 150 ms"),
+        ),
+    ]
+    for method, m in data["methods"].items():
+        rows.append(
+            Row(
+                "P8",
+                f"{label}:   {method} p99" + (" (write)" if m["write"] else ""),
+                "ms",
+                _round(m["p99"]),
+                target=Target("max", 250, "≤ 250 ms") if m["write"] else INFO,
+                note=f"{m['calls_per_s']:.0f} calls/s, p50 {m['p50']:.1f} ms"
+                + (f", errors {m['errors']}" if m["errors"] else ""),
+            )
+        )
+    return rows
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def p8_pressure(ctx: Any) -> Any:
+    """P8: idle streams (latency and memory next to the idle server) and the mixed load of
+    many clients on SQLite and on PostgreSQL (if its binaries are installed)."""
+    from .scenarios import Outcome
+
+    s = ctx.settings
+    data: dict[str, Any] = {}
+    rows: list[Row] = []
+    child = procs.start_registry(ctx.work / "p8-idle")
+    try:
+        data["idle_streams"] = idle_streams(child, s.p8_streams, s.p8_probe_seconds, ctx.log)
+    finally:
+        child.stop()
+    rows += _p8_idle_rows(data["idle_streams"])
+    child = procs.start_registry(ctx.work / "p8-sqlite")
+    try:
+        ctx.log(f"P8: {s.p8_clients} mixed clients on SQLite for {s.p8_mixed_seconds:g} s")
+        data["mixed_sqlite"] = mixed_load(child, s.p8_clients, s.p8_mixed_seconds)
+    finally:
+        child.stop()
+    rows += _p8_mixed_rows("SQLite", data["mixed_sqlite"])
+    try:
+        from tests.support.postgres import PostgresCluster, find_bindir
+    except ImportError:
+        bindir = None
+    else:
+        bindir = find_bindir()
+    if bindir is None:
+        rows.append(Row("P8", "PostgreSQL mixed load", "", None, note="no PostgreSQL binaries"))
+        return Outcome(rows, data)
+    cluster = PostgresCluster(bindir)
+    try:
+        cluster.start()
+        url = cluster.create_database()
+        child = procs.start_registry(ctx.work / "p8-pg", "--database-url", url)
+        try:
+            ctx.log(f"P8: {s.p8_clients} mixed clients on PostgreSQL")
+            data["mixed_postgresql"] = mixed_load(child, s.p8_clients, s.p8_mixed_seconds)
+        finally:
+            child.stop()
+    finally:
+        cluster.destroy()
+    rows += _p8_mixed_rows("PostgreSQL", data["mixed_postgresql"])
+    return Outcome(rows, data)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the idle-streams measurement against a fresh server and print the JSON."""
     p = argparse.ArgumentParser(prog="python -m bench.pressure")
     p.add_argument("--streams", type=int, default=1000)
     p.add_argument("--probe-seconds", type=float, default=3.0)
     p.add_argument("--kinds", default="upload,download")
+    p.add_argument("--mixed-seconds", type=float, default=0, help="run the mixed load instead")
+    p.add_argument("--clients", type=int, default=50)
     p.add_argument("server_args", nargs="*", help="extra server flags (after --)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="modelregistry-p8-") as tmp:
         child = procs.start_registry(Path(tmp), *args.server_args)
         try:
+            if args.mixed_seconds:
+                data = mixed_load(child, args.clients, args.mixed_seconds)
+                json.dump(data, sys.stdout, indent=1)
+                return 0
             data = idle_streams(
                 child,
                 args.streams,

@@ -30,7 +30,7 @@ from modelregistry.client import RegistryClient
 from modelregistry.v1 import model_registry_pb2 as mr
 from modelregistry.v1 import model_registry_pb2_grpc as mr_grpc
 
-from . import procs, profiling, stats, transfers
+from . import pressure, procs, profiling, stats, transfers
 from .payload import MiB, Payload, PayloadReader
 from .results_model import INFO, Row, Target, ratio
 
@@ -59,6 +59,10 @@ class Settings:
     profile: bool
     mlflow_python: str | None
     piece_bytes: int = 64 * MiB  # the server's default --upload-piece-bytes
+    p8_streams: int = 1000
+    p8_probe_seconds: float = 3.0
+    p8_clients: int = 50
+    p8_mixed_seconds: float = 60.0
 
 
 @dataclass
@@ -1148,4 +1152,5 @@ SCENARIOS: dict[str, Callable[[Context], Outcome]] = {
     "P5": p5_listing,
     "P6": p6_mlflow,
     "P7": p7_concurrent,
+    "P8": pressure.p8_pressure,
 }

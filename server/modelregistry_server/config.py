@@ -23,7 +23,7 @@ class Config:
     listen: str = "127.0.0.1:50051"
     database_url: str = "sqlite:///var/registry.db"
     blob_url: str = "file://var/blobs"
-    max_workers: int = 64
+    max_workers: int = 16
     max_streams: int = 1000
     stream_idle_timeout_seconds: float = 60
     max_concurrent_rpcs: int = 4096
