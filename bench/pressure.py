@@ -250,7 +250,8 @@ def p8_pressure(ctx: Any) -> Any:
     s = ctx.settings
     data: dict[str, Any] = {}
     rows: list[Row] = []
-    child = procs.start_registry(ctx.work / "p8-idle")
+    # Every idle download admitted, to measure what one costs (the default admits 128).
+    child = procs.start_registry(ctx.work / "p8-idle", "--max-download-streams", str(s.p8_streams))
     try:
         data["idle_streams"] = idle_streams(child, s.p8_streams, s.p8_probe_seconds, ctx.log)
     finally:
@@ -299,7 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("server_args", nargs="*", help="extra server flags (after --)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="modelregistry-p8-") as tmp:
-        child = procs.start_registry(Path(tmp), *args.server_args)
+        limit = ("--max-download-streams", str(args.streams))
+        child = procs.start_registry(Path(tmp), *limit, *args.server_args)
         try:
             if args.mixed_seconds:
                 data = mixed_load(child, args.clients, args.mixed_seconds)

@@ -365,7 +365,9 @@ def build_server(config: Config) -> RegistryServer:
     interceptor = ErrorMappingInterceptor(
         unary_pool=unary_pool,
         stream_pool=stream_pool,
-        limits=ServingLimits(config.max_streams, config.stream_idle_timeout_seconds),
+        limits=ServingLimits(
+            config.max_streams, config.stream_idle_timeout_seconds, config.max_download_streams
+        ),
         passthrough=PASSTHROUGH,
         unary_scope=gate.scope,
     )

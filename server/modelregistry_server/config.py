@@ -25,6 +25,7 @@ class Config:
     blob_url: str = "file://var/blobs"
     max_workers: int = 16
     max_streams: int = 1000
+    max_download_streams: int = 128
     stream_idle_timeout_seconds: float = 60
     max_concurrent_rpcs: int = 4096
     db_max_connections: int = 32
@@ -63,6 +64,8 @@ _HELP = {
     "blob_url": "file://dir or gs://bucket/prefix",
     "max_workers": "threads running unary calls (health never waits for them)",
     "max_streams": "open UploadFile/DownloadFile streams; more get RESOURCE_EXHAUSTED",
+    "max_download_streams": "open DownloadFile streams (each holds verified blocks); more get "
+    "RESOURCE_EXHAUSTED",
     "stream_idle_timeout_seconds": "a stream that moves no message for this long is ended",
     "max_concurrent_rpcs": "calls in flight of any kind; more get RESOURCE_EXHAUSTED",
     "db_max_connections": "PostgreSQL pool size",

@@ -137,7 +137,7 @@ def _version_with_file(client: RegistryClient, size: int) -> tuple[str, str]:
 def test_a_thousand_idle_streams_leave_unary_calls_and_health_answering(
     make_server: Callable[..., RegistryServer],
 ) -> None:
-    server = make_server(max_streams=1100)
+    server = make_server(max_streams=1100, max_download_streams=600)
     with RegistryClient(server.address, timeout=30) as client:
         download, draft = _version_with_file(client, 2 * MiB)
         holder = AioClient(server.address, connections=10, options=SMALL_WINDOW)
@@ -309,6 +309,38 @@ def test_streams_beyond_the_limit_are_refused_and_accepted_again_after(
             assert fresh.size_bytes == 5
         finally:
             holder.close()
+
+
+def test_downloads_beyond_their_own_limit_are_refused(
+    make_server: Callable[..., RegistryServer],
+) -> None:
+    server = make_server(max_download_streams=1)
+    with RegistryClient(server.address, timeout=30, retries=0) as client:
+        download, _ = _version_with_file(client, 4 * MiB)
+        reader = AioClient(server.address, options=SMALL_WINDOW)
+        try:
+
+            async def never_read() -> Any:
+                call = reader.stub().DownloadFile(pl.DownloadFileRequest(name=download))
+                await call.initial_metadata()
+                return call
+
+            held = reader.run(never_read())
+            assert wait_until(lambda: server.interceptor.open_streams == 1)
+            with pytest.raises(RegistryError) as refused:
+                b"".join(client.iter_file("m", 1))
+            assert refused.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert refused.value.reason == "TOO_MANY_STREAMS"
+            assert client.upload_file("m", 2, io.BytesIO(b"up"), file_id="up").size_bytes == 2
+
+            async def cancel() -> None:
+                held.cancel()
+
+            reader.run(cancel())
+            assert wait_until(lambda: server.interceptor.open_streams == 0)
+            assert len(b"".join(client.iter_file("m", 1))) == 4 * MiB  # accepted again
+        finally:
+            reader.close()
 
 
 def test_a_call_past_its_deadline_does_no_more_database_work(

@@ -75,6 +75,8 @@ class ServingLimits:
 
     max_streams: int = 1000
     stream_idle_timeout: float = 60.0
+    # Downloads hold verified blocks (read ahead) while the client reads: a lower limit.
+    max_download_streams: int = 128
 
 
 class _Aborted(Exception):
@@ -160,6 +162,14 @@ async def _fail(context: AioContext, method: str, exc: BaseException) -> None:
         log.error("unexpected error in %s", method, exc_info=exc)
         status = internal_status()
     await context.abort(status.code, status.details, tuple(status.trailing_metadata or ()))
+
+
+def _too_many(what: str, limit: int) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"the server is serving its limit of {limit} {what}; retry later",
+        reason=Reason.TOO_MANY_STREAMS,
+        metadata={"limit": str(limit), "kind": what},
+    )
 
 
 def _idle_error(what: str, seconds: float) -> DeadlineExceeded:
@@ -249,6 +259,7 @@ class ErrorMappingInterceptor(_Interceptor):
         self._passthrough = passthrough
         self._unary_scope = unary_scope
         self._streams = 0
+        self._downloads = 0
 
     @property
     def open_streams(self) -> int:
@@ -301,19 +312,19 @@ class ErrorMappingInterceptor(_Interceptor):
 
     # -- streams -----------------------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def _stream_slot(self) -> AsyncIterator[None]:
-        if self._streams >= self._limits.max_streams:
-            raise ResourceExhausted(
-                f"the server is serving its limit of {self._limits.max_streams} streams; "
-                "retry later",
-                reason=Reason.TOO_MANY_STREAMS,
-                metadata={"max_streams": str(self._limits.max_streams)},
-            )
+    async def _stream_slot(self, download: bool = False) -> AsyncIterator[None]:
+        limits = self._limits
+        if self._streams >= limits.max_streams:
+            raise _too_many("streams", limits.max_streams)
+        if download and self._downloads >= limits.max_download_streams:
+            raise _too_many("download streams", limits.max_download_streams)
         self._streams += 1
+        self._downloads += download
         try:
             yield
         finally:
             self._streams -= 1
+            self._downloads -= download
 
     def _client_stream(
         self, method: str, behavior: Callable[..., Any], decode: Decoder | None
@@ -357,7 +368,7 @@ class ErrorMappingInterceptor(_Interceptor):
             at = None if remaining is None else time.monotonic() + remaining
             messages: Iterator[Any] | None = None
             try:
-                async with self._stream_slot():
+                async with self._stream_slot(download=True):
                     messages = behavior(_decoded(decode, request), sync)
                     while True:
                         message = await loop.run_in_executor(
