@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from .errors import DeadlineExceeded
+from .errors import DeadlineExceeded, Reason
 
 _DEADLINE: ContextVar[float | None] = ContextVar("call_deadline", default=None)
 
@@ -39,4 +39,7 @@ def check() -> None:
     """DEADLINE_EXCEEDED if the current call's deadline has passed."""
     left = remaining()
     if left is not None and left <= 0:
-        raise DeadlineExceeded("the call's deadline passed; the server stopped its work")
+        raise DeadlineExceeded(
+            "the call's deadline passed; the server stopped its work",
+            reason=Reason.DEADLINE_EXCEEDED,
+        )

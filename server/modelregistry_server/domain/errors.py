@@ -161,11 +161,9 @@ class Unavailable(DomainError):
     default_reason = Reason.BACKEND_UNAVAILABLE
 
 
-class DeadlineExceeded(DomainError):
+class DeadlineExceeded(_ExplicitReason):
     """The call's deadline passed (or its stream made no progress for too long); the work
     stopped there and what was committed before stays (an upload stays resumable)."""
-
-    default_reason = Reason.DEADLINE_EXCEEDED
 
 
 class ResourceExhausted(_ExplicitReason):
