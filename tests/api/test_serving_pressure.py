@@ -400,3 +400,37 @@ def test_an_upload_past_its_deadline_writes_no_further_piece(
         assert len(writes) == written < 8  # stopped at the deadline, nothing after
         status = client.get_upload_status("late-1")
         assert status.committed_size_bytes <= written * 256 * KiB  # resumable from there
+
+
+def test_a_client_pinging_too_often_loses_its_connection_and_others_carry_on(
+    make_server: Callable[..., RegistryServer],
+) -> None:
+    server = make_server()
+    pinger = AioClient(
+        server.address,
+        options=[
+            ("grpc.keepalive_time_ms", 100),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+        ],
+    )
+    try:
+        with RegistryClient(server.address, timeout=30) as client:
+            client.create_model("m")
+            draft = client.create_version("m").name
+
+            async def idle_upload_outcome() -> grpc.StatusCode:
+                call = pinger.stub().UploadFile()
+                await call.write(header(f"{draft}/files/pinged"))
+                try:
+                    await asyncio.wait_for(call, 20)
+                except grpc.aio.AioRpcError as exc:
+                    return exc.code()
+                return grpc.StatusCode.OK
+
+            # Pings every 100 ms while no data flows: the server closes the connection
+            # (GOAWAY ENHANCE_YOUR_CALM) long before the stream's idle timeout.
+            assert pinger.run(idle_upload_outcome()) is grpc.StatusCode.UNAVAILABLE
+            assert client.get_model("m").name == "models/m"
+    finally:
+        pinger.close()
