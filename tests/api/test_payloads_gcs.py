@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from modelregistry.client import RegistryClient
+from modelregistry.v1 import resources_pb2 as res
 from modelregistry_server.app import RegistryServer, build_server
 from modelregistry_server.config import Config
 from tests.support.blob_fixtures import GcsEmulator
@@ -146,3 +147,23 @@ def test_cancelled_upload_resumes_from_its_parts(
     assert download(client, n) == data
     assert objects(gcs_emulator, prefix, "uploads") == []
     assert objects(gcs_emulator, prefix, "blobs") == [f"{prefix}/blobs/sha256/{sha256_hex(data)}"]
+
+
+def test_seal_with_cancel_uploads_removes_their_parts_at_once(
+    server: RegistryServer, client: RegistryClient, gcs_emulator: GcsEmulator, prefix: str
+) -> None:
+    client.create_model("m")
+    n = client.create_version("m").version_number
+    data = data_of(3 * PIECE, seed=4)
+    with raw_stub(server.address) as stub:
+        client.upload_file("m", n, io.BytesIO(b"kept"), file_id="kept")
+        head = header(file_name("m", n), "gcs-half", size=len(data), sha256=sha256_hex(data))
+        err = upload_error(stub, [head, *chunks_of(data[: 2 * PIECE], 64 * KiB)])
+        assert err.reason == "SIZE_MISMATCH"
+    assert objects(gcs_emulator, prefix, "uploads")  # its two committed parts
+    sealed = client.seal_version("m", n, cancel_uploads=True)
+    assert (sealed.state, sealed.file_count) == (res.VERSION_STATE_READY, 1)
+    assert objects(gcs_emulator, prefix, "uploads") == []
+    assert objects(gcs_emulator, prefix, "blobs") == [
+        f"{prefix}/blobs/sha256/{sha256_hex(b'kept')}"
+    ]

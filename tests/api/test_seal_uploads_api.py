@@ -27,6 +27,7 @@ from tests.support.payload_helpers import (
     WAIT_S,
     KiB,
     PausingRequests,
+    SteppedRequests,
     assert_nothing_visible,
     blob_root,
     chunks_of,
@@ -135,20 +136,25 @@ def test_cancel_uploads_ends_them_and_removes_their_bytes(
 def test_a_connected_stream_ends_when_its_version_is_sealed(
     server: RegistryServer, client: RegistryClient, v1: int
 ) -> None:
+    """The stream ends at its next message, well inside a piece, with the sender blocked."""
     root = blob_root(server.config.blob_url)
     data = data_of(4 * PIECE, seed=3)
     head = header(file_name("m", v1), "live", size=len(data), sha256=sha256_hex(data))
-    requests = PausingRequests(head, data, pause_at=2 * PIECE + 5 * KiB)
-    with raw_stub(server.address) as stub:
-        future = stub.UploadFile.future(iter(requests), timeout=WAIT_S)
-        assert requests.paused.wait(WAIT_S)
-        wait_committed(client, "live", 2 * PIECE)
-        with expect_error(FailedPreconditionError, "UPLOADS_IN_PROGRESS"):
-            client.seal_version("m", v1)
-        sealed = client.seal_version("m", v1, cancel_uploads=True)
-        requests.release(finish=True)  # the client keeps sending: the server stops it
-        with pytest.raises(grpc.RpcError) as caught:
-            future.result(timeout=WAIT_S)
+    requests = SteppedRequests(head, data, pause_at=2 * PIECE + 5 * KiB, step=10 * KiB)
+    try:
+        with raw_stub(server.address) as stub:
+            future = stub.UploadFile.future(iter(requests), timeout=WAIT_S)
+            assert requests.paused.wait(WAIT_S)
+            wait_committed(client, "live", 2 * PIECE)
+            with expect_error(FailedPreconditionError, "UPLOADS_IN_PROGRESS"):
+                client.seal_version("m", v1)
+            sealed = client.seal_version("m", v1, cancel_uploads=True)
+            requests.go.set()  # one chunk that completes no piece; then the sender blocks
+            with pytest.raises(grpc.RpcError) as caught:
+                future.result(timeout=WAIT_S)
+            assert requests.sent.is_set() and not requests.done.is_set()
+    finally:
+        requests.done.set()
     err = from_rpc_error(caught.value)
     assert (err.code, err.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "VERSION_SEALED")
     assert (sealed.state, sealed.file_count) == (res.VERSION_STATE_READY, 0)
@@ -189,18 +195,23 @@ def test_a_stream_on_another_replica_ends_when_its_version_is_sealed(
 def test_cancel_upload_ends_a_connected_stream(
     server: RegistryServer, client: RegistryClient, v1: int
 ) -> None:
+    """The stream ends at its next message, well inside a piece, with the sender blocked."""
     root = blob_root(server.config.blob_url)
     data = data_of(4 * PIECE, seed=4)
     head = header(file_name("m", v1), "doomed", size=len(data), sha256=sha256_hex(data))
-    requests = PausingRequests(head, data, pause_at=PIECE + 5 * KiB)
-    with raw_stub(server.address) as stub:
-        future = stub.UploadFile.future(iter(requests), timeout=WAIT_S)
-        assert requests.paused.wait(WAIT_S)
-        wait_committed(client, "doomed", PIECE)
-        client.cancel_upload("doomed")
-        requests.release(finish=True)
-        with pytest.raises(grpc.RpcError) as caught:
-            future.result(timeout=WAIT_S)
+    requests = SteppedRequests(head, data, pause_at=PIECE + 5 * KiB, step=10 * KiB)
+    try:
+        with raw_stub(server.address) as stub:
+            future = stub.UploadFile.future(iter(requests), timeout=WAIT_S)
+            assert requests.paused.wait(WAIT_S)
+            wait_committed(client, "doomed", PIECE)
+            client.cancel_upload("doomed")
+            requests.go.set()
+            with pytest.raises(grpc.RpcError) as caught:
+                future.result(timeout=WAIT_S)
+            assert requests.sent.is_set() and not requests.done.is_set()
+    finally:
+        requests.done.set()
     err = from_rpc_error(caught.value)
     assert (err.code, err.reason) == (grpc.StatusCode.NOT_FOUND, "UPLOAD_NOT_FOUND")
     assert_nothing_visible(client, "m", v1)

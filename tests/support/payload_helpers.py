@@ -301,6 +301,35 @@ class PausingRequests:
         self.paused.set()
 
 
+class SteppedRequests:
+    """A request iterator: the header and ``data[:pause_at]``, then it blocks until ``go``; then
+    one chunk of ``step`` bytes (set ``sent``), and it blocks again until ``done``, then stops.
+
+    It tells whether the server ends a call at the next message rather than at the next piece:
+    with ``step`` smaller than a piece, only such a server ends the call while it blocks.
+    """
+
+    def __init__(self, first: pl.UploadFileRequest, data: bytes, pause_at: int, step: int) -> None:
+        self._first = first
+        self._data = data
+        self._pause_at = pause_at
+        self._step = step
+        self.paused = threading.Event()
+        self.go = threading.Event()
+        self.sent = threading.Event()
+        self.done = threading.Event()
+
+    def __iter__(self) -> Iterator[pl.UploadFileRequest]:
+        yield self._first
+        yield from chunks_of(self._data[: self._pause_at], 64 * KiB)
+        self.paused.set()
+        self.go.wait(WAIT_S * 4)
+        end = self._pause_at + self._step
+        yield chunk(self._pause_at, self._data[self._pause_at : end])
+        self.sent.set()
+        self.done.wait(WAIT_S * 4)
+
+
 # -- visibility ---------------------------------------------------------------------------------
 def file_name(model: str, version: int | str, file_id: str = "payload") -> str:
     return f"models/{model}/versions/{version}/files/{file_id}"
