@@ -11,7 +11,7 @@ from types import FrameType
 
 from .app import ListenError, build_server
 from .config import load_config
-from .storage.metadata import SchemaTooNewError
+from .storage.metadata import DatabaseInUseError, SchemaTooNewError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ListenError as exc:
         print(f"modelregistry: {exc}", file=sys.stderr, flush=True)
         return 1
-    except (ValueError, OSError, SchemaTooNewError) as exc:  # configuration, not an outage
+    except (ValueError, OSError, SchemaTooNewError, DatabaseInUseError) as exc:  # not outages
         logging.getLogger(__name__).error("cannot start: %s", exc)
         return 2
     stopping = threading.Event()

@@ -349,16 +349,10 @@ def build_server(config: Config) -> RegistryServer:
 
     An unreachable database does not fail the build: the server starts NOT_SERVING and
     connects in the background (see :class:`RegistryServer`). A malformed URL, an unreadable
-    secret file or a database newer than this release raise here.
+    secret file or a database newer than this release raise here. The port is bound first, so
+    a port in use is refused before anything waits on the database.
     """
-    try:
-        backends: Backends | None = connect(config)
-    except Unavailable as exc:
-        log.warning("database unreachable at start-up (%s); serving NOT_SERVING", exc)
-        backends = None
     gate = DeferredServices(SERVICES)
-    if backends is not None:
-        _install(gate, config, backends)
     unary_pool = futures.ThreadPoolExecutor(config.max_workers, thread_name_prefix="unary")
     # A stream holds at most one thread at a time, so with this many no stream waits for one.
     stream_pool = futures.ThreadPoolExecutor(config.max_streams, thread_name_prefix="stream")
@@ -372,15 +366,23 @@ def build_server(config: Config) -> RegistryServer:
         unary_scope=gate.scope,
     )
     loop = _Loop()
+    backends: Backends | None = None
     try:
         server, health_servicer, port = loop.call(_serve(config, gate, interceptor))
+        try:
+            backends = connect(config)
+        except Unavailable as exc:
+            log.warning("database unreachable at start-up (%s); serving NOT_SERVING", exc)
+        except BaseException:
+            loop.call(server.stop(None))  # frees the port
+            raise
     except BaseException:
         loop.close()
         unary_pool.shutdown()
         stream_pool.shutdown()
-        if backends is not None:
-            backends.close()
         raise
+    if backends is not None:
+        _install(gate, config, backends)
     return RegistryServer(
         config,
         server,

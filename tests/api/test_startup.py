@@ -45,7 +45,12 @@ def test_build_server_refuses_a_port_in_use(server: RegistryServer, tmp_path: Pa
     _still_serves(server.address, "only-the-first")
 
 
-def test_second_process_on_a_port_in_use_exits_with_one_clear_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("database", ["own", "same"])
+def test_second_process_on_a_port_in_use_exits_with_one_clear_line(
+    tmp_path: Path, database: str
+) -> None:
+    """Also when it is the same command again (the same SQLite file, held by the first): the
+    port is refused before anything waits on the database, and no database line misleads."""
     log = tmp_path / "first.log"
     with ServerProcess(sqlite_url(tmp_path / "a"), (tmp_path / "a-blobs").as_uri(), log) as first:
         second = subprocess.run(
@@ -56,7 +61,7 @@ def test_second_process_on_a_port_in_use_exits_with_one_clear_line(tmp_path: Pat
                 "--listen",
                 first.address,
                 "--database-url",
-                sqlite_url(tmp_path / "b"),
+                sqlite_url(tmp_path / ("a" if database == "same" else "b")),
                 "--blob-url",
                 (tmp_path / "b-blobs").as_uri(),
             ],
@@ -72,6 +77,33 @@ def test_second_process_on_a_port_in_use_exits_with_one_clear_line(tmp_path: Pat
             "the address is in use or not available"
         ]
         assert "listening" not in second.stdout
+        assert "database" not in second.stderr
+        _still_serves(first.address, "first-still-serves")
+
+
+def test_second_process_on_a_held_sqlite_file_exits_with_one_clear_line(tmp_path: Path) -> None:
+    """SQLite serves one process: a second one on the same file (another port) is refused at
+    once instead of waiting NOT_SERVING for a lock the first holds for its whole life."""
+    database = sqlite_url(tmp_path / "shared")
+    blobs = (tmp_path / "blobs").as_uri()
+    with ServerProcess(database, blobs, tmp_path / "first.log") as first:
+        second = ServerProcess(database, blobs, tmp_path / "second.log")
+        try:
+            with pytest.raises(RuntimeError, match="exited at start-up"):
+                second.start()
+        finally:
+            second.kill()
+        assert second.returncode == 2
+        text = (tmp_path / "second.log").read_text()
+        assert "Traceback" not in text
+        refused = [line for line in text.splitlines() if "cannot start" in line]
+        held = (tmp_path / "shared" / "metadata.db").resolve()
+        assert len(refused) == 1, text
+        assert refused[0].endswith(
+            f"cannot start: another process holds the SQLite database at {held}; "
+            "SQLite serves one process, use PostgreSQL for several"
+        ), text
+        assert "unreachable" not in text
         _still_serves(first.address, "first-still-serves")
 
 

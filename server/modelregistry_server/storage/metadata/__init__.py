@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .database import open_database
+from .database import DatabaseInUseError, open_database
 from .errors import StoreError, translated
 from .migrations import SchemaTooNewError, migrate
 from .store import PeeweeMetadataStore
@@ -14,7 +14,13 @@ if TYPE_CHECKING:
 
     _conforms: type[MetadataStore] = PeeweeMetadataStore  # the adapter implements the port
 
-__all__ = ["PeeweeMetadataStore", "SchemaTooNewError", "StoreError", "open_metadata_store"]
+__all__ = [
+    "DatabaseInUseError",
+    "PeeweeMetadataStore",
+    "SchemaTooNewError",
+    "StoreError",
+    "open_metadata_store",
+]
 
 
 def open_metadata_store(url: str, *, max_connections: int = 32) -> PeeweeMetadataStore:
@@ -23,7 +29,8 @@ def open_metadata_store(url: str, *, max_connections: int = 32) -> PeeweeMetadat
     URLs: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` (the parent
     directory is created), ``postgresql://user:pass@host:port/dbname`` (or ``postgres://``).
     Raises ``ValueError`` for a malformed URL, ``Unavailable`` if the database cannot be
-    reached and :class:`SchemaTooNewError` if a newer release migrated it.
+    reached, :class:`DatabaseInUseError` if another process holds the SQLite file and
+    :class:`SchemaTooNewError` if a newer release migrated it.
     """
     backend = open_database(url, max_connections=max_connections)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -20,12 +21,18 @@ Dialect = Literal["sqlite", "postgresql"]
 
 # Writers wait this long for SQLite's single write lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 15
+# How long start-up waits for a SQLite file another process holds before refusing it.
+SQLITE_HELD_WAIT_S = 1.0
 # Pooled connections older than this are closed instead of reused.
 STALE_TIMEOUT_S = 300
 # How long a request waits for a free pooled connection.
 POOL_WAIT_TIMEOUT_S = 30
 # How long a new PostgreSQL connection may take before the server counts as unreachable.
 PG_CONNECT_TIMEOUT_S = 5
+
+
+class DatabaseInUseError(RuntimeError):
+    """Another process holds the SQLite database (``unix-excl`` serves one process)."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,8 @@ class Backend:
 
 
 def open_database(url: str, *, max_connections: int) -> Backend:
-    """Parse a database URL into a pooled peewee database (not yet connected).
+    """Parse a database URL into a pooled peewee database (not yet connected; a SQLite file
+    that another process holds raises :class:`DatabaseInUseError`).
 
     ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
     ``postgresql://user:pass@host:port/dbname`` (``postgres://`` too; query parameters are
@@ -103,6 +111,7 @@ def _sqlite(url: str, max_connections: int) -> peewee.Database:
     if not path or path == ":memory:" or path.endswith("/"):
         raise ValueError(f"SQLite URL {url!r} must name a database file")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _refuse_if_held(path)
     database: peewee.Database = PooledSqliteDatabase(
         sqlite_vfs_uri(path),
         max_connections=max_connections,
@@ -134,6 +143,26 @@ def sqlite_vfs_uri(path: str) -> str:
     the database file is locked by one server process at a time (its connections share it).
     """
     return f"file:{quote(str(Path(path).resolve()))}?vfs=unix-excl"
+
+
+def _refuse_if_held(path: str) -> None:
+    """Raise :class:`DatabaseInUseError` if another process holds the file: it would keep it
+    for its whole life, so waiting (as for a database that is down) would never end."""
+    try:
+        probe = sqlite3.connect(sqlite_vfs_uri(path), uri=True, timeout=SQLITE_HELD_WAIT_S)
+    except sqlite3.Error:
+        return  # opening the store reports it
+    try:
+        probe.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    except sqlite3.Error as exc:
+        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+            return  # not a lock: opening the store reports it
+        raise DatabaseInUseError(
+            f"another process holds the SQLite database at {Path(path).resolve()}; "
+            "SQLite serves one process, use PostgreSQL for several"
+        ) from None
+    finally:
+        probe.close()
 
 
 def _postgresql(url: str, max_connections: int) -> peewee.Database:
