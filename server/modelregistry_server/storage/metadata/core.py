@@ -1,4 +1,4 @@
-"""The shared core of the peewee metadata adapter: scopes, savepoint inserts, row lookups.
+"""The shared core of the peewee metadata adapter: scopes, conflict-free inserts, row lookups.
 
 Scopes: :meth:`StoreCore.connection` holds one pooled connection per thread (nested scopes
 reuse it); :meth:`StoreCore.transaction` is a write transaction (``BEGIN IMMEDIATE`` on
