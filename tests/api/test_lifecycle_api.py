@@ -8,9 +8,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from google.protobuf import timestamp_pb2
-
 from modelregistry.client import (
+    AbortedError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
@@ -30,16 +29,26 @@ STAGES = {
 }
 
 
-def _expire(client: RegistryClient, model: str, number: int, when: datetime | None) -> None:
-    version = res.ModelVersion(name=f"models/{model}/versions/{number}")
-    if when is not None:
-        stamp = timestamp_pb2.Timestamp()
-        stamp.FromDatetime(when)
-        version.expire_time.CopyFrom(stamp)
-    client.update_version(version, update_mask=["expire_time"])
-
-
 # -- expiry -----------------------------------------------------------------------------------
+
+
+def test_set_expire_time_sets_and_clears_it(client: RegistryClient) -> None:
+    client.create_model("fraud")
+    client.create_version("fraud")
+    client.seal_version("fraud", 1)
+    client.set_alias("fraud", "prod", 1)
+    expired = client.set_expire_time("fraud", 1, PAST)
+    assert (expired.expire_time.ToDatetime(tzinfo=UTC), expired.expired) == (PAST, True)
+    with expect_error(FailedPreconditionError, "VERSION_EXPIRED"):
+        client.get_version("fraud", "prod")
+    with unchanged(client), expect_error(AbortedError, "ETAG_MISMATCH"):
+        client.set_expire_time("fraud", 1, None, etag="stale")
+    cleared = client.set_expire_time("fraud", 1, None, etag=expired.etag)
+    assert (cleared.HasField("expire_time"), cleared.expired) == (False, False)
+    assert client.get_version("fraud", "prod").version_number == 1
+    naive = client.set_expire_time("fraud", 1, datetime(2999, 1, 1))  # naive: UTC
+    assert naive.expire_time.ToDatetime(tzinfo=UTC) == datetime(2999, 1, 1, tzinfo=UTC)
+    assert not naive.expired
 
 
 def test_an_alias_to_an_expired_version_no_longer_resolves(client: RegistryClient) -> None:
@@ -49,7 +58,7 @@ def test_an_alias_to_an_expired_version_no_longer_resolves(client: RegistryClien
     v1 = client.seal_version("fraud", 1)
     client.set_alias("fraud", "prod", 1)
     client.transition_stage("fraud", 1, "PRODUCTION")
-    _expire(client, "fraud", 1, PAST)
+    client.set_expire_time("fraud", 1, PAST)
 
     with expect_error(FailedPreconditionError, "VERSION_EXPIRED") as err:
         client.get_version("fraud", "prod")
@@ -74,7 +83,7 @@ def test_an_alias_to_an_expired_version_no_longer_resolves(client: RegistryClien
     assert client.get_alias("fraud", "prod").version == "models/fraud/versions/1"
 
     # Clearing the expiry makes the alias resolve again.
-    _expire(client, "fraud", 1, None)
+    client.set_expire_time("fraud", 1, None)
     assert client.get_version("fraud", "prod").version_number == 1
     assert client.get_version("fraud", "latest").version_number == 1
 
@@ -94,7 +103,7 @@ def test_an_expired_version_cannot_be_aliased_or_promoted(client: RegistryClient
                 client.transition_stage("fraud", 2, stage)
     assert client.transition_stage("fraud", 2, "DEVELOPMENT").stage == res.STAGE_DEVELOPMENT
     # An alias copied from an alias that now points at an expired version is refused too.
-    _expire(client, "fraud", 1, PAST)
+    client.set_expire_time("fraud", 1, PAST)
     with unchanged(client), expect_error(FailedPreconditionError, "VERSION_EXPIRED"):
         client.set_alias("fraud", "copy", "stable")
     assert client.get_version("fraud", 1).expired

@@ -367,6 +367,21 @@ class RegistryClient:
         )
         return self._call(self._registry.UpdateModelVersion, request)
 
+    def set_expire_time(
+        self,
+        model_id: str,
+        version: VersionRef,
+        expire_time: datetime | timestamp_pb2.Timestamp | None,
+        *,
+        etag: str = "",
+    ) -> res.ModelVersion:
+        """Set when a version expires (naive datetimes are UTC), or clear it with ``None``;
+        a version whose expiry is cleared or moved into the future resolves again."""
+        update = res.ModelVersion(name=names.version_ref(model_id, version), etag=etag)
+        if expire_time is not None:
+            update.expire_time.CopyFrom(messages.timestamp(expire_time))
+        return self.update_version(update, update_mask=["expire_time"])
+
     def delete_version(
         self, model_id: str, version: VersionRef, *, etag: str = "", force: bool = False
     ) -> res.ModelVersion:
