@@ -303,7 +303,7 @@ class PausingRequests:
 
 class SteppedRequests:
     """A request iterator: the header and ``data[:pause_at]``, then it blocks until ``go``; then
-    one chunk of ``step`` bytes (set ``sent``), and it blocks again until ``done``, then stops.
+    one chunk of ``step`` bytes, and it blocks again until ``done``, then stops.
 
     It tells whether the server ends a call at the next message rather than at the next piece:
     with ``step`` smaller than a piece, only such a server ends the call while it blocks.
@@ -316,7 +316,6 @@ class SteppedRequests:
         self._step = step
         self.paused = threading.Event()
         self.go = threading.Event()
-        self.sent = threading.Event()
         self.done = threading.Event()
 
     def __iter__(self) -> Iterator[pl.UploadFileRequest]:
@@ -326,7 +325,6 @@ class SteppedRequests:
         self.go.wait(WAIT_S * 4)
         end = self._pause_at + self._step
         yield chunk(self._pause_at, self._data[self._pause_at : end])
-        self.sent.set()
         self.done.wait(WAIT_S * 4)
 
 
