@@ -119,3 +119,26 @@ def test_objects_younger_than_grace_are_kept(
         assert backdoor.upload_ids() == {"e" * 40}
     finally:
         service.stop(0)
+
+
+def test_uploading_the_same_content_again_replaces_a_bad_object(
+    client: RegistryClient, gcs_emulator: GcsEmulator, prefix: str
+) -> None:
+    """Repair by re-upload on a bucket: the bad object is deleted and the verified upload is
+    committed in its place (create-only), for every file sharing the content."""
+    backdoor = GcsBackdoor(gcs_emulator, prefix)
+    backdoor.flip(KEY, MiB + 5)
+    assert client.verify_file("m", 1).integrity == res.INTEGRITY_STATE_CORRUPTED
+    v2 = client.create_version("m").version_number
+    client.upload_file("m", v2, io.BytesIO(DATA))
+    assert backdoor.read(KEY) == DATA
+    assert backdoor.upload_ids() == set()
+    assert b"".join(client.iter_file("m", 1)) == DATA
+    assert client.get_file("m", 1).integrity == res.INTEGRITY_STATE_UNVERIFIED
+
+    backdoor.remove(KEY)  # a lost object is re-created the same way
+    assert client.verify_file("m", 1).integrity == res.INTEGRITY_STATE_MISSING
+    v3 = client.create_version("m").version_number
+    client.upload_file("m", v3, io.BytesIO(DATA))
+    assert backdoor.read(KEY) == DATA
+    assert client.verify_file("m", v2).integrity == res.INTEGRITY_STATE_VERIFIED

@@ -357,3 +357,47 @@ def test_empty_ranges_touch_no_block(stores: tuple[Any, ...]) -> None:
     legacy = put(blobs, store, data_of(seed=8), sums=False)
     assert read(integrity, legacy, 5, 5) == (b"", None)
     assert store.get_blob(legacy.sha256).sums is None  # type: ignore[union-attr]  # no backfill
+
+
+def test_a_whole_read_checks_the_sha256_even_when_every_block_matches_its_sum(
+    stores: tuple[Any, ...],
+) -> None:
+    """Block sums recorded from bytes that were already damaged: each block passes its crc32c,
+    only the sha256 shows the damage, so the last block of a whole read is withheld."""
+    blobs, backdoor, store, integrity = stores
+    data = data_of()
+    record = put(blobs, store, data, sums=False)
+    damaged = bytearray(data)
+    damaged[BAD * BLOCK + 99] ^= 0x01
+    backdoor.write(blob_key(record.sha256), bytes(damaged))
+    hasher = BlockHasher(BLOCK)
+    hasher.update(bytes(damaged))
+    assert store.set_block_sums(record.sha256, hasher.sums())
+
+    got, error = read(integrity, record, 0, SIZE)
+    assert error is not None and error.reason is Reason.BLOB_CORRUPTED
+    assert got == bytes(damaged[: 4 * BLOCK])  # the last block never left
+    assert store.get_blob(record.sha256).integrity is IntegrityState.CORRUPTED  # type: ignore[union-attr]
+    for offset, end in [(0, BLOCK), (BAD * BLOCK, BAD * BLOCK + 200), (5, SIZE - 1)]:
+        assert read(integrity, record, offset, end) == (bytes(damaged[offset:end]), None)
+
+
+def test_verify_gives_a_file_without_a_blob_row_one(stores: tuple[Any, ...]) -> None:
+    blobs, backdoor, store, integrity = stores
+    good = put(blobs, store, data_of(seed=1))
+    bad = put(blobs, store, data_of(seed=2))
+    backdoor.flip(blob_key(bad.sha256), 3)
+    with store.transaction():
+        store.backend.database.execute_sql("DELETE FROM blobs")
+
+    for record, state in [(good, IntegrityState.VERIFIED), (bad, IntegrityState.CORRUPTED)]:
+        checked = integrity.verify(record)
+        assert (checked.integrity, checked.verify_time) == (state, NOW)
+        blob = store.get_blob(record.sha256)
+        assert blob is not None and (blob.size, blob.integrity, blob.verify_time) == (
+            SIZE,
+            state,
+            NOW,
+        )
+    assert store.get_blob(good.sha256).sums is not None  # type: ignore[union-attr]
+    assert store.get_blob(bad.sha256).sums is None  # type: ignore[union-attr]
