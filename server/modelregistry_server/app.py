@@ -71,6 +71,7 @@ class MaintenanceReport:
     purged_versions: int
     gc: GcReport
     scrub: ScrubReport
+    failed: tuple[str, ...] = ()  # steps that raised (logged; the others still ran)
 
 
 SERVICES = (
@@ -245,15 +246,23 @@ class RegistryServer:
     def run_maintenance(self) -> MaintenanceReport:
         """Purge expired soft-deletes, collect unreferenced blobs and stale uploads (and stored
         objects no row accounts for), scrub (re-read and verify stored blobs), then refresh the
-        database's planner statistics."""
-        models, versions = self.registry.purge()
-        gc = self.payloads.collect_garbage()
-        scrub = self.integrity.scrub(self.config.scrub_bytes_per_run, self.config.scrub_reverify)
-        self.store.refresh_statistics()
+        database's planner statistics. Each step runs even if an earlier one failed."""
+        failed: list[str] = []
+        models, versions = _step("purge", self.registry.purge, (0, 0), failed)
+        gc = _step("gc", self.payloads.collect_garbage, GcReport(0, 0), failed)
+        scrub = _step(
+            "scrub",
+            lambda: self.integrity.scrub(
+                self.config.scrub_bytes_per_run, self.config.scrub_reverify
+            ),
+            ScrubReport(),
+            failed,
+        )
+        _step("statistics", self.store.refresh_statistics, None, failed)
         log.info(
             "maintenance: purged %d models, %d versions; removed %d uploads, %d blobs "
             "(%d orphan uploads, %d orphan blobs found); scrub verified %d blobs (%d bytes): "
-            "%d corrupted, %d missing, %d files broken",
+            "%d corrupted, %d missing, %d files broken; failed steps: %s",
             models,
             versions,
             gc.uploads,
@@ -265,8 +274,9 @@ class RegistryServer:
             scrub.corrupted,
             scrub.missing,
             scrub.broken_files,
+            ", ".join(failed) or "none",
         )
-        return MaintenanceReport(models, versions, gc, scrub)
+        return MaintenanceReport(models, versions, gc, scrub, tuple(failed))
 
     def _maintain(self) -> None:
         while not self._stopping.wait(self.config.maintenance_interval_seconds):
@@ -291,6 +301,16 @@ class RegistryServer:
             pool.shutdown(wait=True)
         if self._backends is not None:
             self._backends.close()
+
+
+def _step(name: str, run: Callable[[], T], failed_result: T, failed: list[str]) -> T:
+    """Run one maintenance step; if it raises, log it, note ``name`` and go on."""
+    try:
+        return run()
+    except Exception:
+        log.exception("maintenance: %s failed; the other steps still run", name)
+        failed.append(name)
+        return failed_result
 
 
 def page_tokens(config: Config, store: MetadataStore) -> PageTokens:

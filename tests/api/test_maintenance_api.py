@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import time
 from collections.abc import Iterator
 
@@ -79,3 +80,30 @@ def test_the_schedule_runs_maintenance_by_itself(server_config: Config) -> None:
                 break
             assert time.monotonic() < deadline, "the maintenance schedule never purged"
             time.sleep(0.05)
+
+
+def test_a_failing_step_does_not_stop_the_others(
+    expiring: tuple[RegistryServer, RegistryClient],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service, client = expiring
+    client.create_model("gone")
+    client.delete_model("gone", force=True)
+    client.create_model("m")
+    client.upload_file("m", client.create_version("m").version_number, io.BytesIO(b"bytes"))
+    refreshed: list[bool] = []
+
+    def broken() -> None:
+        raise RuntimeError("gc broke")
+
+    monkeypatch.setattr(service.payloads, "collect_garbage", broken)
+    monkeypatch.setattr(service.store, "refresh_statistics", lambda: refreshed.append(True))
+
+    report = service.run_maintenance()
+
+    assert report.failed == ("gc",)
+    assert report.purged_models == 1
+    assert report.scrub.blobs == 1  # the scrub ran after the failed GC
+    assert refreshed == [True]
+    assert "maintenance: gc failed" in caplog.text

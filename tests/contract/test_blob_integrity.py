@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -401,3 +402,96 @@ def test_verify_gives_a_file_without_a_blob_row_one(stores: tuple[Any, ...]) -> 
         )
     assert store.get_blob(good.sha256).sums is not None  # type: ignore[union-attr]
     assert store.get_blob(bad.sha256).sums is None  # type: ignore[union-attr]
+
+
+def test_a_bad_blob_is_logged_and_recorded_once_per_change_of_state(
+    stores: tuple[Any, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    blobs, backdoor, store, _ = stores
+    clock = Clock()
+    integrity = Integrity(store, blobs, clock=clock, block_size=BLOCK)
+    record = put(blobs, store, data_of())
+    backdoor.flip(blob_key(record.sha256), 7)
+
+    def errors() -> int:
+        return sum(r.levelno == logging.ERROR for r in caplog.records)
+
+    def state() -> tuple[IntegrityState, datetime | None]:
+        blob = store.get_blob(record.sha256)
+        assert blob is not None
+        return blob.integrity, blob.verify_time
+
+    with caplog.at_level(logging.DEBUG, logger="modelregistry_server.domain.integrity"):
+        found = clock.now
+        for offset, end in [(0, SIZE), (0, SIZE), (0, 10), (1, 2)]:
+            assert read(integrity, record, offset, end)[1] is not None
+            assert (errors(), state()) == (1, (IntegrityState.CORRUPTED, found))
+            clock.now += timedelta(minutes=1)
+        assert integrity.verify(record).integrity is IntegrityState.CORRUPTED  # a check: dated
+        assert (errors(), state()) == (1, (IntegrityState.CORRUPTED, clock.now))
+
+        backdoor.remove(blob_key(record.sha256))  # a new state is news
+        clock.now += timedelta(minutes=1)
+        assert read(integrity, record, 0, SIZE)[1] is not None
+        assert read(integrity, record, 0, SIZE)[1] is not None
+        assert (errors(), state()) == (2, (IntegrityState.MISSING, clock.now))
+
+
+def test_gc_looks_at_a_bounded_number_of_stored_objects_per_pass_and_reaches_them_all(
+    stores: tuple[Any, ...],
+) -> None:
+    """With a limit of 2, old uploads owned by active sessions that list first do not keep
+    the orphan uploads behind them from being removed, and orphan blobs are adopted two per
+    pass: the listing resumes where the previous pass stopped."""
+    blobs, backdoor, store, _ = stores
+    clock = Clock()
+    gc = GarbageCollector(
+        store,
+        blobs,
+        clock=clock,
+        grace=timedelta(hours=1),
+        claim=lambda tenant, upload_id: contextlib.nullcontext(True),
+        limit=2,
+    )
+    live = [u for u in (f"live-{i}" for i in range(40)) if storage_id("t", u) < "e"][:3]
+    for upload_id in live:
+        session = make_upload(upload_id, tenant="t")
+        session.update_time = clock.now + timedelta(hours=3)  # receiving until the GC runs
+        store.insert_upload(session)
+        blobs.write_upload(storage_id("t", upload_id), 0, [b"live bytes"])
+    orphans = ["e" * 40, "f" * 40]  # listed after every live upload
+    for name in orphans:
+        backdoor.write_upload(name, b"parts nobody owns")
+    orphan_keys = set()
+    for seed in range(5):
+        data = data_of(50, seed=100 + seed)
+        orphan_keys.add(blob_key(hashlib.sha256(data).hexdigest()))
+        backdoor.write(blob_key(hashlib.sha256(data).hexdigest()), data)
+    clock.now += timedelta(hours=2)
+
+    reports = [gc.collect() for _ in range(4)]
+    assert [r.orphan_blobs for r in reports] == [2, 2, 1, 0]
+    assert sum(r.orphan_uploads for r in reports) == 2
+    assert backdoor.upload_ids() == {storage_id("t", u) for u in live}
+    assert backdoor.blob_keys() == set()
+    assert all(store.get_blob(k.removeprefix("sha256/")) is None for k in orphan_keys)
+
+
+def test_listings_resume_after_a_name(stores: tuple[Any, ...]) -> None:
+    blobs, backdoor, _, _ = stores
+    for upload_id in ["ab", "ab-c", "b"]:
+        for offset in (0, 5):  # two writes: on GCS two part objects of one upload
+            blobs.write_upload(upload_id, offset, [b"12345"])
+    keys = sorted(blob_key(hashlib.sha256(bytes([i])).hexdigest()) for i in range(4))
+    for key in keys:
+        backdoor.write(key, b"x")
+
+    def uploads(after: str) -> list[tuple[str, int]]:
+        return [(o.name, o.size) for o in blobs.list_uploads(after)]
+
+    assert uploads("") == [("ab-c", 10), ("ab", 10), ("b", 10)]  # in object-name order
+    assert uploads("ab-c") == [("ab", 10), ("b", 10)]
+    assert uploads("ab") == [("b", 10)]
+    assert [o.name for o in blobs.list_blobs()] == keys
+    assert [o.name for o in blobs.list_blobs(keys[1])] == keys[2:]
+    assert [o.name for o in blobs.list_blobs(keys[3])] == []

@@ -9,6 +9,10 @@ One pass removes, once older than the grace period:
    other blob: a row is deleted, and then its object, only while the row is held and only if
    no file references it and nothing touched it since the cutoff (see ``docs/design.md``).
 
+Steps 2 and 3 each look at no more than ``limit`` listed objects per pass, resuming the listing
+where the previous pass stopped (from the start again once it reached the end), so every stored
+object is looked at within a bounded number of passes however many are in the way.
+
 Stored uploads are listed *before* the sessions are read: a session's row is written before
 any of its bytes, so the bytes of a session created after that read are newer than the listing
 and are never candidates.
@@ -77,6 +81,9 @@ class GarbageCollector:
         self._grace = grace
         self._claim = claim
         self._limit = limit
+        # Where the next pass resumes listing stored uploads and blobs ("": from the start).
+        self._uploads_after = ""
+        self._blobs_after = ""
 
     def collect(self) -> GcReport:
         """One pass; each step removes at most ``limit`` things (the rest wait for the next)."""
@@ -101,8 +108,9 @@ class GarbageCollector:
         return removed
 
     def _orphan_uploads(self, cutoff: datetime) -> int:
-        stored = (o.name for o in self._blobs.list_uploads() if o.modified < cutoff)
-        candidates = list(itertools.islice(stored, self._limit))
+        listed = list(itertools.islice(self._blobs.list_uploads(self._uploads_after), self._limit))
+        self._uploads_after = _resume_after(listed, self._limit)
+        candidates = [o.name for o in listed if o.modified < cutoff]
         if not candidates:
             return 0
         owned = self._active_storage_ids()
@@ -125,7 +133,9 @@ class GarbageCollector:
 
     def _adopt_orphan_blobs(self, cutoff: datetime) -> int:
         adopted = 0
-        old = (o for o in self._blobs.list_blobs() if o.modified < cutoff)
+        listed = list(itertools.islice(self._blobs.list_blobs(self._blobs_after), self._limit))
+        self._blobs_after = _resume_after(listed, self._limit)
+        old = (o for o in listed if o.modified < cutoff)
         for batch in _batches(old, _BATCH):
             known = self._store.known_blobs([digest_of_key(o.name) for o in batch])
             for obj in batch:
@@ -144,6 +154,12 @@ class GarbageCollector:
                     self._blobs.delete(blob_key(digest))
                     removed += 1
         return removed
+
+
+def _resume_after(listed: list[StoredObject], limit: int) -> str:
+    """Where the next pass resumes: after the last object listed, or from the start again
+    once the listing ended."""
+    return listed[-1].name if len(listed) == limit else ""
 
 
 def _batches(objects: Iterable[StoredObject], size: int) -> Iterable[list[StoredObject]]:

@@ -104,9 +104,10 @@ class Integrity:
         """
         blob = self._store.get_blob(record.sha256)
         sums = None if blob is None else blob.sums
+        known = None if blob is None else blob.integrity
         whole = offset == 0 and end == record.size
         if sums is None and not whole and end > offset:
-            sums = self._backfill(record)
+            sums = self._backfill(record, known)
         block_size = self._block_size if sums is None else sums.block_size
         first = offset // block_size
         read_end = min(record.size, block_count(end, block_size) * block_size)
@@ -116,9 +117,9 @@ class Integrity:
         try:
             chunks = self._blobs.read(blob_key(record.sha256), start, read_end - start)
         except DataLoss as exc:
-            self._report(record.sha256, _state_of(exc), str(exc))
+            self._report(record.sha256, _state_of(exc), str(exc), known)
             raise
-        checked = self._checked(record, chunks, sums, first, offset, end, read_end, whole)
+        checked = self._checked(record, chunks, sums, first, offset, end, read_end, whole, known)
         return read_ahead(checked, _READ_AHEAD_BLOCKS, name="checked-read")
 
     def _checked(
@@ -131,6 +132,7 @@ class Integrity:
         end: int,
         read_end: int,
         whole: bool,
+        known: IntegrityState | None,
     ) -> Iterator[bytes]:
         sha = hashlib.sha256() if whole else None
         # A whole read of a blob without sums computes them (ranged reads backfill first).
@@ -153,16 +155,16 @@ class Integrity:
             if sha is not None and read_end == 0:
                 _check_sha(sha.hexdigest(), record.sha256, what)
         except DataLoss as exc:
-            self._report(record.sha256, _state_of(exc), str(exc))
+            self._report(record.sha256, _state_of(exc), str(exc), known)
             raise
         if hasher is not None:
             self._store_sums(record.sha256, hasher.sums(), verified=True)
 
-    def _backfill(self, record: FileRecord) -> BlockSums:
+    def _backfill(self, record: FileRecord, known: IntegrityState | None) -> BlockSums:
         """Verify a blob without block sums by its sha256 and store its sums."""
         state, sums, detail = self._check(record.sha256, record.size, None)
         if state is not IntegrityState.VERIFIED or sums is None:
-            self._report(record.sha256, state, detail)
+            self._report(record.sha256, state, detail, known)
             missing = state is IntegrityState.MISSING
             raise DataLoss(detail, reason=Reason.BLOB_MISSING if missing else Reason.BLOB_CORRUPTED)
         self._store_sums(record.sha256, sums, verified=True)
@@ -216,7 +218,7 @@ class Integrity:
                 self._store.set_block_sums(digest, sums)
             self._store.record_verification(digest, state, now)
         else:
-            self._report(digest, state, detail)
+            self._report(digest, state, detail, None if blob is None else blob.integrity, now)
         return state
 
     def scrub(self, max_bytes: int, reverify_after: timedelta) -> ScrubReport:
@@ -250,10 +252,24 @@ class Integrity:
         return report
 
     # -- findings ----------------------------------------------------------------------------
-    def _report(self, digest: str, state: IntegrityState, detail: str) -> None:
-        """Record a bad blob on its row and log it with the files it breaks."""
+    def _report(
+        self,
+        digest: str,
+        state: IntegrityState,
+        detail: str,
+        known: IntegrityState | None,
+        checked: datetime | None = None,
+    ) -> None:
+        """Record a bad blob on its row and log it with the files it breaks, once per change
+        of state: a read of a blob already recorded in that state writes and logs nothing; a
+        check (VerifyFile, the scrub: ``checked`` is its time) records its time again."""
+        again = state is known
         try:
-            self._store.record_verification(digest, state, self._clock())
+            if checked is not None or not again:
+                self._store.record_verification(digest, state, checked or self._clock())
+            if again:
+                log.debug("integrity: blob %s is still %s (%s)", blob_key(digest), state, detail)
+                return
             files = self._store.files_with_blob(digest, _FILES_LOGGED + 1)
         except DomainError:
             log.exception("integrity: could not record that blob %s is %s", digest, state)

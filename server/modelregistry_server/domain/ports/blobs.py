@@ -75,12 +75,13 @@ class UploadStaging(Protocol):
 class BlobInventory(Protocol):
     """What is stored, and deleting it: for garbage collection and reconciliation."""
 
-    def list_blobs(self) -> Iterator[StoredObject]:
-        """Every blob."""
+    def list_blobs(self, after: str = "") -> Iterator[StoredObject]:
+        """Every blob whose key sorts after ``after``, in key order."""
         ...
 
-    def list_uploads(self) -> Iterator[StoredObject]:
-        """Every upload with stored bytes."""
+    def list_uploads(self, after: str = "") -> Iterator[StoredObject]:
+        """Every upload with stored bytes whose id sorts after ``after``, ordered by
+        ``id + "/"`` (the order of their object names in a bucket)."""
         ...
 
     def delete(self, key: str) -> None:

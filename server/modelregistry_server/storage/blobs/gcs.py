@@ -430,34 +430,42 @@ class GcsBlobStore:
         with _translate(f"delete {blob.name}"), contextlib.suppress(api_exceptions.NotFound):
             blob.delete(timeout=self._timeout, retry=self._retry)
 
-    def list_blobs(self) -> Iterator[StoredObject]:
-        """Every blob object under ``blobs/sha256/``."""
+    def list_blobs(self, after: str = "") -> Iterator[StoredObject]:
+        """Every blob object under ``blobs/sha256/`` whose key sorts after ``after``."""
         prefix = f"{self._root}blobs/{BLOB_KEY_PREFIX}"
-        for blob in self._list(prefix):
+        start = after.removeprefix(BLOB_KEY_PREFIX)
+        for blob in self._list(prefix, prefix + start):
             leaf = blob.name[len(prefix) :]
-            if is_hex_digest(leaf):
+            if is_hex_digest(leaf) and leaf > start:
                 yield StoredObject(BLOB_KEY_PREFIX + leaf, int(blob.size), blob.updated)
 
-    def list_uploads(self) -> Iterator[StoredObject]:
-        """Every upload with objects: its part bytes and its newest object's time."""
+    def list_uploads(self, after: str = "") -> Iterator[StoredObject]:
+        """Every upload with objects whose id sorts after ``after``: its part bytes and its
+        newest object's time (an upload's objects are listed one after another)."""
         prefix = f"{self._root}uploads/"
-        found: dict[str, StoredObject] = {}
-        for blob in self._list(prefix):
+        current: StoredObject | None = None
+        for blob in self._list(prefix, prefix + after):
             upload_id, _, leaf = blob.name[len(prefix) :].partition("/")
-            if not is_upload_id(upload_id):
+            if not is_upload_id(upload_id) or upload_id + "/" <= after + "/":
                 continue
             size = int(blob.size) if _PART_NAME.fullmatch(leaf) else 0
-            seen = found.get(upload_id)
-            if seen is not None:
-                size += seen.size
-                modified = max(seen.modified, blob.updated)
+            if current is not None and current.name == upload_id:
+                size += current.size
+                modified = max(current.modified, blob.updated)
             else:
+                if current is not None:
+                    yield current
                 modified = blob.updated
-            found[upload_id] = StoredObject(upload_id, size, modified)
-        yield from found.values()
+            current = StoredObject(upload_id, size, modified)
+        if current is not None:
+            yield current
 
-    def _list(self, prefix: str) -> Iterator[Any]:
+    def _list(self, prefix: str, start: str = "") -> Iterator[Any]:
         with _translate(f"list {prefix}"):
             yield from self._client.list_blobs(
-                self._bucket, prefix=prefix, timeout=self._timeout, retry=self._retry
+                self._bucket,
+                prefix=prefix,
+                start_offset=start or None,
+                timeout=self._timeout,
+                retry=self._retry,
             )

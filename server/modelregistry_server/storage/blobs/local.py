@@ -359,19 +359,24 @@ class LocalBlobStore:
         with _fs(f"delete blob {key}"), contextlib.suppress(FileNotFoundError):
             path.unlink()
 
-    def list_blobs(self) -> Iterator[StoredObject]:
-        """Every blob file under ``sha256/``."""
+    def list_blobs(self, after: str = "") -> Iterator[StoredObject]:
+        """Every blob file under ``sha256/`` whose key sorts after ``after``."""
+        start = after.removeprefix(BLOB_KEY_PREFIX)
         with _fs("list blobs"):
             shards = sorted(e.name for e in os.scandir(self._blobs) if e.is_dir())
         for shard in shards:
+            if shard < start[: len(shard)]:
+                continue  # every blob of this shard sorts before ``after``
             for entry, st in self._scan(self._blobs / shard):
-                if is_hex_digest(entry) and entry.startswith(shard):
-                    yield StoredObject(BLOB_KEY_PREFIX + entry, st.st_size, _mtime(st))
+                key = BLOB_KEY_PREFIX + entry
+                if is_hex_digest(entry) and entry.startswith(shard) and key > after:
+                    yield StoredObject(key, st.st_size, _mtime(st))
 
-    def list_uploads(self) -> Iterator[StoredObject]:
-        """Every upload file under ``uploads/``."""
-        for entry, st in self._scan(self._uploads):
-            if is_upload_id(entry):
+    def list_uploads(self, after: str = "") -> Iterator[StoredObject]:
+        """Every upload file under ``uploads/`` whose id sorts after ``after``."""
+        found = sorted(self._scan(self._uploads), key=lambda item: item[0] + "/")
+        for entry, st in found:
+            if is_upload_id(entry) and entry + "/" > after + "/":
                 yield StoredObject(entry, st.st_size, _mtime(st))
 
     @staticmethod
