@@ -15,7 +15,13 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from modelregistry.client import DataLossError, NotFoundError, RegistryClient, from_rpc_error
+from modelregistry.client import (
+    DataLossError,
+    InvalidArgumentError,
+    NotFoundError,
+    RegistryClient,
+    from_rpc_error,
+)
 from modelregistry.v1 import payload_pb2 as pl
 from modelregistry.v1 import resources_pb2 as res
 from modelregistry_server.app import RegistryServer, build_server
@@ -159,6 +165,48 @@ def test_verify_file_reports_and_the_state_stays_queryable(
     backdoor.remove(KEY)
     assert client.verify_file("m", v1, "copy").integrity == MISSING
     assert client.get_file("m", v1).integrity == MISSING
+
+
+def test_broken_files_are_found_with_one_call(
+    client: RegistryClient, backdoor: BlobBackdoor, v1: int
+) -> None:
+    """ListFiles with the wildcard parent and an integrity filter finds every broken file,
+    whatever version or model holds it."""
+    client.create_model("other")
+    other = client.create_version("other").version_number
+    client.upload_file("other", other, io.BytesIO(DATA), file_id="same/content")
+    client.upload_file("other", other, io.BytesIO(b"fine"), file_id="fine")
+    backdoor.flip(KEY, 5)
+    assert client.verify_file("m", v1).integrity == CORRUPTED
+    wanted = "integrity = CORRUPTED OR integrity = MISSING"
+
+    def names(model: str, version: int | str, text: str, page_size: int = 0) -> list[str]:
+        return [f.name for f in client.list_files(model, version, filter=text, page_size=page_size)]
+
+    broken = names("-", "-", wanted, page_size=1)
+    assert broken == [
+        file_name("m", v1, "copy"), file_name("m", v1), file_name("other", other, "same/content"),
+    ]  # fmt: skip
+    assert names("other", "-", "integrity = UNVERIFIED") == [file_name("other", other, "fine")]
+    assert names("m", v1, 'integrity = CORRUPTED AND file_id = "copy"') == [
+        file_name("m", v1, "copy")
+    ]
+    assert names("-", "-", f'size_bytes = {SIZE} AND sha256 = "{sha256_hex(DATA)}"') == broken
+    assert names("-", "-", "integrity = VERIFIED") == []
+
+    page = client.list_files_page("-", "-", filter=wanted, page_size=1)
+    with pytest.raises(InvalidArgumentError) as bad_token:
+        client.list_files_page("m", "-", filter=wanted, page_token=page.next_page_token)
+    assert bad_token.value.reason == "INVALID_PAGE_TOKEN"
+    with pytest.raises(InvalidArgumentError) as bad_filter:
+        client.list_files_page("-", "-", filter="integrity = BROKEN")
+    assert bad_filter.value.reason == "INVALID_FILTER"
+    with pytest.raises(InvalidArgumentError) as bad_parent:
+        client.list_files_page("-", v1)
+    assert "parent" in str(bad_parent.value)
+    with pytest.raises(NotFoundError) as unknown:
+        client.list_files_page("nope", "-")
+    assert unknown.value.reason == "MODEL_NOT_FOUND"
 
 
 def test_verify_file_of_an_unknown_file_is_not_found(client: RegistryClient, v1: int) -> None:

@@ -4,7 +4,12 @@ and the ACTIVE upload listing. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from modelregistry_server.domain.entities import BlockSums, IntegrityState, UploadState
+from typing import Any
+
+from modelregistry_server.domain.entities import BlockSums, FileRecord, IntegrityState, UploadState
+from modelregistry_server.domain.filter_parser import parse_filter
+from modelregistry_server.domain.listing import FILE_SCHEMA
+from modelregistry_server.domain.ports import ListQuery
 from modelregistry_server.storage.metadata import PeeweeMetadataStore, open_metadata_store
 from modelregistry_server.storage.metadata.database import open_database
 from modelregistry_server.storage.metadata.migrations import MIGRATIONS, migrate, schema_version
@@ -12,6 +17,7 @@ from tests.contract.test_metadata_store import (
     T0,
     add_version,
     at,
+    collect,
     make_file,
     make_model,
     make_upload,
@@ -197,3 +203,72 @@ def test_blob_rows_of_an_older_schema_read_as_without_sums(metadata_url: str) ->
         assert store.collectable_blobs(T0, 10) == [A]
     finally:
         store.close()
+
+
+def test_files_are_found_by_integrity_across_versions_and_models(
+    metadata_store: PeeweeMetadataStore,
+) -> None:
+    """``find_files``: one version, a model's live versions or every live version, filtered
+    (a file whose blob has no row is UNVERIFIED), paged by (model, version, file id)."""
+    store = metadata_store
+    for model_id in ("m", "n", "gone"):
+        store.insert_model(make_model(model_id))
+    for model_id in ("m", "m", "m", "n", "gone"):
+        add_version(store, model_id)
+    add_version(store, "m", delete_time=T0)  # m/4: soft-deleted
+    store.insert_model(make_model("m", tenant="b"))
+    add_version(store, "m", tenant="b")
+    for digest, state in ((A, "CORRUPTED"), (B, "VERIFIED"), (C, "MISSING")):
+        store.touch_blob(digest, 10, at(0))
+        store.record_verification(digest, IntegrityState(state), at(1))
+    d = "d" * 64  # no blob row
+    placed = [
+        ("a", "m", 1, "x", A, 10), ("a", "m", 1, "y", B, 10), ("a", "m", 2, "x", C, 10),
+        ("a", "m", 2, "z", d, 10), ("a", "m", 3, "w", B, 30), ("a", "m", 4, "x", A, 10),
+        ("a", "n", 1, "q", A, 20), ("a", "gone", 1, "x", A, 10), ("b", "m", 1, "x", A, 10),
+    ]  # fmt: skip
+    for tenant, model_id, number, file_id, digest, size in placed:
+        store.add_file(
+            FileRecord(tenant, model_id, number, file_id, size, digest, 0, "text/plain", T0)
+        )
+    with store.transaction():
+        gone = store.get_model("a", "gone", for_update=True)
+        assert gone is not None
+        gone.delete_time = T0
+        store.save_model(gone)
+
+    def found(model_id: str | None, number: int | None, text: str = "") -> list[Any]:
+        query = ListQuery(parse_filter(text, FILE_SCHEMA), page_size=1)
+        files = collect(lambda q: store.find_files("a", model_id, number, q), query)
+        return [(f.model_id, f.version_number, f.file_id) for f in files]
+
+    assert found(None, None, "integrity = CORRUPTED") == [("m", 1, "x"), ("n", 1, "q")]
+    assert found(None, None, "integrity = CORRUPTED OR integrity = MISSING") == [
+        ("m", 1, "x"), ("m", 2, "x"), ("n", 1, "q"),
+    ]  # fmt: skip
+    assert found("m", None, "integrity = UNVERIFIED") == [("m", 2, "z")]
+    assert found("m", None, "integrity != CORRUPTED") == [
+        ("m", 1, "y"), ("m", 2, "x"), ("m", 2, "z"), ("m", 3, "w"),
+    ]  # fmt: skip
+    assert found("m", None, "NOT integrity = VERIFIED") == [
+        ("m", 1, "x"),
+        ("m", 2, "x"),
+        ("m", 2, "z"),
+    ]
+    assert found(None, None, "size_bytes > 15") == [("m", 3, "w"), ("n", 1, "q")]
+    assert found("m", None, f'sha256 = "{B}" AND file_id = "y"') == [("m", 1, "y")]
+    assert found("m", 2) == [("m", 2, "x"), ("m", 2, "z")]
+    assert found("m", 4) == [("m", 4, "x")]  # a named version is listed even if deleted
+    with_state = store.find_files("a", "m", 2, ListQuery(page_size=10)).items
+    assert [f.integrity for f in with_state] == [IntegrityState.MISSING, IntegrityState.UNVERIFIED]
+
+
+def test_blobs_are_indexed_by_integrity_state(metadata_store: PeeweeMetadataStore) -> None:
+    database = metadata_store.backend.database
+    if metadata_store.backend.dialect == "postgresql":
+        sql = "SELECT indexname FROM pg_indexes WHERE tablename = 'blobs'"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'blobs'"
+    with metadata_store.connection():
+        names = {row[0] for row in database.execute_sql(sql).fetchall()}
+    assert "blobs_verify_state" in names

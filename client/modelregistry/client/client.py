@@ -514,20 +514,31 @@ class RegistryClient:
         return self._call(self._payload.GetFile, request)
 
     def list_files_page(
-        self, model_id: str, version: VersionRef, *, page_size: int = 0, page_token: str = ""
+        self,
+        model_id: str,
+        version: VersionRef,
+        *,
+        filter: str = "",
+        page_size: int = 0,
+        page_token: str = "",
     ) -> pl.ListFilesResponse:
         """One page of a version's files, with its token."""
         request = pl.ListFilesRequest(
-            parent=names.version_ref(model_id, version), page_size=page_size, page_token=page_token
+            parent=names.version_ref(model_id, version),
+            filter=filter,
+            page_size=page_size,
+            page_token=page_token,
         )
         return self._call(self._payload.ListFiles, request)
 
     def list_files(
-        self, model_id: str, version: VersionRef, *, page_size: int = 0
+        self, model_id: str, version: VersionRef, *, filter: str = "", page_size: int = 0
     ) -> Pager[res.File]:
-        """The files of a version ordered by id, fetching pages lazily."""
+        """The files of a version ordered by id, fetching pages lazily. ``version`` ``"-"``
+        lists every live version of the model, and ``model_id`` ``"-"`` too every model (by
+        model, version, file id); ``filter`` e.g. ``"integrity = CORRUPTED"``."""
         request = pl.ListFilesRequest(
-            parent=names.version_ref(model_id, version), page_size=page_size
+            parent=names.version_ref(model_id, version), filter=filter, page_size=page_size
         )
         return self._pager(self._payload.ListFiles, request, lambda page: page.files)
 

@@ -249,22 +249,32 @@ class ListFilesRequest(_message.Message):
     PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Required. `models/{model}/versions/{version}`."""
+    """Required. `models/{model}/versions/{version}`, or with the AIP-159 wildcard
+    `models/{model}/versions/-` (every live version of the model) or `models/-/versions/-`
+    (every live version of every model).
+    """
     page_size: _builtins.int
     """As in ListModelsRequest."""
     page_token: _builtins.str
     """As in ListModelsRequest."""
+    filter: _builtins.str
+    """AIP-160 filter over `file_id`, `size_bytes`, `sha256`, `content_type`, `create_time` and
+    `integrity` (`UNVERIFIED`, `VERIFIED`, `CORRUPTED`, `MISSING`), e.g.
+    `integrity = CORRUPTED OR integrity = MISSING`.
+    """
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        filter: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -282,7 +292,7 @@ class ListFilesResponse(_message.Message):
     """Token for the next page; empty on the last page."""
     @_builtins.property
     def files(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.File]:
-        """Ordered by file id."""
+        """Ordered by model id, version number and file id."""
 
     def __init__(
         self,

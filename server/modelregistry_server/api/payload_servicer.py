@@ -113,9 +113,12 @@ class PayloadServicer(rpc_grpc.PayloadServiceServicer):
         return conv.file_to_proto(self._payloads.get_file(caller_of(context), ref))
 
     def ListFiles(self, request: rpc.ListFilesRequest, context: Ctx) -> rpc.ListFilesResponse:
-        ref = names.parse_version_name(request.parent, "parent")
         files, token = self._payloads.list_files(
-            caller_of(context), ref, page_size=request.page_size, page_token=request.page_token
+            caller_of(context),
+            names.parse_files_parent(request.parent, "parent"),
+            page_size=request.page_size,
+            page_token=request.page_token,
+            filter_text=request.filter,
         )
         return rpc.ListFilesResponse(
             files=[conv.file_to_proto(f) for f in files], next_page_token=token

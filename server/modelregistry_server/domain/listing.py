@@ -91,6 +91,20 @@ UPLOAD_SCHEMA = FilterSchema(
     maps={},
 )
 
+FILE_SCHEMA = FilterSchema(
+    fields={
+        "file_id": _STRING,
+        "size_bytes": _INT,
+        "sha256": _STRING,
+        "content_type": _STRING,
+        "create_time": _TIME,
+        "integrity": FieldSpec(
+            FieldKind.ENUM, enum_values=("UNVERIFIED", "VERIFIED", "CORRUPTED", "MISSING")
+        ),
+    },
+    maps={},
+)
+
 _TOKEN_RE = re.compile(r"([A-Za-z0-9_-]+={0,2})\.([A-Za-z0-9_-]+={0,2})")
 _MAC_BYTES = 16
 MIN_SECRET_BYTES = 16
@@ -231,6 +245,20 @@ def single_cursor(cursor: tuple[Any, ...] | None, kind: type[T]) -> T | None:
         raise _bad_token("is not a token this service issued")
     _check_storable(value)
     return value
+
+
+def typed_cursor(cursor: tuple[Any, ...] | None, *kinds: type) -> tuple[Any, ...] | None:
+    """The values of a cursor that holds one value of each of ``kinds``, in that order."""
+    if cursor is None:
+        return None
+    if len(cursor) != len(kinds) or not all(
+        isinstance(value, kind) and not isinstance(value, bool)
+        for value, kind in zip(cursor, kinds, strict=False)
+    ):
+        raise _bad_token("is not a token this service issued")
+    for value in cursor:
+        _check_storable(value)
+    return cursor
 
 
 def _check_storable(value: object) -> None:

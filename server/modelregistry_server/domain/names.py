@@ -148,6 +148,31 @@ def parse_version_name(name: str, field: str = "name", *, numbered: bool = False
     return ref
 
 
+@dataclass(frozen=True)
+class FilesParent:
+    """Whose files a ListFiles lists: one version (``version``), every live version of a
+    model (``models/{m}/versions/-``: ``model_id`` only) or of every model
+    (``models/-/versions/-``: neither)."""
+
+    model_id: str | None = None
+    version: VersionRef | None = None
+
+
+def parse_files_parent(name: str, field: str = "parent") -> FilesParent:
+    """``models/{m}/versions/{v}``, ``models/{m}/versions/-`` or ``models/-/versions/-``."""
+    parts = name.split("/")
+    if len(parts) == 4 and parts[0] == "models" and parts[2] == "versions":
+        if parts[1] == ALL_MODELS:
+            if parts[3] != ALL_MODELS:
+                raise InvalidArgument.field(
+                    field, "with every model (models/-) the version must be - as well"
+                )
+            return FilesParent()
+        if parts[3] == ALL_MODELS:
+            return FilesParent(model_id=check_model_id(parts[1], field))
+    return FilesParent(version=parse_version_name(name, field))
+
+
 def parse_alias_name(name: str, field: str = "name") -> tuple[str, str]:
     """``models/{m}/aliases/{a}`` -> ``(m, a)``."""
     parts = name.split("/")

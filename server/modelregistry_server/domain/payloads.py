@@ -52,11 +52,12 @@ from .filter_parser import parse_filter
 from .gc import GarbageCollector, GcReport
 from .integrity import Integrity
 from .listing import (
+    FILE_SCHEMA,
     UPLOAD_DEFAULT_ORDER,
     UPLOAD_SCHEMA,
     PageTokens,
     parse_order_by,
-    single_cursor,
+    typed_cursor,
 )
 from .paging import Pager, read_all
 from .ports import (
@@ -639,17 +640,28 @@ class Payloads:
         return record
 
     def list_files(
-        self, caller: Caller, ref: names.VersionRef, *, page_size: int = 0, page_token: str = ""
+        self,
+        caller: Caller,
+        parent: names.FilesParent,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        filter_text: str = "",
     ) -> tuple[list[FileRecord], str]:
-        """The files of a version ordered by id."""
+        """The files of a version, of every live version of a model or of every model
+        (``parent``), matching the filter (fields of ``FILE_SCHEMA``, e.g.
+        ``integrity = CORRUPTED``), ordered by model id, version number and file id."""
         pager = Pager(page_size, page_token, self._tokens)
-        version = self._registry.resolve(caller, ref)
-        after = single_cursor(pager.cursor("files", version.model_id, version.number), str)
-        return pager.reply(
-            self._store.list_files(
-                caller.tenant, version.model_id, version.number, after, pager.size
-            )
-        )
+        expr = parse_filter(filter_text, FILE_SCHEMA)
+        model_id, number = parent.model_id, None
+        if parent.version is not None:
+            version = self._registry.resolve(caller, parent.version)
+            model_id, number = version.model_id, version.number
+        elif model_id is not None:
+            self._registry.get_model(caller, model_id)  # NOT_FOUND for an unknown model
+        cursor = _file_cursor(pager.cursor("files", model_id, number, filter_text))
+        query = ListQuery(expr, page_size=pager.size, after=cursor)
+        return pager.reply(self._store.find_files(caller.tenant, model_id, number, query))
 
     def open_download(
         self, caller: Caller, ref: names.FileRef, offset: int, limit: int
@@ -797,6 +809,12 @@ def _until_deadline(stream: Iterator[bytes]) -> Iterator[bytes]:
         close = getattr(stream, "close", None)
         if close is not None:
             close()
+
+
+def _file_cursor(cursor: tuple[object, ...] | None) -> tuple[str, int, str] | None:
+    """``(model_id, version_number, file_id)`` of a ListFiles page token."""
+    values = typed_cursor(cursor, str, int, str)
+    return None if values is None else (str(values[0]), int(values[1]), str(values[2]))
 
 
 def _file_after(cursor: tuple[object, ...] | None) -> str | None:

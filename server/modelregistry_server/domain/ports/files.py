@@ -31,6 +31,19 @@ class FileCatalog(Protocol):
         """Files ordered by id; the cursor is ``(file_id,)``."""
         ...
 
+    def find_files(
+        self,
+        tenant: str,
+        model_id: str | None,
+        number: int | None,
+        query: ListQuery,
+    ) -> Page[FileRecord]:
+        """Files of one version, of every live version of a model (``number`` None) or of
+        every model (both None; then versions and models that are soft-deleted are left out),
+        matching ``query.filter`` (fields of ``FILE_SCHEMA``), ordered by model id, version
+        number and file id; the cursor is ``(model_id, version_number, file_id)``."""
+        ...
+
 
 class UploadSessions(Protocol):
     """Resumable upload sessions and their committed sizes."""

@@ -18,7 +18,7 @@ from ...domain import deadlines
 from ...domain.errors import DomainError, InvalidArgument, NotFound, Reason
 from .database import Backend
 from .errors import translated
-from .pages import model_collection, upload_collection, version_collection
+from .pages import file_collection, model_collection, upload_collection, version_collection
 from .schema import Tables, bind_tables
 
 T = TypeVar("T")
@@ -66,6 +66,7 @@ class StoreCore:
         self._models_listing = model_collection(self._t)
         self._versions_listing = version_collection(self._t)
         self._uploads_listing = upload_collection(self._t)
+        self._files_listing = file_collection(self._t)
 
     @property
     def backend(self) -> Backend:

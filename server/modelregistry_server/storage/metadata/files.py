@@ -8,9 +8,11 @@ import peewee
 
 from ...domain.entities import FileRecord, Page
 from ...domain.errors import AlreadyExists, Reason
+from ...domain.ports import ListQuery
 from . import rows
 from .core import StoreCore, check_limit, dicts, first
 from .schema import Tables
+from .sql_filters import compile_filter
 
 
 def with_integrity(t: Tables, query: Any) -> Any:
@@ -74,4 +76,39 @@ class FileRows(StoreCore):
             found = dicts(query.order_by(f.file_id).limit(limit + 1))
         items = [rows.file_entity(r, model_id, number) for r in found[:limit]]
         cursor = (items[-1].file_id,) if len(found) > limit else None
+        return Page(items=items, next_cursor=cursor)
+
+    def find_files(
+        self, tenant: str, model_id: str | None, number: int | None, query: ListQuery
+    ) -> Page[FileRecord]:
+        """Files of a version, of a model's live versions or of every live version, matching
+        the filter, ordered by ``(model_id, version_number, file_id)`` (also the cursor)."""
+        check_limit(query.page_size)
+        f, v, m = self._t.files, self._t.versions, self._t.models
+        select = f.select(f, v.model_id.alias("_model_id"), v.number.alias("_number"))
+        select = with_integrity(self._t, select.join_from(f, v, on=(f.version_pk == v.id)))
+        conditions: list[Any] = [f.tenant == tenant, v.tenant == tenant]
+        if model_id is not None:
+            conditions.append(v.model_id == model_id)
+        if number is not None:
+            conditions.append(v.number == number)
+        else:
+            select = select.join_from(v, m, on=(v.model_pk == m.id))
+            conditions += [v.delete_time.is_null(), m.delete_time.is_null()]
+        if query.filter is not None:
+            conditions.append(compile_filter(query.filter, self._files_listing, tenant, 0))
+        if query.after is not None:
+            after_model, after_number, after_file = query.after
+            conditions.append(
+                peewee.Tuple(v.model_id, v.number, f.file_id)
+                > peewee.Tuple(after_model, after_number, after_file)
+            )
+        select = select.where(*conditions).order_by(v.model_id, v.number, f.file_id)
+        with self._read():
+            found = dicts(select.limit(query.page_size + 1))
+        items = [
+            rows.file_entity(r, r["_model_id"], r["_number"]) for r in found[: query.page_size]
+        ]
+        last = items[-1] if len(found) > query.page_size else None
+        cursor = None if last is None else (last.model_id, last.version_number, last.file_id)
         return Page(items=items, next_cursor=cursor)

@@ -221,6 +221,12 @@ def _v6(dialect: Dialect) -> list[str]:
     ]
 
 
+def _v7(dialect: Dialect) -> list[str]:
+    # ListFiles by integrity (``integrity = CORRUPTED`` across versions): the few bad blobs
+    # are found by their state, then their files by ``files_sha256``.
+    return ["CREATE INDEX blobs_verify_state ON blobs (verify_state)"]
+
+
 def _execute(db: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return db.execute_sql(sql, params)
 
@@ -232,6 +238,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "index lineage: source, produced_by, datasets, dependencies", _v4),
     Migration(5, "block checksums and integrity state of blobs", _v5),
     Migration(6, "server secrets (page token key)", _v6),
+    Migration(7, "index blobs by integrity state (ListFiles filter)", _v7),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import peewee
 
+from ...domain.entities import IntegrityState
 from ...domain.errors import InvalidArgument
-from ...domain.listing import MODEL_SCHEMA, UPLOAD_SCHEMA, VERSION_SCHEMA
+from ...domain.listing import FILE_SCHEMA, MODEL_SCHEMA, UPLOAD_SCHEMA, VERSION_SCHEMA
 from ...domain.ports import ListQuery
 from .schema import Tables
 from .sql_filters import Collection, Column, compile_filter, plan_order
@@ -95,6 +96,20 @@ def upload_collection(t: Tables) -> Collection:
         "committed_size_bytes": Column(u.committed_size),
     }
     return _collection(UPLOAD_SCHEMA, u, columns, {}, {})
+
+
+def file_collection(t: Tables) -> Collection:
+    """How ListFiles filters map to columns (``integrity`` is the joined blob's state)."""
+    f, b = t.files, t.blobs
+    columns = {
+        "file_id": Column(f.file_id),
+        "size_bytes": Column(f.size),
+        "sha256": Column(f.sha256),
+        "content_type": Column(f.content_type),
+        "create_time": Column(f.create_time),
+        "integrity": Column(b.verify_state, absent=str(IntegrityState.UNVERIFIED)),
+    }
+    return _collection(FILE_SCHEMA, f, columns, {}, {})
 
 
 def _collection(

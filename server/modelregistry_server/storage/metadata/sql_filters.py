@@ -63,6 +63,9 @@ class Column:
 
     column: Any  # a peewee Field of the listed row class
     nullable: bool = False
+    # The value a NULL stands for (a left-joined row that is absent): a comparison then also
+    # holds for NULL when it holds for this value, and stays sargable otherwise.
+    absent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,8 @@ def _comparison(cmp: Comparison, coll: Collection, tenant: str, now_us: int) -> 
         if cmp.field in coll.computed:
             return _computed(cmp, coll.computed[cmp.field](now_us))
         column = coll.columns.get(cmp.field)
+        if column is not None and column.absent is not None:
+            return _with_absent(cmp, column.column, spec, column.absent)
         if column is not None:
             return _scalar(cmp, column.column, spec, nullable=column.nullable)
     head, key = split_field(cmp.field)
@@ -182,6 +187,19 @@ def _scalar(cmp: Comparison, column: Sql, spec: FieldSpec, *, nullable: bool) ->
         # Two-valued logic: a NULL column never satisfies a comparison.
         return peewee.NodeList((column.is_null(False), peewee.SQL("AND"), condition), parens=True)
     return condition
+
+
+def _with_absent(cmp: Comparison, column: Sql, spec: FieldSpec, absent: str) -> Sql:
+    """``cmp`` on a column whose NULL means ``absent`` (two-valued, like every comparison)."""
+    condition = _scalar_condition(cmp, column, spec)
+    if cmp.op is Op.HAS and cmp.value is None:
+        holds = True
+    elif cmp.op in (Op.EQ, Op.HAS):
+        holds = cmp.value == absent
+    else:  # an enum compares only with = and != (checked above)
+        holds = cmp.value != absent
+    glue, test = ("OR", column.is_null()) if holds else ("AND", column.is_null(False))
+    return peewee.NodeList((test, peewee.SQL(glue), condition), parens=True)
 
 
 def _scalar_condition(cmp: Comparison, column: Sql, spec: FieldSpec) -> Sql:
