@@ -379,3 +379,45 @@ def test_a_cancelled_download_stops_reading_ahead(
     while helpers() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert helpers() == []
+
+
+def test_verify_file_stops_reading_when_the_call_ends(
+    server: RegistryServer, monkeypatch: pytest.MonkeyPatch, v1: int
+) -> None:
+    """Past its deadline, or once the client cancelled, VerifyFile reads no further block."""
+    original = server.blobs.read
+    total = len(list(original(KEY, 0, SIZE + 1)))
+    reads: list[int] = []
+
+    def slow_read(key: str, offset: int = 0, limit: int | None = None) -> Iterator[bytes]:
+        for chunk in original(key, offset, limit):
+            reads.append(len(chunk))
+            time.sleep(0.25)
+            yield chunk
+
+    monkeypatch.setattr(server.blobs, "read", slow_read)
+    request = pl.VerifyFileRequest(name=file_name("m", v1))
+
+    def settled() -> int:
+        """The number of chunks read once reading stopped."""
+        seen, stop = -1, time.monotonic() + WAIT_S
+        while seen != len(reads) and time.monotonic() < stop:
+            seen = len(reads)
+            time.sleep(0.6)
+        return seen
+
+    with raw_stub(server.address) as stub:
+        with pytest.raises(grpc.RpcError) as late:
+            stub.VerifyFile(request, timeout=0.4)
+        assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert settled() < total
+
+        reads.clear()
+        call = stub.VerifyFile.future(request, timeout=WAIT_S)
+        stop = time.monotonic() + WAIT_S
+        while not reads and time.monotonic() < stop:
+            time.sleep(0.01)
+        call.cancel()
+        assert settled() < total
+    blob = server.store.get_blob(sha256_hex(DATA))
+    assert blob is not None and (blob.integrity, blob.verify_time) == ("UNVERIFIED", None)

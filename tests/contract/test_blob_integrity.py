@@ -19,10 +19,11 @@ from typing import Any
 import google_crc32c
 import pytest
 
+from modelregistry_server.domain import deadlines
 from modelregistry_server.domain.blob_names import blob_key, storage_id
 from modelregistry_server.domain.checksums import BlockHasher
 from modelregistry_server.domain.entities import FileRecord, IntegrityState, UploadState
-from modelregistry_server.domain.errors import DataLoss, Reason
+from modelregistry_server.domain.errors import Cancelled, DataLoss, DeadlineExceeded, Reason
 from modelregistry_server.domain.gc import GarbageCollector
 from modelregistry_server.domain.integrity import Integrity
 from modelregistry_server.domain.ports import BlobStore
@@ -495,3 +496,25 @@ def test_listings_resume_after_a_name(stores: tuple[Any, ...]) -> None:
     assert [o.name for o in blobs.list_blobs()] == keys
     assert [o.name for o in blobs.list_blobs(keys[1])] == keys[2:]
     assert [o.name for o in blobs.list_blobs(keys[3])] == []
+
+
+def test_verify_stops_between_blocks_once_nobody_waits(stores: tuple[Any, ...]) -> None:
+    blobs, _, store, integrity = stores
+    record = put(blobs, store, data_of())
+    asked: list[int] = []
+
+    def cancelled() -> bool:
+        asked.append(1)
+        return len(asked) >= 2
+
+    with pytest.raises(Cancelled):
+        integrity.verify(record, cancelled)
+    assert len(asked) == 2  # stopped at the second of five blocks
+    with deadlines.call_deadline(0), pytest.raises(DeadlineExceeded):
+        integrity.verify(record)
+    blob = store.get_blob(record.sha256)
+    assert blob is not None and (blob.integrity, blob.verify_time) == (
+        IntegrityState.UNVERIFIED,
+        None,
+    )  # a check that stopped records nothing
+    assert integrity.verify(record, lambda: False).integrity is IntegrityState.VERIFIED

@@ -150,7 +150,10 @@ class PayloadServicer(rpc_grpc.PayloadServiceServicer):
 
     def VerifyFile(self, request: rpc.VerifyFileRequest, context: Ctx) -> pb.File:
         ref = names.parse_file_name(request.name)
-        return conv.file_to_proto(self._payloads.verify_file(caller_of(context), ref))
+        verified = self._payloads.verify_file(
+            caller_of(context), ref, cancelled=lambda: not context.is_active()
+        )
+        return conv.file_to_proto(verified)
 
 
 def _rechunk(stream: Iterator[bytes], size: int) -> Iterator[bytes]:

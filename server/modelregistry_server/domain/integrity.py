@@ -22,10 +22,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from . import deadlines
 from .blob_names import blob_key
 from .checksums import BLOCK_BYTES, BlockHasher, block_count, checked_blocks
 from .entities import BlobRecord, BlockSums, FileRecord, IntegrityState
-from .errors import DataLoss, DomainError, Reason
+from .errors import Cancelled, DataLoss, DomainError, Reason
 from .names import file_name
 from .ports import BlobIntegrity, BlobReader, BlobReferences
 from .read_ahead import read_ahead
@@ -178,10 +179,15 @@ class Integrity:
 
     # -- checks ------------------------------------------------------------------------------
     def _check(
-        self, digest: str, size: int, sums: BlockSums | None
+        self,
+        digest: str,
+        size: int,
+        sums: BlockSums | None,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> tuple[IntegrityState, BlockSums | None, str]:
         """Re-read a whole blob: its state, its block sums (as read, if it matched) and what
-        was found. Only a backend outage raises."""
+        was found. Only a backend outage raises, and between blocks DEADLINE_EXCEEDED once the
+        call's deadline passed or Cancelled once ``cancelled()`` (nothing is recorded then)."""
         what = f"blob {blob_key(digest)}"
         block_size = self._block_size if sums is None else sums.block_size
         hasher = BlockHasher(block_size)
@@ -189,6 +195,7 @@ class Integrity:
         try:
             counted = _Counted(self._blobs.read(blob_key(digest), 0, size + 1))
             for block in checked_blocks(counted, sums, 0, size, what, block_size):
+                _still_wanted(cancelled)
                 sha.update(block)
                 hasher.update(block)
             for _ in counted:  # anything beyond the recorded size
@@ -200,16 +207,27 @@ class Integrity:
             return _state_of(exc), None, str(exc)
         return IntegrityState.VERIFIED, hasher.sums(), f"{what} matches"
 
-    def verify(self, record: FileRecord) -> FileRecord:
-        """Re-read the file's blob now, record and return what was found."""
+    def verify(
+        self, record: FileRecord, cancelled: Callable[[], bool] = lambda: False
+    ) -> FileRecord:
+        """Re-read the file's blob now, record and return what was found. Stops between
+        blocks once the call's deadline passed (DEADLINE_EXCEEDED) or ``cancelled()``."""
         blob = self._store.get_blob(record.sha256)
-        state = self._verify_blob(record.sha256, record.size, blob)
+        state = self._verify_blob(record.sha256, record.size, blob, cancelled)
         fresh = self._store.get_blob(record.sha256)
         when = self._clock() if fresh is None else fresh.verify_time
         return replace(record, integrity=state, verify_time=when)
 
-    def _verify_blob(self, digest: str, size: int, blob: BlobRecord | None) -> IntegrityState:
-        state, sums, detail = self._check(digest, size, None if blob is None else blob.sums)
+    def _verify_blob(
+        self,
+        digest: str,
+        size: int,
+        blob: BlobRecord | None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> IntegrityState:
+        state, sums, detail = self._check(
+            digest, size, None if blob is None else blob.sums, cancelled
+        )
         now = self._clock()
         if blob is None:  # a file without a blob row: give it one (GC keeps referenced rows)
             self._store.touch_blob(digest, size, now, sums)
@@ -288,6 +306,13 @@ class Integrity:
             more,
             ", ".join(names) or "none",
         )
+
+
+def _still_wanted(cancelled: Callable[[], bool]) -> None:
+    """Stop a re-read nobody waits for any more."""
+    deadlines.check()
+    if cancelled():
+        raise Cancelled("the caller cancelled the call; the check stopped")
 
 
 def _check_sha(actual: str, expected: str, what: str) -> None:

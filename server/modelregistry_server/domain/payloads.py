@@ -680,9 +680,12 @@ class Payloads:
         end = record.size if limit == 0 else min(record.size, offset + limit)
         return record, _until_deadline(self._integrity.read(record, offset, end))
 
-    def verify_file(self, caller: Caller, ref: names.FileRef) -> FileRecord:
-        """Re-read the file's stored bytes now; the file with what the check found."""
-        return self._integrity.verify(self.get_file(caller, ref))
+    def verify_file(
+        self, caller: Caller, ref: names.FileRef, cancelled: Callable[[], bool] = lambda: False
+    ) -> FileRecord:
+        """Re-read the file's stored bytes now; the file with what the check found. Stops
+        once the call's deadline passed or ``cancelled()`` (the client went away)."""
+        return self._integrity.verify(self.get_file(caller, ref), cancelled)
 
     # -- sealing -----------------------------------------------------------------------------
     def seal(
