@@ -370,9 +370,14 @@ def test_a_cancelled_download_stops_reading_ahead(
     def helpers() -> list[threading.Thread]:
         return [t for t in threading.enumerate() if t.name == "checked-read"]
 
-    with raw_stub(server.address) as stub:
-        call = stub.DownloadFile(pl.DownloadFileRequest(name=file_name("m", v1)), timeout=WAIT_S)
-        assert next(call).data == DATA[: 64 * KiB]
+    # Larger than the read-ahead plus what a 64 KiB window admits: the helper cannot finish
+    # on its own, so only the cancellation can stop it.
+    big = data_of(12 * MiB, seed=23)
+    client.upload_file("m", v1, io.BytesIO(big), file_id="big")
+    with raw_stub(server.address, small_window=True) as stub:
+        request = pl.DownloadFileRequest(name=file_name("m", v1, "big"))
+        call = stub.DownloadFile(request, timeout=WAIT_S)
+        assert next(call).data == big[: 64 * KiB]
         assert helpers()
         call.cancel()
     deadline = time.monotonic() + WAIT_S

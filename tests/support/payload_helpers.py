@@ -146,9 +146,15 @@ def wait_committed(client: RegistryClient, upload_id: str, size: int) -> pl.Uplo
 
 # -- raw streams --------------------------------------------------------------------------------
 @contextmanager
-def raw_stub(address: str) -> Iterator[pl_grpc.PayloadServiceStub]:
-    """The generated PayloadService stub on a channel of its own (no client-side retries)."""
+def raw_stub(address: str, *, small_window: bool = False) -> Iterator[pl_grpc.PayloadServiceStub]:
+    """The generated PayloadService stub on a channel of its own (no client-side retries).
+
+    ``small_window`` keeps the channel's HTTP/2 receive window at its initial 64 KiB (no BDP
+    probing), so a server cannot push a whole small file to a client that stopped reading.
+    """
     options = [("grpc.max_send_message_length", 64 * MiB), ("grpc.enable_retries", 0)]
+    if small_window:
+        options.append(("grpc.http2.bdp_probe", 0))
     with grpc.insecure_channel(address, options=options) as channel:
         yield pl_grpc.PayloadServiceStub(channel)
 
