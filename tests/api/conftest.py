@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from modelregistry.client import RegistryClient
-from modelregistry_server.app import RegistryServer, build_server
+from modelregistry_server.app import RegistryServer
 from modelregistry_server.config import Config
+from tests.support.servers import serving
 
 KiB = 1024
 
@@ -30,12 +31,8 @@ def server_config(metadata_url: str, tmp_path: Path) -> Config:
 
 @pytest.fixture
 def server(server_config: Config) -> Iterator[RegistryServer]:
-    service = build_server(server_config)
-    service.start()
-    try:
+    with serving(server_config) as service:
         yield service
-    finally:
-        service.stop(0)
 
 
 @pytest.fixture

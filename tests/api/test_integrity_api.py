@@ -24,7 +24,7 @@ from modelregistry.client import (
 )
 from modelregistry.v1 import payload_pb2 as pl
 from modelregistry.v1 import resources_pb2 as res
-from modelregistry_server.app import RegistryServer, build_server
+from modelregistry_server.app import RegistryServer
 from modelregistry_server.config import Config
 from modelregistry_server.domain.blob_names import storage_id
 from tests.support.blob_fixtures import BlobBackdoor, backdoor_for
@@ -41,6 +41,7 @@ from tests.support.payload_helpers import (
     sha256_hex,
     wait_committed,
 )
+from tests.support.servers import serving
 
 SIZE = 3 * MiB + 100 * KiB  # four 1 MiB blocks, the last one partial
 BAD = 1  # a middle block
@@ -242,17 +243,13 @@ def test_scrub_runs_in_maintenance_and_names_the_broken_files(
 
 
 def test_the_scrub_can_be_disabled(server_config: Config) -> None:
-    service = build_server(dataclasses.replace(server_config, scrub_bytes_per_run=0))
-    service.start()
-    try:
-        with RegistryClient(service.address, timeout=30) as client:
-            client.create_model("m")
-            number = client.create_version("m").version_number
-            client.upload_file("m", number, io.BytesIO(b"content"))
-            assert service.run_maintenance().scrub.blobs == 0
-            assert client.get_file("m", number).integrity == UNVERIFIED
-    finally:
-        service.stop(0)
+    config = dataclasses.replace(server_config, scrub_bytes_per_run=0)
+    with serving(config) as service, RegistryClient(service.address, timeout=30) as client:
+        client.create_model("m")
+        number = client.create_version("m").version_number
+        client.upload_file("m", number, io.BytesIO(b"content"))
+        assert service.run_maintenance().scrub.blobs == 0
+        assert client.get_file("m", number).integrity == UNVERIFIED
 
 
 def test_uploading_the_same_content_again_repairs_the_blob(
@@ -292,12 +289,8 @@ def test_blobs_without_block_sums_are_still_served_and_get_them(
 @pytest.fixture
 def gc_server(server_config: Config) -> Iterator[RegistryServer]:
     """A server whose GC acts at once (grace 0)."""
-    service = build_server(dataclasses.replace(server_config, gc_grace_hours=0))
-    service.start()
-    try:
+    with serving(dataclasses.replace(server_config, gc_grace_hours=0)) as service:
         yield service
-    finally:
-        service.stop(0)
 
 
 def test_gc_removes_what_no_row_accounts_for_and_keeps_live_uploads(

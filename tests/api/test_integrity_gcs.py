@@ -13,12 +13,13 @@ import pytest
 
 from modelregistry.client import DataLossError, RegistryClient
 from modelregistry.v1 import resources_pb2 as res
-from modelregistry_server.app import RegistryServer, build_server
+from modelregistry_server.app import RegistryServer
 from modelregistry_server.config import Config
 from tests.api.test_integrity_api import raw_download
 from tests.support.blob_fixtures import GcsBackdoor, GcsEmulator
 from tests.support.metadata_fixtures import sqlite_url
 from tests.support.payload_helpers import PIECE, KiB, MiB, data_of, file_name, sha256_hex
+from tests.support.servers import serving
 
 pytestmark = pytest.mark.gcs
 
@@ -50,12 +51,8 @@ def config(tmp_path: Path, gcs_emulator: GcsEmulator, prefix: str) -> Config:
 
 @pytest.fixture
 def server(config: Config) -> Iterator[RegistryServer]:
-    service = build_server(config)
-    service.start()
-    try:
+    with serving(config) as service:
         yield service
-    finally:
-        service.stop(0)
 
 
 @pytest.fixture
@@ -107,9 +104,7 @@ def test_gc_removes_objects_no_row_accounts_for(
 def test_objects_younger_than_grace_are_kept(
     config: Config, gcs_emulator: GcsEmulator, prefix: str
 ) -> None:
-    service = build_server(dataclasses.replace(config, gc_grace_hours=24))
-    service.start()
-    try:
+    with serving(dataclasses.replace(config, gc_grace_hours=24)) as service:
         backdoor = GcsBackdoor(gcs_emulator, prefix)
         backdoor.write(f"sha256/{'d' * 64}", b"young orphan")
         backdoor.write_upload("e" * 40, b"young parts")
@@ -117,8 +112,6 @@ def test_objects_younger_than_grace_are_kept(
         assert (report.gc.orphan_blobs, report.gc.orphan_uploads) == (0, 0)
         assert backdoor.blob_keys() == {f"sha256/{'d' * 64}"}
         assert backdoor.upload_ids() == {"e" * 40}
-    finally:
-        service.stop(0)
 
 
 def test_uploading_the_same_content_again_replaces_a_bad_object(

@@ -15,10 +15,10 @@ import pytest
 from modelregistry.client import InvalidArgumentError, NotFoundError, RegistryClient
 from modelregistry.v1 import model_registry_pb2 as mr
 from modelregistry.v1 import resources_pb2 as res
-from modelregistry_server.app import build_server
 from modelregistry_server.config import Config
 from tests.api.registry_helpers import call, expect_error, ready_version, snapshot, unchanged
 from tests.support.metadata_fixtures import BACKENDS, sqlite_url
+from tests.support.servers import serving
 
 PAST = datetime(2020, 1, 1, tzinfo=UTC)
 FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
@@ -117,17 +117,12 @@ def shared(
         maintenance_interval_seconds=0,
         shutdown_grace_seconds=0,
     )
-    service = build_server(config)
-    service.start()
-    try:
-        with RegistryClient(service.address) as client:
-            catalog = build_catalog(client)
-            before = snapshot(client)
-            yield catalog
-            # The tests sharing it only read, and failing calls change nothing.
-            assert snapshot(client) == before
-    finally:
-        service.stop(0)
+    with serving(config) as service, RegistryClient(service.address) as client:
+        catalog = build_catalog(client)
+        before = snapshot(client)
+        yield catalog
+        # The tests sharing it only read, and failing calls change nothing.
+        assert snapshot(client) == before
 
 
 def model_ids(client: RegistryClient, **kwargs: object) -> list[str]:

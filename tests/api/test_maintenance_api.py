@@ -10,18 +10,14 @@ from collections.abc import Iterator
 import pytest
 
 from modelregistry.client import NotFoundError, RegistryClient
-from modelregistry_server.app import RegistryServer, build_server
+from modelregistry_server.app import RegistryServer
 from modelregistry_server.config import Config
+from tests.support.servers import serving
 
 
 def _serve(config: Config) -> Iterator[tuple[RegistryServer, RegistryClient]]:
-    service = build_server(config)
-    service.start()
-    try:
-        with RegistryClient(service.address, timeout=30) as client:
-            yield service, client
-    finally:
-        service.stop(0)
+    with serving(config) as service, RegistryClient(service.address, timeout=30) as client:
+        yield service, client
 
 
 @pytest.fixture

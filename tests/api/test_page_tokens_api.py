@@ -18,6 +18,7 @@ from modelregistry_server.app import RegistryServer, build_server
 from modelregistry_server.config import Config
 from modelregistry_server.domain.listing import MODEL_DEFAULT_ORDER, PageTokens, query_fingerprint
 from tests.api.registry_helpers import call, expect_error
+from tests.support.servers import serving
 
 
 def _unsigned(cursor: list[object], fingerprint: str) -> str:
@@ -85,51 +86,32 @@ def test_signed_cursors_the_store_cannot_hold(
         call(client, "ListStageTransitions", request)
 
 
-def _serve(config: Config) -> RegistryServer:
-    server = build_server(config)
-    server.start()
-    return server
-
-
 def test_tokens_work_across_replicas_and_restarts(server_config: Config) -> None:
     """The default secret lives in the database: another server on it accepts the token."""
-    first = _serve(server_config)
-    try:
-        with RegistryClient(first.address) as c:
-            token = _three_models(c)
-    finally:
-        first.stop(0)
-    second = _serve(server_config)
-    try:
-        with RegistryClient(second.address) as c:
-            page = c.list_models_page(page_size=1, page_token=token)
-            assert [m.name for m in page.models] == ["models/b"]
-    finally:
-        second.stop(0)
+    with serving(server_config) as first, RegistryClient(first.address) as c:
+        token = _three_models(c)
+    with serving(server_config) as second, RegistryClient(second.address) as c:
+        page = c.list_models_page(page_size=1, page_token=token)
+        assert [m.name for m in page.models] == ["models/b"]
 
 
 def test_secret_file(server_config: Config, tmp_path: Path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     one.write_bytes(b"a shared secret of enough bytes\n")
     two.write_bytes(b"another secret, just as long\n")
-    first = _serve(dataclasses.replace(server_config, page_token_secret_file=str(one)))
-    try:
-        with RegistryClient(first.address) as c:
-            token = _three_models(c)
-            assert [m.name for m in c.list_models_page(page_size=1, page_token=token).models] == [
-                "models/b"
-            ]
-    finally:
-        first.stop(0)
-    other = _serve(dataclasses.replace(server_config, page_token_secret_file=str(two)))
-    try:
-        with (
-            RegistryClient(other.address) as c,
-            expect_error(InvalidArgumentError, "INVALID_PAGE_TOKEN"),
-        ):
-            c.list_models_page(page_size=1, page_token=token)
-    finally:
-        other.stop(0)
+    with_one = dataclasses.replace(server_config, page_token_secret_file=str(one))
+    with_two = dataclasses.replace(server_config, page_token_secret_file=str(two))
+    with serving(with_one) as first, RegistryClient(first.address) as c:
+        token = _three_models(c)
+        assert [m.name for m in c.list_models_page(page_size=1, page_token=token).models] == [
+            "models/b"
+        ]
+    with (
+        serving(with_two) as other,
+        RegistryClient(other.address) as c,
+        expect_error(InvalidArgumentError, "INVALID_PAGE_TOKEN"),
+    ):
+        c.list_models_page(page_size=1, page_token=token)
     short = tmp_path / "short"
     short.write_bytes(b"tiny")
     with pytest.raises(ValueError, match="at least 16 bytes"):

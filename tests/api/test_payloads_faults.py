@@ -24,7 +24,7 @@ from modelregistry.client import (
 from modelregistry.v1 import payload_pb2 as pl
 from modelregistry.v1 import payload_pb2_grpc as pl_grpc
 from modelregistry.v1 import resources_pb2 as res
-from modelregistry_server.app import RegistryServer, build_server, receive_limit
+from modelregistry_server.app import RegistryServer, receive_limit
 from modelregistry_server.config import Config
 from modelregistry_server.domain.errors import Unavailable
 from tests.support.payload_helpers import (
@@ -50,6 +50,7 @@ from tests.support.payload_helpers import (
     wait_committed,
     wait_for,
 )
+from tests.support.servers import serving
 
 NAME = file_name("m", 1)
 
@@ -655,12 +656,8 @@ def test_concurrent_uploads_to_one_file_id_one_wins(
 def gc_server(server_config: Config) -> Iterator[RegistryServer]:
     """A server whose GC and purge act at once (grace and retention 0)."""
     config = dataclasses.replace(server_config, gc_grace_hours=0, retention_hours=0)
-    service = build_server(config)
-    service.start()
-    try:
+    with serving(config) as service:
         yield service
-    finally:
-        service.stop(0)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from modelregistry.client import RegistryClient
 from modelregistry.v1 import resources_pb2 as res
-from modelregistry_server.app import RegistryServer, build_server
+from modelregistry_server.app import RegistryServer
 from modelregistry_server.config import Config
 from tests.support.blob_fixtures import GcsEmulator
 from tests.support.metadata_fixtures import sqlite_url
@@ -35,6 +35,7 @@ from tests.support.payload_helpers import (
     upload_error,
     wait_committed,
 )
+from tests.support.servers import serving
 
 pytestmark = pytest.mark.gcs
 
@@ -58,12 +59,8 @@ def server(tmp_path: Path, gcs_emulator: GcsEmulator, prefix: str) -> Iterator[R
         maintenance_interval_seconds=0,
         shutdown_grace_seconds=0,
     )
-    service = build_server(config)
-    service.start()
-    try:
+    with serving(config) as service:
         yield service
-    finally:
-        service.stop(0)
 
 
 def objects(emulator: GcsEmulator, prefix: str, kind: str) -> list[str]:
