@@ -40,6 +40,7 @@ from .domain.listing import MIN_SECRET_BYTES, PageTokens
 from .domain.payloads import Payloads
 from .domain.ports import BlobStore, MetadataStore
 from .domain.registry import Registry, utc_now
+from .security import build_authentication
 from .storage.blobs import open_blob_store
 from .storage.metadata import open_metadata_store
 
@@ -384,6 +385,7 @@ def build_server(config: Config) -> RegistryServer:
         ),
         passthrough=PASSTHROUGH,
         unary_scope=gate.scope,
+        authentication=build_authentication(config),
     )
     loop = _Loop()
     backends: Backends | None = None

@@ -180,7 +180,7 @@ def test_promotion_with_archive_existing_archives_the_previous_holder(
     client.transition_stage("fraud", 3, "STAGING")
     before = {n: client.get_version("fraud", n) for n in (1, 2, 3)}
 
-    alice = RegistryClient(channel=client.channel, metadata=[("x-modelregistry-actor", "alice")])
+    alice = RegistryClient(channel=client.channel)
     promoted = alice.transition_stage(
         "fraud", 4, "PRODUCTION", comment="v4 wins", archive_existing=True
     )
@@ -193,13 +193,13 @@ def test_promotion_with_archive_existing_archives_the_previous_holder(
         assert (last.from_stage, last.to_stage, last.actor, last.comment) == (
             res.STAGE_PRODUCTION,
             res.STAGE_ARCHIVED,
-            "alice",
+            "anonymous",
             "v4 wins",
         )
     assert client.get_version("fraud", 3) == before[3]  # STAGING is another stage
     assert client.get_version("other", 1).stage == res.STAGE_PRODUCTION  # another model
     [record] = client.list_stage_transitions("fraud", 4)
-    assert (record.to_stage, record.actor) == (res.STAGE_PRODUCTION, "alice")
+    assert (record.to_stage, record.actor) == (res.STAGE_PRODUCTION, "anonymous")
 
     # Re-promoting an archived version (a rollback) archives the current holder.
     client.transition_stage("fraud", 2, "PRODUCTION", archive_existing=True)

@@ -22,7 +22,7 @@ from modelregistry.client import (
 )
 from modelregistry.v1 import payload_pb2 as pl
 from modelregistry_server.app import RegistryServer
-from modelregistry_server.domain.entities import Caller
+from modelregistry_server.domain.identity import Caller
 from modelregistry_server.domain.names import VersionRef
 from tests.api.registry_helpers import expect_error
 from tests.support.payload_helpers import (

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from modelregistry_server.domain.entities import (
-    Caller,
     Model,
     RequestRecord,
 )
+from modelregistry_server.domain.identity import Caller
 from modelregistry_server.domain.registry import Registry
 from modelregistry_server.storage.metadata import PeeweeMetadataStore, open_metadata_store
 from modelregistry_server.storage.metadata.database import open_database

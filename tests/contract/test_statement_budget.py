@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from modelregistry_server.domain import names
-from modelregistry_server.domain.entities import Caller
+from modelregistry_server.domain.identity import Caller
 from modelregistry_server.domain.payloads import Payloads, UploadRequest
 from modelregistry_server.domain.registry import Registry
 from modelregistry_server.storage.blobs.local import LocalBlobStore
@@ -30,7 +30,7 @@ CREATE_VERSION_BUDGET = 7
 # compare-and-set; publish: blob touch, then version status (locked), blob touch, version row
 # id, file INSERT, counter UPDATE, session UPDATE.
 SMALL_UPLOAD_BUDGET = 12
-CALLER = Caller(tenant="default", actor="test")
+CALLER = Caller(tenant="default", subject="test")
 
 
 @contextmanager

@@ -1,21 +1,15 @@
-"""Who is calling: built once per request from the call's metadata."""
+"""Who is calling: the caller the serving edge admitted for this RPC."""
 
 from __future__ import annotations
 
-import grpc
+from typing import Any
 
-from ..domain.entities import DEFAULT_TENANT, Caller
-from ..domain.validation import check_text
-
-ACTOR_HEADER = "x-modelregistry-actor"
+from ..domain.identity import Caller
+from .interceptors import SyncContext
 
 
-def caller_of(context: grpc.ServicerContext) -> Caller:
-    """The caller of this RPC. Every request is in tenant ``default`` until authentication
-    exists; the actor recorded in stage history comes from the ``x-modelregistry-actor``
-    header."""
-    actor = "anonymous"
-    for key, value in context.invocation_metadata() or ():
-        if key == ACTOR_HEADER and isinstance(value, str) and value:
-            actor = check_text(value, ACTOR_HEADER)
-    return Caller(tenant=DEFAULT_TENANT, actor=actor)
+def caller_of(context: Any) -> Caller:
+    """The authenticated caller of the call served with ``context``."""
+    if not isinstance(context, SyncContext):
+        raise TypeError("servicers run behind the serving interceptor")
+    return context.caller

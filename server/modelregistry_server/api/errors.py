@@ -23,6 +23,8 @@ STATUS_BY_ERROR: dict[type[e.DomainError], grpc.StatusCode] = {
     e.Unavailable: grpc.StatusCode.UNAVAILABLE,
     e.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     e.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    e.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    e.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 

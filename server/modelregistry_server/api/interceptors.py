@@ -11,6 +11,9 @@ every handler of our services the interceptor
   ``TOO_MANY_STREAMS``;
 - ends a stream that makes no progress (no message received, or none accepted by the client)
   for ``stream_idle_timeout`` seconds with DEADLINE_EXCEEDED ``STREAM_IDLE_TIMEOUT``;
+- authenticates the call and checks the scope its method needs (``api/permissions.py``)
+  before anything else happens, and hands the :class:`Caller` to the servicer
+  (``context.caller``);
 - sets the call's deadline for the thread (:mod:`..domain.deadlines`);
 - decodes requests itself: gRPC answers bytes that do not parse as the request message with
   INTERNAL "Exception deserializing request!", so handlers are re-registered with no request
@@ -51,7 +54,10 @@ from ..domain.errors import (
     Reason,
     ResourceExhausted,
 )
+from ..domain.identity import Caller
+from .authentication import ANONYMOUS, Authentication, Credentials
 from .errors import internal_status, to_status
+from .permissions import Requirement, requirement
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +105,7 @@ class SyncContext:
 
     def __init__(self, context: AioContext) -> None:
         self._context = context
+        self.caller: Caller = ANONYMOUS  # set once the call is admitted
         self._ended = threading.Event()
         self._callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
@@ -252,7 +259,9 @@ class ErrorMappingInterceptor(_Interceptor):
         limits: ServingLimits,
         passthrough: frozenset[str] = frozenset(),
         unary_scope: Scope = nullcontext,
+        authentication: Authentication | None = None,
     ) -> None:
+        self._authentication = authentication or Authentication()
         self._unary_pool = unary_pool
         self._stream_pool = stream_pool
         self._limits = limits
@@ -292,14 +301,37 @@ class ErrorMappingInterceptor(_Interceptor):
             )
         return handler  # no bidirectional streams in our services
 
+    def use_authentication(self, authentication: Authentication) -> None:
+        """Authenticate calls with ``authentication`` from now on (installed with the
+        backends: API keys live in the database)."""
+        self._authentication = authentication
+
+    # -- admission -----------------------------------------------------------------------------
+    def _admission(self, method: str, context: AioContext) -> _Admission:
+        """What the call presents, read on the loop; verified later on a thread."""
+        return _Admission(
+            self._authentication,
+            Credentials.of(context.invocation_metadata(), context.auth_context()),
+            requirement(method),
+        )
+
+    async def _admit(self, admission: _Admission, sync: SyncContext) -> None:
+        """Admit a stream before it takes a slot (verification may read the database)."""
+        if admission.authentication.enabled:
+            await asyncio.get_running_loop().run_in_executor(self._unary_pool, admission, sync)
+        else:
+            admission(sync)
+
     # -- unary -------------------------------------------------------------------------------
     def _unary(
         self, method: str, behavior: Callable[..., Any], decode: Decoder | None, scope: Scope
     ) -> Any:
         async def unary(request: Any, context: AioContext) -> Any:
             sync = SyncContext(context)
-            run = functools.partial(_run, behavior, scope, context.time_remaining(), decode)
+            remaining = context.time_remaining()
             try:
+                admission = self._admission(method, context)
+                run = functools.partial(_run, behavior, scope, remaining, decode, admission)
                 return await asyncio.get_running_loop().run_in_executor(
                     self._unary_pool, run, request, sync
                 )
@@ -337,10 +369,11 @@ class ErrorMappingInterceptor(_Interceptor):
             requests = _Requests(context, sync, loop, idle, decode)
             work: asyncio.Future[Any] | None = None
             try:
+                await self._admit(self._admission(method, context), sync)
                 async with self._stream_slot():
                     await requests.prefetch()  # an idle stream holds no thread
                     remaining = context.time_remaining()
-                    run = functools.partial(_run, behavior, nullcontext, remaining, None)
+                    run = functools.partial(_run, behavior, nullcontext, remaining, None, None)
                     work = loop.run_in_executor(self._stream_pool, run, requests, sync)
                     return await asyncio.shield(work)
             except asyncio.CancelledError:
@@ -368,6 +401,7 @@ class ErrorMappingInterceptor(_Interceptor):
             at = None if remaining is None else time.monotonic() + remaining
             messages: Iterator[Any] | None = None
             try:
+                await self._admit(self._admission(method, context), sync)
                 async with self._stream_slot(download=True):
                     messages = behavior(_decoded(decode, request), sync)
                     while True:
@@ -396,14 +430,28 @@ class ErrorMappingInterceptor(_Interceptor):
         return server_stream
 
 
+@dataclass(frozen=True)
+class _Admission:
+    authentication: Authentication
+    credentials: Credentials
+    need: Requirement
+
+    def __call__(self, sync: SyncContext) -> None:
+        """Verify the credentials and the scope; the caller goes to ``sync.caller``."""
+        sync.caller = self.authentication.admit(self.credentials, self.need)
+
+
 def _run(
     behavior: Callable[[Any, Any], Any],
     scope: Scope,
     remaining: float | None,
     decode: Decoder | None,
+    admission: _Admission | None,
     request: Any,
     sync: SyncContext,
 ) -> Any:
+    if admission is not None:
+        admission(sync)  # before the request is even decoded
     with deadlines.call_deadline(remaining), scope():
         return behavior(_decoded(decode, request), sync)
 

@@ -13,7 +13,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-DEFAULT_TENANT = "default"
 JsonValue = Any
 
 
@@ -54,18 +53,6 @@ class DatasetRole(StrEnum):
 def make_etag(uid: str, revision: int) -> str:
     """The opaque etag of revision ``revision`` of the resource ``uid``."""
     return hashlib.sha256(f"{uid}:{revision}".encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling: the tenant every query is scoped to and the actor recorded in history.
-
-    Until authentication exists the tenant is ``default`` and the actor comes from the
-    ``x-modelregistry-actor`` request header (``anonymous`` when absent).
-    """
-
-    tenant: str = DEFAULT_TENANT
-    actor: str = "anonymous"
 
 
 @dataclass

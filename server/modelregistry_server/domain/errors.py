@@ -57,6 +57,9 @@ class Reason(StrEnum):
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     STREAM_IDLE_TIMEOUT = "STREAM_IDLE_TIMEOUT"
     TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
+    CREDENTIALS_MISSING = "CREDENTIALS_MISSING"
+    CREDENTIALS_INVALID = "CREDENTIALS_INVALID"
+    SCOPE_MISSING = "SCOPE_MISSING"
 
 
 @dataclass(frozen=True)
@@ -168,3 +171,12 @@ class DeadlineExceeded(_ExplicitReason):
 
 class ResourceExhausted(_ExplicitReason):
     """A server limit is reached (e.g. concurrent streams); retry later."""
+
+
+class Unauthenticated(_ExplicitReason):
+    """The call carries no credential, or one that does not verify (bad, expired, revoked).
+    The message never says which check failed beyond what the caller can fix."""
+
+
+class PermissionDenied(_ExplicitReason):
+    """The caller is known but its scopes or its role on the resource do not allow the call."""

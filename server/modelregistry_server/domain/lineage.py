@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from . import names
-from .entities import Caller, DatasetRef, ModelVersion, SourceCode
+from .entities import DatasetRef, ModelVersion, SourceCode
 from .errors import FailedPrecondition, InvalidArgument, Reason
+from .identity import Caller
 from .ports import LineageIndex
 from .validation import check_text
 

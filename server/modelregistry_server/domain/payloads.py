@@ -27,7 +27,6 @@ from . import deadlines, names
 from .blob_names import blob_key, storage_id
 from .checksums import BlockHasher
 from .entities import (
-    Caller,
     FileRecord,
     IntegrityState,
     ModelVersion,
@@ -50,6 +49,7 @@ from .errors import (
 )
 from .filter_parser import parse_filter
 from .gc import GarbageCollector, GcReport
+from .identity import Caller
 from .integrity import Integrity
 from .listing import (
     FILE_SCHEMA,

@@ -14,7 +14,6 @@ from typing import Any, Protocol
 from . import names
 from .entities import (
     Alias,
-    Caller,
     Model,
     ModelVersion,
     Page,
@@ -34,6 +33,7 @@ from .errors import (
 )
 from .fields import MODEL_FIELDS, VERSION_FIELDS
 from .filter_parser import parse_filter
+from .identity import Caller
 from .lineage import refuse_if_depended_on
 from .listing import (
     MODEL_DEFAULT_ORDER,

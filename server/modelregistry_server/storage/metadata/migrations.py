@@ -227,6 +227,30 @@ def _v7(dialect: Dialect) -> list[str]:
     return ["CREATE INDEX blobs_verify_state ON blobs (verify_state)"]
 
 
+def _v8(dialect: Dialect) -> list[str]:
+    """Identity and access: API keys (only a hash of the secret), model policies (the JSON
+    document on the model row, its bindings also in ``model_members`` so lists can filter by
+    the caller's memberships in SQL) and the principal that opened each upload."""
+    t = _types(dialect)
+    pk, text, text_null = t["pk"], t["text"], t["text_null"]
+    big, big_null = "BIGINT NOT NULL", "BIGINT"
+    return [
+        f"""CREATE TABLE api_keys (
+            id {pk}, tenant {text}, key_id {text}, name {text}, secret_hash {text},
+            scopes {text}, created_by {text}, create_time {big}, expire_time {big_null},
+            revoke_time {big_null}, last_used_time {big_null})""",
+        "CREATE UNIQUE INDEX api_keys_key_id ON api_keys (key_id)",
+        "CREATE INDEX api_keys_tenant_create_time ON api_keys (tenant, create_time, id)",
+        f"ALTER TABLE models ADD COLUMN policy {text_null}",
+        "ALTER TABLE models ADD COLUMN policy_revision BIGINT NOT NULL DEFAULT 0",
+        f"""CREATE TABLE model_members (
+            tenant {text}, model_pk {big} REFERENCES models (id), member {text}, role {text},
+            PRIMARY KEY (model_pk, member, role))""",
+        "CREATE INDEX model_members_member ON model_members (tenant, member, model_pk)",
+        f"ALTER TABLE uploads ADD COLUMN owner {text} DEFAULT ''",
+    ]
+
+
 def _execute(db: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return db.execute_sql(sql, params)
 
@@ -239,6 +263,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "block checksums and integrity state of blobs", _v5),
     Migration(6, "server secrets (page token key)", _v6),
     Migration(7, "index blobs by integrity state (ListFiles filter)", _v7),
+    Migration(8, "identity: API keys, model policies, upload owners", _v8),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

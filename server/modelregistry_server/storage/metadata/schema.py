@@ -37,9 +37,24 @@ class ModelRow(_Row):
     purge_time = peewee.BigIntegerField(null=True)
     revision = peewee.BigIntegerField()
     latest_version_number = peewee.BigIntegerField()
+    policy = peewee.TextField(null=True)  # JSON; NULL: no policy, scopes alone decide
+    policy_revision = peewee.BigIntegerField()
 
     class Meta:
         table_name = "models"
+
+
+class ModelMemberRow(_Row):
+    """``model_members``: one binding of a model's policy (member, role), for list filters."""
+
+    tenant = peewee.TextField()
+    model_pk = peewee.BigIntegerField()
+    member = peewee.TextField()
+    role = peewee.TextField()
+
+    class Meta:
+        table_name = "model_members"
+        primary_key = peewee.CompositeKey("model_pk", "member", "role")
 
 
 class ModelLabelRow(_Row):
@@ -239,6 +254,7 @@ class UploadRow(_Row):
     state = peewee.TextField()
     create_time = peewee.BigIntegerField()
     update_time = peewee.BigIntegerField()
+    owner = peewee.TextField()  # the principal that opened it ('' before identity existed)
 
     class Meta:
         table_name = "uploads"
@@ -257,6 +273,25 @@ class BlobRow(_Row):
 
     class Meta:
         table_name = "blobs"
+
+
+class ApiKeyRow(_Row):
+    """``api_keys``: one API key; only a hash of its secret is stored."""
+
+    id = peewee.BigAutoField()
+    tenant = peewee.TextField()
+    key_id = peewee.TextField()
+    name = peewee.TextField()
+    secret_hash = peewee.TextField()
+    scopes = peewee.TextField()  # space-separated
+    created_by = peewee.TextField()
+    create_time = peewee.BigIntegerField()
+    expire_time = peewee.BigIntegerField(null=True)
+    revoke_time = peewee.BigIntegerField(null=True)
+    last_used_time = peewee.BigIntegerField(null=True)
+
+    class Meta:
+        table_name = "api_keys"
 
 
 R = TypeVar("R", bound=_Row)
@@ -280,6 +315,8 @@ class Tables:
     files: type[FileRow]
     uploads: type[UploadRow]
     blobs: type[BlobRow]
+    model_members: type[ModelMemberRow]
+    api_keys: type[ApiKeyRow]
 
     def all(self) -> tuple[type[_Row], ...]:
         """Every row class."""
@@ -298,6 +335,8 @@ class Tables:
             self.files,
             self.uploads,
             self.blobs,
+            self.model_members,
+            self.api_keys,
         )
 
 
@@ -318,6 +357,8 @@ def bind_tables(database: peewee.DatabaseProxy) -> Tables:
         files=_bound(FileRow, database),
         uploads=_bound(UploadRow, database),
         blobs=_bound(BlobRow, database),
+        model_members=_bound(ModelMemberRow, database),
+        api_keys=_bound(ApiKeyRow, database),
     )
 
 

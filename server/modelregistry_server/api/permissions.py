@@ -1,0 +1,78 @@
+"""The one table of what every RPC needs: a scope, or nothing (health; reflection by choice).
+
+``tests/unit/test_permissions.py`` builds the list of RPCs from the service descriptors and
+fails if one is missing here, so no RPC can ship unguarded. What needs the resource (model
+policies, protected aliases, upload ownership) is decided in the domain, not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+from ..domain.identity import Permission
+
+
+class Open(StrEnum):
+    """RPCs that need no scope."""
+
+    HEALTH = "health"  # never needs credentials (probes)
+    REFLECTION = "reflection"  # open unless the server is told otherwise (grpcurl)
+
+
+Requirement = Permission | Open
+
+_R = Permission.READ
+_C = Permission.CREATE
+_U = Permission.UPDATE
+_D = Permission.DELETE
+
+_BY_SERVICE: dict[str, dict[str, Requirement]] = {
+    "modelregistry.v1.ModelRegistry": {
+        "CreateModel": _C,
+        "GetModel": _R,
+        "ListModels": _R,
+        "UpdateModel": _U,
+        "DeleteModel": _D,
+        "UndeleteModel": _D,
+        "CreateModelVersion": _C,
+        "GetModelVersion": _R,
+        "ListModelVersions": _R,
+        "UpdateModelVersion": _U,
+        "DeleteModelVersion": _D,
+        "UndeleteModelVersion": _D,
+        "SealModelVersion": _U,
+        "TransitionModelVersionStage": _U,
+        "ListStageTransitions": _R,
+        "SetAlias": _U,
+        "GetAlias": _R,
+        "ListAliases": _R,
+        "DeleteAlias": _U,
+        "GetLineage": _R,
+    },
+    "modelregistry.v1.PayloadService": {
+        "UploadFile": _C,
+        "DownloadFile": _R,
+        "GetFile": _R,
+        "ListFiles": _R,
+        # Upload sessions belong to whoever opened them: only uploaders have any.
+        "GetUploadStatus": _C,
+        "CancelUpload": _C,
+        "ListUploads": _C,
+        "VerifyFile": _R,
+    },
+    "grpc.health.v1.Health": {"Check": Open.HEALTH, "List": Open.HEALTH, "Watch": Open.HEALTH},
+    "grpc.reflection.v1alpha.ServerReflection": {"ServerReflectionInfo": Open.REFLECTION},
+}
+
+METHOD_REQUIREMENTS: Mapping[str, Requirement] = {
+    f"/{service}/{method}": need
+    for service, methods in _BY_SERVICE.items()
+    for method, need in methods.items()
+}
+
+
+def requirement(method: str) -> Requirement:
+    """What the RPC ``/package.Service/Method`` needs; a method missing from the table
+    (impossible for a served method, the test sees to it) needs ``registry.admin``."""
+    return METHOD_REQUIREMENTS.get(method, Permission.ADMIN)
