@@ -11,6 +11,7 @@ from types import FrameType
 
 from .app import ListenError, build_server
 from .config import load_config
+from .security import StartRefused
 from .storage.metadata import DatabaseInUseError, SchemaTooNewError
 
 
@@ -29,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ListenError as exc:
         print(f"modelregistry: {exc}", file=sys.stderr, flush=True)
         return 1
+    except StartRefused as exc:  # exposed without authentication, or contradictory settings
+        print(f"modelregistry: {exc}", file=sys.stderr, flush=True)
+        return 2
     except (ValueError, OSError, SchemaTooNewError, DatabaseInUseError) as exc:  # not outages
         logging.getLogger(__name__).error("cannot start: %s", exc)
         return 2

@@ -1,4 +1,4 @@
-"""``build_server(config)``: wires stores, use cases, servicers, health and reflection.
+"""``build_server(config)``: wires stores, use cases, servicers, health, reflection and TLS.
 
 The gRPC server is a ``grpc.aio`` server on an event loop of its own thread; the servicers
 and everything below them are synchronous and run in bounded executors (see
@@ -31,6 +31,7 @@ from .api.deferred import DeferredServices
 from .api.interceptors import ErrorMappingInterceptor, ServingLimits
 from .api.payload_servicer import PayloadServicer
 from .api.registry_servicer import ModelRegistryServicer
+from .api.tls import CertificateReloader, server_credentials
 from .config import Config
 from .domain.errors import Unavailable
 from .domain.gc import GcReport
@@ -40,7 +41,7 @@ from .domain.listing import MIN_SECRET_BYTES, PageTokens
 from .domain.payloads import Payloads
 from .domain.ports import BlobStore, MetadataStore
 from .domain.registry import Registry, utc_now
-from .security import build_authentication
+from .security import build_authentication, check_exposure, tls_files
 from .storage.blobs import open_blob_store
 from .storage.metadata import open_metadata_store
 
@@ -167,6 +168,8 @@ class RegistryServer:
     _backends: Backends | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    # The TLS certificate in use and its reloading (None: plaintext); gRPC calls it.
+    tls: CertificateReloader | None = None
 
     @property
     def address(self) -> str:
@@ -371,8 +374,14 @@ def build_server(config: Config) -> RegistryServer:
     An unreachable database does not fail the build: the server starts NOT_SERVING and
     connects in the background (see :class:`RegistryServer`). A malformed URL, an unreadable
     secret file or a database newer than this release raise here. The port is bound first, so
-    a port in use is refused before anything waits on the database.
+    a port in use is refused before anything waits on the database; before that, security
+    settings that expose the registry without authentication, contradict each other, or name
+    TLS files that do not load are refused (``StartRefused``, ValueError, OSError).
     """
+    authentication = build_authentication(config)
+    check_exposure(config, authentication)
+    files = tls_files(config)
+    credentials, reloader = (None, None) if files is None else server_credentials(files)
     gate = DeferredServices(SERVICES)
     unary_pool = futures.ThreadPoolExecutor(config.max_workers, thread_name_prefix="unary")
     # A stream holds at most one thread at a time, so with this many no stream waits for one.
@@ -384,13 +393,18 @@ def build_server(config: Config) -> RegistryServer:
             config.max_streams, config.stream_idle_timeout_seconds, config.max_download_streams
         ),
         passthrough=PASSTHROUGH,
+        admitted_passthrough=(
+            frozenset({reflection.SERVICE_NAME})
+            if config.reflection == "authenticated"
+            else frozenset()
+        ),
         unary_scope=gate.scope,
-        authentication=build_authentication(config),
+        authentication=authentication,
     )
     loop = _Loop()
     backends: Backends | None = None
     try:
-        server, health_servicer, port = loop.call(_serve(config, gate, interceptor))
+        server, health_servicer, port = loop.call(_serve(config, gate, interceptor, credentials))
         try:
             backends = connect(config)
         except Unavailable as exc:
@@ -416,6 +430,7 @@ def build_server(config: Config) -> RegistryServer:
         gate,
         lambda: connect(config),
         backends,
+        tls=reloader,
     )
 
 
@@ -445,7 +460,10 @@ def server_options(config: Config) -> list[tuple[str, Any]]:
 
 
 async def _serve(
-    config: Config, gate: DeferredServices, interceptor: ErrorMappingInterceptor
+    config: Config,
+    gate: DeferredServices,
+    interceptor: ErrorMappingInterceptor,
+    credentials: grpc.ServerCredentials | None,
 ) -> tuple[grpc.aio.Server, HealthServicer, int]:
     server = grpc.aio.server(
         interceptors=[interceptor],
@@ -456,11 +474,15 @@ async def _serve(
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    if config.reflection != "off":
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
     try:
-        port = server.add_insecure_port(config.listen)
+        if credentials is None:
+            port = server.add_insecure_port(config.listen)
+        else:
+            port = server.add_secure_port(config.listen, credentials)
     except RuntimeError:  # grpcio raises this when the bind fails
         port = 0
     if port == 0:

@@ -41,6 +41,12 @@ class Config:
     log_level: str = "INFO"
     page_token_secret_file: str = ""
     blob_timeout_seconds: float = 20
+    auth: str = "auto"
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    tls_identities_file: str = ""
+    reflection: str = "open"
 
     @property
     def retention(self) -> timedelta:
@@ -57,6 +63,12 @@ class Config:
         """How long a blob's last verification counts before the scrub re-reads it."""
         return timedelta(hours=self.scrub_reverify_hours)
 
+
+# Settings that take one of a few words (checked for flags and environment alike).
+CHOICES: Mapping[str, tuple[str, ...]] = {
+    "auth": ("auto", "none"),
+    "reflection": ("open", "authenticated", "off"),
+}
 
 _HELP = {
     "listen": "address to listen on, host:port (port 0 picks a free port)",
@@ -82,6 +94,17 @@ _HELP = {
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "blob_timeout_seconds": "GCS: bound on each request and on all retries of one request, "
     "so calls fail UNAVAILABLE promptly when the bucket cannot be reached",
+    "auth": "auto: the configured authenticators; a non-loopback --listen needs one. none: no "
+    "authentication, every caller is anonymous with every scope (required to serve a "
+    "non-loopback address without authenticators)",
+    "tls_cert": "PEM certificate chain: serve TLS (with --tls-key; reloaded when the files change)",
+    "tls_key": "PEM private key of --tls-cert",
+    "tls_client_ca": "PEM CA certificates: mutual TLS, clients without a certificate it signed are "
+    "refused at the handshake",
+    "tls_identities_file": "TOML file mapping client-certificate SANs to subject, tenant, scopes "
+    "and groups (needs --tls-client-ca; reloaded when it changes)",
+    "reflection": "gRPC server reflection: open (no credentials), authenticated (any valid "
+    "credential) or off",
     "page_token_secret_file": "file whose bytes sign page tokens (at least 16; every replica "
     "needs the same); empty: a random secret kept in the metadata database",
 }
@@ -115,4 +138,7 @@ def load_config(
             help=f"{_HELP[f.name]} (env {env_name}; default {default})",
         )
     ns = parser.parse_args(argv)
+    for name, allowed in CHOICES.items():
+        if getattr(ns, name) not in allowed:
+            parser.error(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
     return Config(**vars(ns))

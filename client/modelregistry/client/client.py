@@ -32,6 +32,7 @@ from modelregistry.client.channel import (
     open_channel,
     service_config,
 )
+from modelregistry.client.credentials import TOKEN_ENV, Pem, TokenProvider, channel_credentials
 from modelregistry.client.downloads import Downloader
 from modelregistry.client.names import DEFAULT_FILE_ID, LATEST
 from modelregistry.client.pager import PagedRequest, PagedResponse, Pager, pager
@@ -74,6 +75,12 @@ class RegistryClient:
 
     ``target`` is ``host:port``; alternatively pass a ready ``channel`` (then the caller owns
     it, and should build it with :func:`channel_options` to get retries and message limits).
+    Credentials (:mod:`~modelregistry.client.credentials`): ``token`` (a JWT or API key;
+    default ``MODELREGISTRY_TOKEN``) or ``token_provider`` (called before every call, for
+    tokens that expire), ``root_certificates`` (PEM bytes or a file path; default
+    ``MODELREGISTRY_CA_FILE``) to verify the server, ``client_certificate`` and ``client_key``
+    for mutual TLS, ``tls`` to force TLS on (system roots) or off; or ready channel
+    ``credentials``. A token is sent only over TLS or to a loopback target.
     ``timeout`` is the deadline of unary calls; ``transfer_timeout`` the deadline of each
     upload/download stream (None: no deadline). ``metadata`` is sent with every call.
     ``chunk_size`` is the upload chunk size (at most 2 MiB). ``retries`` bounds the gRPC retries
@@ -89,6 +96,12 @@ class RegistryClient:
         *,
         channel: grpc.Channel | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
+        token_provider: TokenProvider | None = None,
+        root_certificates: Pem | None = None,
+        client_certificate: Pem | None = None,
+        client_key: Pem | None = None,
+        tls: bool | None = None,
         timeout: float = 30.0,
         transfer_timeout: float | None = None,
         metadata: Sequence[tuple[str, str]] = (),
@@ -107,7 +120,35 @@ class RegistryClient:
         )
         self._target = target if channel is None else "<channel>"
         self._owns_channel = channel is None
-        self._channel = open_channel(target, credentials, retries) if channel is None else channel
+        if channel is None:
+            environ: Mapping[str, str] = os.environ
+            if any(key.lower() == "authorization" for key, _ in metadata):
+                environ = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+            transport = channel_credentials(
+                target,
+                credentials=credentials,
+                token=token,
+                token_provider=token_provider,
+                root_certificates=root_certificates,
+                client_certificate=client_certificate,
+                client_key=client_key,
+                tls=tls,
+                environ=environ,
+            )
+            channel = open_channel(target, transport, retries)
+        elif any(
+            a is not None
+            for a in (
+                credentials,
+                token,
+                token_provider,
+                root_certificates,
+                client_certificate,
+                client_key,
+            )
+        ):
+            raise ValueError("a ready channel carries its own credentials")
+        self._channel = channel
         self._registry = mr_grpc.ModelRegistryStub(self._channel)
         self._payload = pl_grpc.PayloadServiceStub(self._channel)
         self._chunk_size = chunk_size

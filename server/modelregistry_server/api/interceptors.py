@@ -24,7 +24,9 @@ every handler of our services the interceptor
   errors raised mid-stream (never UNKNOWN).
 
 Health and reflection are asynchronous servicers and bypass all of this: they answer on the
-event loop and are never queued behind user work.
+event loop and are never queued behind user work. Services in ``admitted_passthrough``
+(reflection with ``--reflection authenticated``) are admitted first, the verification on the
+unary pool like any other call's.
 """
 
 from __future__ import annotations
@@ -72,6 +74,12 @@ Scope = Callable[[], AbstractContextManager[None]]
 Decoder = Callable[[bytes], Any]
 AioContext = grpc.aio.ServicerContext[Any, Any]
 _END = object()
+_KINDS: dict[str, Callable[..., Any]] = {
+    "unary_unary": grpc.unary_unary_rpc_method_handler,
+    "unary_stream": grpc.unary_stream_rpc_method_handler,
+    "stream_unary": grpc.stream_unary_rpc_method_handler,
+    "stream_stream": grpc.stream_stream_rpc_method_handler,
+}
 _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # exported, missing from the stubs
 
 
@@ -258,6 +266,7 @@ class ErrorMappingInterceptor(_Interceptor):
         stream_pool: Executor,
         limits: ServingLimits,
         passthrough: frozenset[str] = frozenset(),
+        admitted_passthrough: frozenset[str] = frozenset(),
         unary_scope: Scope = nullcontext,
         authentication: Authentication | None = None,
     ) -> None:
@@ -266,6 +275,7 @@ class ErrorMappingInterceptor(_Interceptor):
         self._stream_pool = stream_pool
         self._limits = limits
         self._passthrough = passthrough
+        self._admitted_passthrough = admitted_passthrough
         self._unary_scope = unary_scope
         self._streams = 0
         self._downloads = 0
@@ -282,7 +292,12 @@ class ErrorMappingInterceptor(_Interceptor):
     ) -> Handler:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method.split("/")[1] in self._passthrough:
+        service = method.split("/")[1]
+        if handler is None:
+            return handler
+        if service in self._passthrough:
+            if service in self._admitted_passthrough:
+                return self._admitted(method, handler)
             return handler
         decode = handler.request_deserializer
         out = handler.response_serializer
@@ -321,6 +336,39 @@ class ErrorMappingInterceptor(_Interceptor):
             await asyncio.get_running_loop().run_in_executor(self._unary_pool, admission, sync)
         else:
             admission(sync)
+
+    def _admitted(self, method: str, handler: Handler) -> Handler:
+        """A passthrough handler (asynchronous, served on the loop) that admits the call
+        first; the verification runs on the unary pool (it may read the database)."""
+
+        async def admit(context: AioContext) -> None:
+            sync = SyncContext(context)
+            try:
+                await self._admit(self._admission(method, context), sync)
+            except Exception as exc:
+                await _fail(context, method, exc)
+            finally:
+                sync.end()
+
+        kind = next(k for k in _KINDS if getattr(handler, k) is not None)
+        behavior: Callable[[Any, AioContext], Any] = getattr(handler, kind)
+
+        async def responses(request: Any, context: AioContext) -> Any:
+            await admit(context)
+            result = behavior(request, context)
+            if hasattr(result, "__aiter__"):
+                async for message in result:
+                    yield message
+            else:
+                await result
+
+        async def response(request: Any, context: AioContext) -> Any:
+            await admit(context)
+            return await behavior(request, context)
+
+        wrapped = responses if kind.endswith("_stream") else response
+        make: Callable[..., Handler] = _KINDS[kind]
+        return make(wrapped, handler.request_deserializer, handler.response_serializer)
 
     # -- unary -------------------------------------------------------------------------------
     def _unary(
