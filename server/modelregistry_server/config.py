@@ -47,6 +47,16 @@ class Config:
     tls_client_ca: str = ""
     tls_identities_file: str = ""
     reflection: str = "open"
+    # JWT bearer tokens (README "JWT bearer tokens"); neither keys nor secret: no JWTs.
+    jwt_public_keys: str = ""
+    jwt_jwks_ca_file: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_hs256_secret_file: str = ""
+    jwt_tenant_claim: str = "tenant"
+    jwt_default_tenant: str = ""
+    jwt_scope_claim: str = "scope"
+    jwt_leeway_seconds: float = 30
 
     @property
     def retention(self) -> timedelta:
@@ -107,6 +117,17 @@ _HELP = {
     "credential) or off",
     "page_token_secret_file": "file whose bytes sign page tokens (at least 16; every replica "
     "needs the same); empty: a random secret kept in the metadata database",
+    "jwt_public_keys": "JWT verification keys (RS256/ES256): a PEM file of public keys or "
+    "certificates, a JWKS file, or an https:// JWKS URL",
+    "jwt_jwks_ca_file": "PEM CA bundle trusted for the https JWKS URL; empty: the system's CAs",
+    "jwt_issuer": "the iss every JWT must carry (required with --jwt-public-keys)",
+    "jwt_audience": "the aud every JWT must include (required with --jwt-public-keys)",
+    "jwt_hs256_secret_file": "development only: verify HS256 JWTs with this file's bytes (at "
+    "least 32, surrounding whitespace stripped) instead of public keys",
+    "jwt_tenant_claim": "JWT claim naming the caller's tenant",
+    "jwt_default_tenant": "tenant of JWTs without the tenant claim; empty: such JWTs are refused",
+    "jwt_scope_claim": "JWT claim with the scopes (space-separated string or list of strings)",
+    "jwt_leeway_seconds": "clock skew allowed on JWT exp, nbf and iat (0 to 300)",
 }
 
 

@@ -4,7 +4,8 @@ them (see the README's *Security*).
 No authenticator configured: authentication is off and every caller is ``anonymous`` with
 every scope (the zero-configuration loopback server of ``make run``). A server asked to listen
 on a non-loopback address without an authenticator refuses to start unless ``--auth none``
-says that is meant.
+says that is meant. A configuration that cannot work (an unreadable or malformed key file, a
+missing issuer) is a ValueError here too, so the server does not start.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from .api.authentication import Authentication, Authenticator
 from .api.certificates import CertificateAuthenticator
+from .api.jwt_authenticator import JwtAuthenticator
+from .api.jwt_keys import key_source
 from .api.tls import TlsFiles
 from .config import Config
 
@@ -27,11 +30,50 @@ def build_authentication(config: Config) -> Authentication:
     """The server's :class:`Authentication` for ``config``. Token authenticators come first;
     the certificate one defers to any call carrying a token anyway."""
     authenticators: list[Authenticator] = []
+    jwt = jwt_authenticator(config)
+    if jwt is not None:
+        authenticators.append(jwt)
     if config.tls_identities_file:
         authenticators.append(CertificateAuthenticator(Path(config.tls_identities_file)))
     if config.auth == "none" and authenticators:
         raise StartRefused("--auth none contradicts the configured authenticators; drop one")
     return Authentication(authenticators)
+
+
+def jwt_authenticator(config: Config) -> JwtAuthenticator | None:
+    """The JWT authenticator ``config`` asks for, or None without keys or secret."""
+    if config.jwt_public_keys and config.jwt_hs256_secret_file:
+        raise ValueError("--jwt-public-keys and --jwt-hs256-secret-file exclude each other")
+    if not (config.jwt_public_keys or config.jwt_hs256_secret_file):
+        if config.jwt_issuer or config.jwt_audience or config.jwt_jwks_ca_file:
+            raise ValueError(
+                "--jwt-issuer, --jwt-audience and --jwt-jwks-ca-file need --jwt-public-keys "
+                "or --jwt-hs256-secret-file"
+            )
+        return None
+    secret = None
+    if config.jwt_hs256_secret_file:
+        try:
+            secret = Path(config.jwt_hs256_secret_file).read_bytes().strip()
+        except OSError as exc:
+            raise ValueError(
+                f"cannot read --jwt-hs256-secret-file {config.jwt_hs256_secret_file}: "
+                f"{exc.strerror}"
+            ) from None
+    return JwtAuthenticator(
+        keys=(
+            key_source(config.jwt_public_keys, ca_file=config.jwt_jwks_ca_file)
+            if config.jwt_public_keys
+            else None
+        ),
+        hs256_secret=secret,
+        issuer=config.jwt_issuer,
+        audience=config.jwt_audience,
+        tenant_claim=config.jwt_tenant_claim,
+        default_tenant=config.jwt_default_tenant,
+        scope_claim=config.jwt_scope_claim,
+        leeway_seconds=config.jwt_leeway_seconds,
+    )
 
 
 def tls_files(config: Config) -> TlsFiles | None:
@@ -70,6 +112,6 @@ def check_exposure(config: Config, authentication: Authentication) -> None:
         return
     raise StartRefused(
         f"refusing to serve {config.listen} without authentication: configure an "
-        "authenticator (e.g. --tls-identities-file) or pass --auth none to let every caller "
-        "in as anonymous with every scope"
+        "authenticator (--jwt-public-keys, --tls-identities-file) or pass --auth none to let "
+        "every caller in as anonymous with every scope"
     )

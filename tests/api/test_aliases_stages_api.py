@@ -4,6 +4,7 @@ ListStageTransitions) through the client; every failure also checks that nothing
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from google.protobuf import empty_pb2
@@ -18,7 +19,10 @@ from modelregistry.client import (
 from modelregistry.v1 import model_registry_pb2 as mr
 from modelregistry.v1 import resources_pb2 as res
 from modelregistry_server.app import RegistryServer
+from modelregistry_server.config import Config
 from tests.api.registry_helpers import call, expect_error, ready_version, unchanged
+from tests.support.jwt_tokens import EVERY_SCOPE, as_caller, jwt_config, mint, rsa_key
+from tests.support.servers import serving
 
 
 @pytest.fixture
@@ -178,8 +182,8 @@ def test_aliases_of_a_soft_deleted_model_stay_readable(client: RegistryClient) -
 
 
 def test_transitions_are_recorded_with_actor(server: RegistryServer, fraud: RegistryClient) -> None:
-    # Authentication is off: the actor is "anonymous" (tests/api/test_identity_api.py checks
-    # that an authenticated caller's principal is recorded instead).
+    # Authentication is off: the actor is "anonymous" (with a JWT the principal is recorded
+    # instead: test_transitions_record_the_token_subject_as_actor below).
     with RegistryClient(server.address) as alice:
         start = datetime.now(UTC).replace(microsecond=0)
         first = alice.transition_stage("fraud", 1, "STAGING", comment="looks good")
@@ -209,6 +213,28 @@ def test_transitions_are_recorded_with_actor(server: RegistryServer, fraud: Regi
         "anonymous",
     )
     assert list(fraud.list_stage_transitions("fraud", 3)) == []
+
+
+def test_transitions_record_the_token_subject_as_actor(
+    server_config: Config, tmp_path: Path
+) -> None:
+    def as_user(sub: str) -> RegistryClient:
+        return as_caller(jwt_server, mint(rsa_key(), sub=sub, scope=EVERY_SCOPE))
+
+    with (
+        serving(jwt_config(server_config, tmp_path)) as jwt_server,
+        as_user("alice") as alice,
+        as_user("bob") as bob,
+    ):
+        alice.create_model("fraud")
+        ready_version(alice, "fraud")
+        alice.transition_stage("fraud", 1, "STAGING", comment="looks good")
+        bob.transition_stage("fraud", 1, "PRODUCTION")
+        history = list(alice.list_stage_transitions("fraud", 1))
+    assert [(t.to_stage, t.actor, t.comment) for t in history] == [
+        (res.STAGE_STAGING, "user:alice", "looks good"),
+        (res.STAGE_PRODUCTION, "user:bob", ""),
+    ]
 
 
 def test_transition_by_alias_and_history_by_alias(fraud: RegistryClient) -> None:
