@@ -1,4 +1,7 @@
-"""``python -m modelregistry_server``: run the service until SIGTERM/SIGINT."""
+"""``python -m modelregistry_server``: run the service until SIGTERM/SIGINT.
+
+``python -m modelregistry_server api-keys …`` manages API keys instead (see
+:mod:`.api_keys_cli`)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from . import api_keys_cli
 from .app import ListenError, build_server
 from .config import load_config
 from .security import StartRefused
@@ -17,7 +21,10 @@ from .storage.metadata import DatabaseInUseError, SchemaTooNewError
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse configuration, serve, and shut down gracefully on a signal."""
-    config = load_config(argv)
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["api-keys"]:
+        return api_keys_cli.main(args[1:])
+    config = load_config(args)
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

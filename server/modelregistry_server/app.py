@@ -23,16 +23,20 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from modelregistry.v1 import model_registry_pb2, payload_pb2
+from modelregistry.v1 import access_pb2, model_registry_pb2, payload_pb2
+from modelregistry.v1 import access_pb2_grpc as access_grpc
 from modelregistry.v1 import model_registry_pb2_grpc as registry_grpc
 from modelregistry.v1 import payload_pb2_grpc as payload_grpc
 
+from .api.access_servicer import AccessServicer
+from .api.api_key_authenticator import ApiKeyAuthenticator
 from .api.deferred import DeferredServices
 from .api.interceptors import ErrorMappingInterceptor, ServingLimits
 from .api.payload_servicer import PayloadServicer
 from .api.registry_servicer import ModelRegistryServicer
 from .api.tls import CertificateReloader, server_credentials
 from .config import Config
+from .domain.api_keys import ApiKeys
 from .domain.errors import Unavailable
 from .domain.gc import GcReport
 from .domain.integrity import Integrity, ScrubReport
@@ -79,6 +83,7 @@ class MaintenanceReport:
 SERVICES = (
     model_registry_pb2.DESCRIPTOR.services_by_name["ModelRegistry"],
     payload_pb2.DESCRIPTOR.services_by_name["PayloadService"],
+    access_pb2.DESCRIPTOR.services_by_name["AccessService"],
 )
 SERVICE_NAMES = tuple(s.full_name for s in SERVICES)
 
@@ -93,6 +98,7 @@ class Backends:
     payloads: Payloads
     lineage: Lineage
     integrity: Integrity
+    api_keys: ApiKeys
 
     def close(self) -> None:
         """Stop the upload sync pool, then close the stores."""
@@ -164,6 +170,7 @@ class RegistryServer:
     _loop: _Loop
     _pools: tuple[futures.ThreadPoolExecutor, ...]
     _gate: DeferredServices
+    _api_keys: ApiKeyAuthenticator
     _connect: Callable[[], Backends]
     _backends: Backends | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -207,6 +214,11 @@ class RegistryServer:
         """The integrity use cases (once connected)."""
         return self._wired().integrity
 
+    @property
+    def api_keys(self) -> ApiKeys:
+        """The API key use cases (once connected)."""
+        return self._wired().api_keys
+
     def start(self) -> None:
         """Start serving; health turns SERVING now, or once the database is reachable."""
         self._loop.call(self.server.start())
@@ -242,7 +254,7 @@ class RegistryServer:
                 backends.close()
                 return
             self._backends = backends
-            _install(self._gate, self.config, backends)
+            _install(self._gate, self._api_keys, self.config, backends)
             log.info("database reachable: serving")
             self._serving()
             return
@@ -353,16 +365,22 @@ def connect(config: Config) -> Backends:
         sync_workers=config.max_streams,  # one pending piece sync per concurrent upload
         integrity=integrity,
     )
-    return Backends(store, blobs, registry, payloads, lineage, integrity)
+    api_keys = ApiKeys(store, clock=utc_now, page_tokens=tokens)
+    return Backends(store, blobs, registry, payloads, lineage, integrity, api_keys)
 
 
-def _install(gate: DeferredServices, config: Config, b: Backends) -> None:
+def _install(
+    gate: DeferredServices, authenticator: ApiKeyAuthenticator, config: Config, b: Backends
+) -> None:
     registry = ModelRegistryServicer(b.registry, b.payloads, b.lineage, utc_now)
     payload = PayloadServicer(b.payloads, config.download_chunk_bytes)
+    access = AccessServicer(b.api_keys)
+    authenticator.install(b.api_keys)
     gate.install(
         [
             lambda server: registry_grpc.add_ModelRegistryServicer_to_server(registry, server),
             lambda server: payload_grpc.add_PayloadServiceServicer_to_server(payload, server),
+            lambda server: access_grpc.add_AccessServiceServicer_to_server(access, server),
         ],
         b.store.connection,
     )
@@ -378,7 +396,8 @@ def build_server(config: Config) -> RegistryServer:
     settings that expose the registry without authentication, contradict each other, or name
     TLS files that do not load are refused (``StartRefused``, ValueError, OSError).
     """
-    authentication = build_authentication(config)
+    api_keys = ApiKeyAuthenticator()  # verifies keys once the database is reached
+    authentication = build_authentication(config, api_keys)
     check_exposure(config, authentication)
     files = tls_files(config)
     credentials, reloader = (None, None) if files is None else server_credentials(files)
@@ -418,7 +437,7 @@ def build_server(config: Config) -> RegistryServer:
         stream_pool.shutdown()
         raise
     if backends is not None:
-        _install(gate, config, backends)
+        _install(gate, api_keys, config, backends)
     return RegistryServer(
         config,
         server,
@@ -428,6 +447,7 @@ def build_server(config: Config) -> RegistryServer:
         loop,
         (unary_pool, stream_pool),
         gate,
+        api_keys,
         lambda: connect(config),
         backends,
         tls=reloader,

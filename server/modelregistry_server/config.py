@@ -57,6 +57,7 @@ class Config:
     jwt_default_tenant: str = ""
     jwt_scope_claim: str = "scope"
     jwt_leeway_seconds: float = 30
+    api_keys: bool = False
 
     @property
     def retention(self) -> timedelta:
@@ -115,6 +116,8 @@ _HELP = {
     "and groups (needs --tls-client-ca; reloaded when it changes)",
     "reflection": "gRPC server reflection: open (no credentials), authenticated (any valid "
     "credential) or off",
+    "api_keys": "accept API keys (bearer mrk_...) and so require credentials on every call "
+    "but health; API keys are accepted anyway once any other authenticator is configured",
     "page_token_secret_file": "file whose bytes sign page tokens (at least 16; every replica "
     "needs the same); empty: a random secret kept in the metadata database",
     "jwt_public_keys": "JWT verification keys (RS256/ES256): a PEM file of public keys or "
@@ -129,6 +132,20 @@ _HELP = {
     "jwt_scope_claim": "JWT claim with the scopes (space-separated string or list of strings)",
     "jwt_leeway_seconds": "clock skew allowed on JWT exp, nbf and iat (0 to 300)",
 }
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def _parse(kind: type[Any], raw: str) -> Any:
+    """An environment value as ``kind``; booleans are 1/true/yes/on or 0/false/no/off."""
+    if kind is bool:
+        word = raw.strip().lower()
+        if word not in _TRUE | _FALSE:
+            raise ValueError(raw)
+        return word in _TRUE
+    return kind(raw)
 
 
 def load_config(
@@ -148,16 +165,16 @@ def load_config(
         kind: type[Any] = hints[f.name]
         raw = env.get(env_name)
         try:
-            value = kind(raw) if raw is not None else default
+            value = _parse(kind, raw) if raw is not None else default
         except ValueError:
             parser.error(f"{env_name}={raw!r} is not a valid {kind.__name__}")
-        parser.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            dest=f.name,
-            type=kind,
-            default=value,
-            help=f"{_HELP[f.name]} (env {env_name}; default {default})",
-        )
+        flag = f"--{f.name.replace('_', '-')}"
+        usage = f"{_HELP[f.name]} (env {env_name}; default {default})"
+        if kind is bool:  # --api-keys / --no-api-keys
+            action = argparse.BooleanOptionalAction
+            parser.add_argument(flag, dest=f.name, action=action, default=value, help=usage)
+        else:
+            parser.add_argument(flag, dest=f.name, type=kind, default=value, help=usage)
     ns = parser.parse_args(argv)
     for name, allowed in CHOICES.items():
         if getattr(ns, name) not in allowed:

@@ -6,6 +6,10 @@ every scope (the zero-configuration loopback server of ``make run``). A server a
 on a non-loopback address without an authenticator refuses to start unless ``--auth none``
 says that is meant. A configuration that cannot work (an unreadable or malformed key file, a
 missing issuer) is a ValueError here too, so the server does not start.
+
+API keys are accepted whenever authentication is on (any authenticator configured) or
+``--api-keys`` is given. Their authenticator runs first: it claims only ``mrk_`` tokens, so
+the others never see an API key.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+from .api.api_key_authenticator import ApiKeyAuthenticator
 from .api.authentication import Authentication, Authenticator
 from .api.certificates import CertificateAuthenticator
 from .api.jwt_authenticator import JwtAuthenticator
@@ -26,16 +31,22 @@ class StartRefused(ValueError):
     itself; the message says what to change."""
 
 
-def build_authentication(config: Config) -> Authentication:
-    """The server's :class:`Authentication` for ``config``. Token authenticators come first;
-    the certificate one defers to any call carrying a token anyway."""
+def build_authentication(
+    config: Config, api_keys: ApiKeyAuthenticator | None = None
+) -> Authentication:
+    """The server's :class:`Authentication` for ``config``; ``api_keys`` verifies API keys
+    once the database is reached (see :class:`ApiKeyAuthenticator`). Token authenticators
+    come first; the certificate one defers to any call carrying a token anyway."""
     authenticators: list[Authenticator] = []
     jwt = jwt_authenticator(config)
     if jwt is not None:
         authenticators.append(jwt)
     if config.tls_identities_file:
         authenticators.append(CertificateAuthenticator(Path(config.tls_identities_file)))
-    if config.auth == "none" and authenticators:
+    # Keep this after every other authenticator is added: any of them turns API keys on.
+    if api_keys is not None and (authenticators or config.api_keys):
+        authenticators.insert(0, api_keys)
+    if config.auth == "none" and (authenticators or config.api_keys):
         raise StartRefused("--auth none contradicts the configured authenticators; drop one")
     return Authentication(authenticators)
 
@@ -112,6 +123,6 @@ def check_exposure(config: Config, authentication: Authentication) -> None:
         return
     raise StartRefused(
         f"refusing to serve {config.listen} without authentication: configure an "
-        "authenticator (--jwt-public-keys, --tls-identities-file) or pass --auth none to let "
-        "every caller in as anonymous with every scope"
+        "authenticator (--jwt-public-keys, --api-keys, --tls-identities-file) or pass "
+        "--auth none to let every caller in as anonymous with every scope"
     )

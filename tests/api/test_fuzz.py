@@ -1,4 +1,4 @@
-"""Descriptor-driven fuzzing of every RPC of ModelRegistry and PayloadService.
+"""Descriptor-driven fuzzing of every RPC of ModelRegistry, PayloadService and AccessService.
 
 For each method found in the service descriptors (so RPCs added later are fuzzed too), a
 seeded generator sends random messages, mutated valid messages and random bytes, as raw bytes
@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import pytest
@@ -27,7 +28,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from modelregistry.client import RegistryClient, RegistryError
-from modelregistry.v1 import model_registry_pb2, payload_pb2
+from modelregistry.v1 import access_pb2, model_registry_pb2, payload_pb2
 from modelregistry.v1 import resources_pb2 as res
 from modelregistry_server.app import RegistryServer
 from tests.support.fuzz import MessageFuzzer, message_class
@@ -40,6 +41,7 @@ CALL_TIMEOUT_S = 20.0
 SERVICES: tuple[ServiceDescriptor, ...] = (
     model_registry_pb2.DESCRIPTOR.services_by_name["ModelRegistry"],
     payload_pb2.DESCRIPTOR.services_by_name["PayloadService"],
+    access_pb2.DESCRIPTOR.services_by_name["AccessService"],
 )
 BAD_CODES = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 
@@ -161,15 +163,21 @@ def _seed(address: str) -> dict[str, list[list[Message]]]:
         client.undelete_model("m3")
         with contextlib.suppress(RegistryError):
             client.cancel_upload("up-1")
+        client.get_caller()
+        key = client.create_api_key("fuzz", scopes=["registry.read"]).api_key
+        client.create_api_key("kept", scopes=["registry.admin"])
+        list(client.list_api_keys(page_size=1))
+        client.revoke_api_key(key.name)
         client.close()
     return recorder.corpus
 
 
-def _state(client: RegistryClient) -> tuple[list[res.Model], list[res.ModelVersion]]:
+def _state(client: RegistryClient) -> tuple[list[res.Model], list[res.ModelVersion], list[Any]]:
     """What a client sees (etags change with every write, aliases ride on versions)."""
     models = client.list_models_page(show_deleted=True, page_size=1000).models
     versions = client.list_versions_page("-", show_deleted=True, page_size=1000).model_versions
-    return list(models), list(versions)
+    keys = client.list_api_keys_page(page_size=1000).api_keys
+    return list(models), list(versions), list(keys)
 
 
 class Caller:

@@ -56,8 +56,26 @@ def test_every_rpc_is_in_the_table() -> None:
 
 def test_only_health_and_reflection_are_open() -> None:
     for method, need in METHOD_REQUIREMENTS.items():
-        if isinstance(need, Open):
+        if need is Open.AUTHENTICATED:
+            assert method == "/modelregistry.v1.AccessService/GetCaller", method
+        elif isinstance(need, Open):
             assert method.startswith(("/grpc.health.v1.", "/grpc.reflection.")), method
+
+
+def test_managing_api_keys_needs_admin() -> None:
+    for method in ("CreateApiKey", "ListApiKeys", "RevokeApiKey"):
+        assert requirement(f"/modelregistry.v1.AccessService/{method}") is Permission.ADMIN
+
+
+def test_authenticated_needs_a_credential_and_no_scope() -> None:
+    nothing = Authentication([_Fixed(frozenset())])
+    with pytest.raises(Unauthenticated) as missing:
+        nothing.admit(Credentials(), Open.AUTHENTICATED)
+    assert missing.value.reason is Reason.CREDENTIALS_MISSING
+    with pytest.raises(Unauthenticated):
+        nothing.admit(Credentials("bad"), Open.AUTHENTICATED)
+    assert nothing.admit(Credentials("good"), Open.AUTHENTICATED).actor == "user:alice"
+    assert Authentication().admit(Credentials(), Open.AUTHENTICATED) is ANONYMOUS
 
 
 def test_an_unknown_method_needs_admin() -> None:

@@ -13,6 +13,7 @@ from typing import Any, Final
 import grpc
 from google.protobuf.descriptor import FileDescriptor
 
+from modelregistry.v1 import access_pb2 as ac
 from modelregistry.v1 import model_registry_pb2 as mr
 from modelregistry.v1 import payload_pb2 as pl
 
@@ -30,6 +31,7 @@ def _idempotent_methods() -> list[dict[str, str]]:
     files: tuple[tuple[FileDescriptor, str], ...] = (
         (mr.DESCRIPTOR, "ModelRegistry"),
         (pl.DESCRIPTOR, "PayloadService"),
+        (ac.DESCRIPTOR, "AccessService"),
     )
     for file, service_name in files:
         service = file.services_by_name[service_name]

@@ -25,6 +25,7 @@ import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from modelregistry.client import messages, names
+from modelregistry.client.access import Access
 from modelregistry.client.calls import Invoker, MultiCallable, new_request_id
 from modelregistry.client.channel import (
     MAX_MESSAGE_SIZE,
@@ -44,6 +45,8 @@ from modelregistry.client.transfers import (
     ProgressCallback,
 )
 from modelregistry.client.uploads import Uploader
+from modelregistry.v1 import access_pb2 as ac
+from modelregistry.v1 import access_pb2_grpc as ac_grpc
 from modelregistry.v1 import lineage_pb2 as lpb
 from modelregistry.v1 import model_registry_pb2 as mr
 from modelregistry.v1 import model_registry_pb2_grpc as mr_grpc
@@ -71,7 +74,8 @@ _Resp = TypeVar("_Resp", bound=PagedResponse)
 
 
 class RegistryClient:
-    """Client of the model registry's ``ModelRegistry`` and ``PayloadService``.
+    """Client of the model registry's ``ModelRegistry``, ``PayloadService`` and
+    ``AccessService``.
 
     ``target`` is ``host:port``; alternatively pass a ready ``channel`` (then the caller owns
     it, and should build it with :func:`channel_options` to get retries and message limits).
@@ -154,6 +158,7 @@ class RegistryClient:
         self._chunk_size = chunk_size
         self._uploader = Uploader(self._call, self._payload, chunk_size)
         self._downloader = Downloader(self._call, self._payload)
+        self._access = Access(self._call, ac_grpc.AccessServiceStub(self._channel))
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -739,3 +744,36 @@ class RegistryClient:
             progress=progress,
             verify=verify,
         )
+
+    # --- access ------------------------------------------------------------------------------
+
+    def create_api_key(
+        self,
+        display_name: str,
+        *,
+        scopes: Iterable[str],
+        expire_time: datetime | timestamp_pb2.Timestamp | None = None,
+    ) -> ac.CreateApiKeyResponse:
+        """Create an API key in the caller's tenant (needs ``registry.admin``). The response
+        holds the key (``.api_key``) and its credential (``.secret``, ``mrk_…``), which the
+        server never shows again. Not retried: a retry would make a second key."""
+        return self._access.create_api_key(display_name, scopes=scopes, expire_time=expire_time)
+
+    def list_api_keys_page(
+        self, *, page_size: int = 0, page_token: str = ""
+    ) -> ac.ListApiKeysResponse:
+        """One page of the tenant's API keys, with its ``next_page_token``."""
+        return self._access.list_api_keys_page(page_size=page_size, page_token=page_token)
+
+    def list_api_keys(self, *, page_size: int = 0) -> Pager[ac.ApiKey]:
+        """The tenant's API keys (revoked and expired too, never secrets), oldest first."""
+        return self._access.list_api_keys(page_size=page_size)
+
+    def revoke_api_key(self, key_id_or_name: str) -> ac.ApiKey:
+        """Revoke an API key (``key_id`` or ``apiKeys/{key_id}``); calls with it fail at once
+        (UNAUTHENTICATED). Revoking it again changes nothing."""
+        return self._access.revoke_api_key(key_id_or_name)
+
+    def get_caller(self) -> ac.Caller:
+        """Who this client is to the server: actor, tenant, scopes, groups, API key id."""
+        return self._access.get_caller()

@@ -82,7 +82,8 @@ class Authentication:
         raise Unauthenticated("the credentials do not verify", reason=Reason.CREDENTIALS_INVALID)
 
     def admit(self, credentials: Credentials, need: Requirement) -> Caller:
-        """Authenticate, then check the scope the RPC needs (PERMISSION_DENIED without it)."""
+        """Authenticate, then check the scope the RPC needs (PERMISSION_DENIED without it);
+        :attr:`Open.AUTHENTICATED` needs a credential that verifies and no scope."""
         if need is Open.HEALTH:
             return ANONYMOUS
         caller = self.authenticate(credentials)

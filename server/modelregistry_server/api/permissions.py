@@ -1,4 +1,5 @@
-"""The one table of what every RPC needs: a scope, or nothing (health; reflection by choice).
+"""The one table of what every RPC needs: a scope, a credential that verifies (GetCaller), or
+nothing (health; reflection by choice).
 
 ``tests/unit/test_permissions.py`` builds the list of RPCs from the service descriptors and
 fails if one is missing here, so no RPC can ship unguarded. What needs the resource (model
@@ -17,6 +18,7 @@ class Open(StrEnum):
     """RPCs that need no scope."""
 
     HEALTH = "health"  # never needs credentials (probes)
+    AUTHENTICATED = "authenticated"  # any credential that verifies (who am I)
     REFLECTION = "reflection"  # open unless the server is told otherwise (grpcurl)
 
 
@@ -60,6 +62,12 @@ _BY_SERVICE: dict[str, dict[str, Requirement]] = {
         "CancelUpload": _C,
         "ListUploads": _C,
         "VerifyFile": _R,
+    },
+    "modelregistry.v1.AccessService": {
+        "CreateApiKey": Permission.ADMIN,
+        "ListApiKeys": Permission.ADMIN,
+        "RevokeApiKey": Permission.ADMIN,
+        "GetCaller": Open.AUTHENTICATED,
     },
     "grpc.health.v1.Health": {"Check": Open.HEALTH, "List": Open.HEALTH, "Watch": Open.HEALTH},
     "grpc.reflection.v1alpha.ServerReflection": {"ServerReflectionInfo": Open.REFLECTION},

@@ -311,6 +311,27 @@ class UploadSession:
     update_time: datetime
 
 
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key of a tenant. Only a hash of its secret is kept (``secret_hash``, which
+    never leaves the server); ``name`` is the label its creator gave it."""
+
+    tenant: str
+    key_id: str
+    name: str
+    scopes: frozenset[str]  # Permission values
+    created_by: str
+    create_time: datetime
+    expire_time: datetime | None = None
+    revoke_time: datetime | None = None
+    last_used_time: datetime | None = None
+    secret_hash: str = ""
+
+    def usable(self, now: datetime) -> bool:
+        """Neither revoked nor expired at ``now``."""
+        return self.revoke_time is None and (self.expire_time is None or now < self.expire_time)
+
+
 T = TypeVar("T")
 
 

@@ -61,6 +61,7 @@ class Reason(StrEnum):
     CREDENTIALS_INVALID = "CREDENTIALS_INVALID"
     CREDENTIALS_EXPIRED = "CREDENTIALS_EXPIRED"  # get a fresh token and retry
     SCOPE_MISSING = "SCOPE_MISSING"
+    API_KEY_NOT_FOUND = "API_KEY_NOT_FOUND"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ runs over every backend.
 - :mod:`.metadata`: :class:`MetadataStore`, every metadata port in one (what an adapter
   provides and the wiring holds); :class:`~.blobs.BlobStore` likewise for bytes.
 - :mod:`.secrets`: :class:`ServerSecrets` (random secrets made once per database).
+- :mod:`.api_keys`: :class:`ApiKeyBook` (API keys: hashes of their secrets, scopes, times).
 - :mod:`.queries`: value types the ports take and return.
 
 Conventions for every adapter:
@@ -26,6 +27,7 @@ Conventions for every adapter:
 - Soft-deleted rows are returned by ``get_*``; the domain decides what to do with them.
 """
 
+from .api_keys import ApiKeyBook
 from .blobs import BlobInventory, BlobReader, BlobStore, StoredObject, UploadStaging
 from .catalog import AliasBook, ModelCatalog, Purger, RequestLog, StageHistory, VersionCatalog
 from .files import BlobIntegrity, BlobReferences, FileCatalog, UploadSessions
@@ -37,6 +39,7 @@ from .secrets import ServerSecrets
 
 __all__ = [
     "AliasBook",
+    "ApiKeyBook",
     "BlobIntegrity",
     "BlobInventory",
     "BlobReader",

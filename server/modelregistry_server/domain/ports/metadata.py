@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from .api_keys import ApiKeyBook
 from .catalog import AliasBook, ModelCatalog, Purger, RequestLog, StageHistory, VersionCatalog
 from .files import BlobIntegrity, BlobReferences, FileCatalog, UploadSessions
 from .lineage import LineageIndex
@@ -25,6 +26,7 @@ class MetadataStore(
     LineageIndex,
     BlobIntegrity,
     ServerSecrets,
+    ApiKeyBook,
     Protocol,
 ):
     """All metadata ports of one database; use cases take the narrower ports they need."""

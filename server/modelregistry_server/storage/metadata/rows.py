@@ -13,6 +13,7 @@ from typing import Any
 
 from ...domain.entities import (
     Alias,
+    ApiKey,
     BlobRecord,
     BlockSums,
     DatasetRef,
@@ -391,4 +392,39 @@ def upload_entity(row: Row) -> UploadSession:
         state=UploadState(row["state"]),
         create_time=from_micros(row["create_time"]),
         update_time=from_micros(row["update_time"]),
+    )
+
+
+# -- API keys ----------------------------------------------------------------------------------
+
+
+def api_key_columns(key: ApiKey) -> dict[str, Any]:
+    """Every column of an API key row except ``id``."""
+    return {
+        "tenant": key.tenant,
+        "key_id": key.key_id,
+        "name": key.name,
+        "secret_hash": key.secret_hash,
+        "scopes": " ".join(sorted(key.scopes)),
+        "created_by": key.created_by,
+        "create_time": to_micros(key.create_time),
+        "expire_time": to_micros_or_none(key.expire_time),
+        "revoke_time": to_micros_or_none(key.revoke_time),
+        "last_used_time": to_micros_or_none(key.last_used_time),
+    }
+
+
+def api_key_entity(row: Row) -> ApiKey:
+    """An :class:`ApiKey` from its row."""
+    return ApiKey(
+        tenant=row["tenant"],
+        key_id=row["key_id"],
+        name=row["name"],
+        scopes=frozenset(row["scopes"].split()),
+        created_by=row["created_by"],
+        create_time=from_micros(row["create_time"]),
+        expire_time=from_micros_or_none(row["expire_time"]),
+        revoke_time=from_micros_or_none(row["revoke_time"]),
+        last_used_time=from_micros_or_none(row["last_used_time"]),
+        secret_hash=row["secret_hash"],
     )

@@ -1,8 +1,8 @@
 """The peewee adapter of the metadata ports (SQLite and PostgreSQL), composed of one part per
 port: :mod:`.models`, :mod:`.versions`, :mod:`.lineage`, :mod:`.aliases`, :mod:`.transitions`,
 :mod:`.request_log`, :mod:`.files`, :mod:`.uploads`, :mod:`.blob_refs`, :mod:`.blob_integrity`,
-:mod:`.purge`, :mod:`.statistics` and :mod:`.secrets`, on the shared :class:`~.core.StoreCore`
-(scopes, lookups; see its docstring).
+:mod:`.purge`, :mod:`.statistics`, :mod:`.secrets` and :mod:`.api_keys`, on the shared
+:class:`~.core.StoreCore` (scopes, lookups; see its docstring).
 
 Not written by the save methods: identity columns, ``Model.latest_version_number`` (owned by
 ``allocate_version_number``) and ``ModelVersion.aliases`` (owned by the alias methods). Blob
@@ -12,6 +12,7 @@ digests are the ``sha256`` strings of file records.
 from __future__ import annotations
 
 from .aliases import AliasRows
+from .api_keys import ApiKeyRows
 from .blob_integrity import BlobIntegrityRows
 from .blob_refs import BlobRefRows
 from .files import FileRows
@@ -40,5 +41,6 @@ class PeeweeMetadataStore(
     PurgeRows,
     StatisticsRows,
     SecretRows,
+    ApiKeyRows,
 ):
     """Registry rows in a SQL database through peewee (see the module docstring)."""
