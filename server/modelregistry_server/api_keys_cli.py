@@ -34,7 +34,9 @@ _COLUMNS = ("KEY_ID", "NAME", "TENANT", "SCOPES", "CREATED", "EXPIRES", "REVOKED
 
 
 def _parser(env: dict[str, str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Create, list and revoke API keys in the metadata database."
+    )
     database = env.get("MODELREGISTRY_DATABASE_URL", Config().database_url)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -107,7 +109,7 @@ def _run(args: argparse.Namespace, store: PeeweeMetadataStore, keys: ApiKeys, ou
         listed: list[ApiKey] = []
         token = ""
         while True:
-            page, token = keys.list(_operator(args.tenant), page_size=1000, page_token=token)
+            page, token = keys.list_keys(_operator(args.tenant), page_size=1000, page_token=token)
             listed.extend(page)
             if not token:
                 break

@@ -4,6 +4,7 @@ keys that fail are never cached."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -22,13 +23,17 @@ class _Book:
         self.keys: dict[str, ApiKey] = {}
         self.reads = 0
         self.touches = 0
+        self.while_reading: Callable[[], None] | None = None
 
     def insert_api_key(self, key: ApiKey) -> None:
         self.keys[key.key_id] = key
 
     def get_api_key(self, key_id: str) -> ApiKey | None:
         self.reads += 1
-        return self.keys.get(key_id)
+        found = self.keys.get(key_id)
+        if self.while_reading is not None:  # something happens after the row was read
+            self.while_reading()
+        return found
 
     def get_tenant_api_key(self, tenant: str, key_id: str) -> ApiKey | None:
         key = self.keys.get(key_id)
@@ -115,6 +120,15 @@ def test_a_revoke_here_takes_effect_at_once(keys: ApiKeys, book: _Book) -> None:
         keys.authenticate(created.credential)
 
 
+def test_a_read_that_raced_a_revoke_is_not_cached(keys: ApiKeys, book: _Book) -> None:
+    created = keys.create(ADMIN, "ci", ["registry.read"])
+    book.while_reading = lambda: keys.revoke(ADMIN, created.key.key_id)
+    keys.authenticate(created.credential)  # read before the revoke: this call is admitted
+    book.while_reading = None
+    with pytest.raises(Unauthenticated):
+        keys.authenticate(created.credential)  # but nothing after the revoke is
+
+
 def test_failures_are_not_cached(keys: ApiKeys, book: _Book) -> None:
     created = keys.create(ADMIN, "ci", ["registry.read"])
     wrong = created.credential[:-1] + ("a" if created.credential[-1] != "a" else "b")
@@ -139,4 +153,4 @@ def test_the_use_cases_require_admin_themselves(keys: ApiKeys) -> None:
     with pytest.raises(PermissionDenied):
         keys.create(reader, "x", ["registry.read"])
     with pytest.raises(PermissionDenied):
-        keys.list(reader)
+        keys.list_keys(reader)

@@ -35,7 +35,7 @@ class AccessServicer(pb_grpc.AccessServiceServicer):
         )
 
     def ListApiKeys(self, request: pb.ListApiKeysRequest, context: Ctx) -> pb.ListApiKeysResponse:
-        keys, token = self._keys.list(
+        keys, token = self._keys.list_keys(
             caller_of(context), page_size=request.page_size, page_token=request.page_token
         )
         return pb.ListApiKeysResponse(

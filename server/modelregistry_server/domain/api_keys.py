@@ -96,6 +96,7 @@ class ApiKeys:
         self._touch_interval = touch_interval
         self._monotonic = monotonic
         self._verified: dict[str, _Verified] = {}
+        self._epoch = 0  # counts revokes, so a read that raced one is not cached
         self._lock = threading.Lock()
 
     # -- management ----------------------------------------------------------------------------
@@ -123,7 +124,7 @@ class ApiKeys:
         self._store.insert_api_key(key)
         return CreatedApiKey(key, tokens.credential(key_id, secret))
 
-    def list(
+    def list_keys(
         self, caller: Caller, *, page_size: int = 0, page_token: str = ""
     ) -> tuple[list[ApiKey], str]:
         """The caller's tenant's keys (revoked and expired ones too), oldest first."""
@@ -151,14 +152,15 @@ class ApiKeys:
         if parsed is None:
             raise _invalid()
         key_id, secret = parsed
-        key = self._lookup(key_id)
+        key, epoch = self._lookup(key_id)
         stored = key.secret_hash if key is not None else tokens.secret_hash("", "")
         matches = tokens.secret_matches(stored, key_id, secret)  # compared even for no key
         now = self._clock()
         if key is None or not matches or not key.usable(now):
-            self._forget(key_id)
+            with self._lock:
+                self._verified.pop(key_id, None)
             raise _invalid()
-        self._remember(key)
+        self._remember(key, epoch)
         self._touch(key, now)
         return Caller(
             tenant=key.tenant,
@@ -168,15 +170,19 @@ class ApiKeys:
             method=AuthMethod.API_KEY,
         )
 
-    def _lookup(self, key_id: str) -> ApiKey | None:
+    def _lookup(self, key_id: str) -> tuple[ApiKey | None, int]:
+        """The key (cached if verified recently) and the revocation epoch it was read in."""
         with self._lock:
+            epoch = self._epoch
             cached = self._verified.get(key_id)
         if cached is not None and self._monotonic() - cached.at < self._cache_seconds:
-            return cached.key
-        return self._store.get_api_key(key_id)
+            return cached.key, epoch
+        return self._store.get_api_key(key_id), epoch
 
-    def _remember(self, key: ApiKey) -> None:
+    def _remember(self, key: ApiKey, epoch: int) -> None:
         with self._lock:
+            if epoch != self._epoch:
+                return  # a revoke ran meanwhile: this read may predate it
             cached = self._verified.get(key.key_id)
             if cached is not None and cached.key is key:
                 return  # still the entry read earlier: its age stays
@@ -185,7 +191,9 @@ class ApiKeys:
             self._verified[key.key_id] = _Verified(key, self._monotonic())
 
     def _forget(self, key_id: str) -> None:
+        """Drop a revoked key; calls already past their lookup do not cache it again."""
         with self._lock:
+            self._epoch += 1
             self._verified.pop(key_id, None)
 
     def _touch(self, key: ApiKey, now: datetime) -> None:
