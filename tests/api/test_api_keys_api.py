@@ -9,6 +9,7 @@ import dataclasses
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,7 @@ from modelregistry_server.app import RegistryServer
 from modelregistry_server.config import Config
 from modelregistry_server.domain.identity import ALL_SCOPES, Caller
 from tests.api.registry_helpers import expect_error
+from tests.support.jwt_tokens import as_caller, jwt_config, mint, rsa_key
 from tests.support.servers import serving
 
 ADMIN = "registry.admin"
@@ -219,3 +221,19 @@ def test_with_authentication_off_the_caller_is_anonymous(server_config: Config) 
         # not needed, and one that is sent is ignored.
         with _as(plain, created.secret) as holder:
             assert holder.get_caller().actor == "anonymous"
+
+
+def test_keys_are_accepted_beside_jwts_without_the_flag(
+    server_config: Config, tmp_path: Path
+) -> None:
+    """Any configured authenticator turns API keys on: a JWT admin makes a key in its own
+    tenant, and the key authenticates next to JWTs."""
+    jwt_admin = mint(rsa_key(), sub="alice", tenant="acme", scope=ADMIN)
+    with serving(jwt_config(server_config, tmp_path)) as server:
+        assert not server.config.api_keys
+        with as_caller(server, jwt_admin) as alice:
+            assert alice.get_caller().actor == "user:alice"
+            made = alice.create_api_key("ci", scopes=[READ])
+        assert made.api_key.tenant == "acme" and made.api_key.created_by == "user:alice"
+        with as_caller(server, made.secret) as ci:
+            assert ci.get_caller().actor == f"apikey:{made.api_key.key_id}"
