@@ -409,7 +409,10 @@ def build_server(config: Config) -> RegistryServer:
         unary_pool=unary_pool,
         stream_pool=stream_pool,
         limits=ServingLimits(
-            config.max_streams, config.stream_idle_timeout_seconds, config.max_download_streams
+            max_streams=config.max_streams,
+            stream_idle_timeout=config.stream_idle_timeout_seconds,
+            max_download_streams=config.max_download_streams,
+            max_streams_per_principal=config.max_streams_per_principal,
         ),
         passthrough=PASSTHROUGH,
         admitted_passthrough=(

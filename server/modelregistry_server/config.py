@@ -25,7 +25,8 @@ class Config:
     blob_url: str = "file://var/blobs"
     max_workers: int = 16
     max_streams: int = 1000
-    max_download_streams: int = 128
+    max_download_streams: int = 1000
+    max_streams_per_principal: int = 64
     stream_idle_timeout_seconds: float = 60
     max_concurrent_rpcs: int = 4096
     db_max_connections: int = 32
@@ -87,8 +88,10 @@ _HELP = {
     "blob_url": "file://dir or gs://bucket/prefix",
     "max_workers": "threads running unary calls (health never waits for them)",
     "max_streams": "open UploadFile/DownloadFile streams; more get RESOURCE_EXHAUSTED",
-    "max_download_streams": "open DownloadFile streams (each holds verified blocks); more get "
-    "RESOURCE_EXHAUSTED",
+    "max_download_streams": "open DownloadFile streams (one being read holds up to 4 verified "
+    "1 MiB blocks; an unread one parks them); more get RESOURCE_EXHAUSTED",
+    "max_streams_per_principal": "open streams of one caller (tenant and identity) when "
+    "authentication is on; more get RESOURCE_EXHAUSTED",
     "stream_idle_timeout_seconds": "a stream that moves no message for this long is ended",
     "max_concurrent_rpcs": "calls in flight of any kind; more get RESOURCE_EXHAUSTED",
     "db_max_connections": "PostgreSQL pool size",

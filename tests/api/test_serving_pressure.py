@@ -27,8 +27,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelregistry.client import RegistryClient, RegistryError, channel_options
 from modelregistry.v1 import payload_pb2 as pl
 from modelregistry.v1 import payload_pb2_grpc as pl_grpc
+from modelregistry_server.api.authentication import Authentication, Credentials
 from modelregistry_server.app import RegistryServer, build_server
 from modelregistry_server.config import Config
+from modelregistry_server.domain.identity import Caller, Permission
 from tests.support.metadata_fixtures import sqlite_url
 
 KiB = 1024
@@ -434,3 +436,65 @@ def test_a_client_pinging_too_often_loses_its_connection_and_others_carry_on(
             assert client.get_model("m").name == "models/m"
     finally:
         pinger.close()
+
+
+class _TwoPeople:
+    """A fake authenticator: the bearer tokens ``alice`` and ``bob`` are two readers."""
+
+    def authenticate(self, credentials: Credentials) -> Caller | None:
+        if credentials.bearer not in ("alice", "bob"):
+            return None
+        return Caller("default", credentials.bearer, frozenset({Permission.READ}))
+
+
+def _bearer(token: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {token}")]
+
+
+def test_streams_per_principal_are_limited_and_free_again_after(
+    make_server: Callable[..., RegistryServer],
+) -> None:
+    server = make_server(max_streams_per_principal=2)
+    with RegistryClient(server.address, timeout=30) as client:
+        download, _ = _version_with_file(client, 4 * MiB)
+    holder = AioClient(server.address, options=SMALL_WINDOW)
+    try:
+
+        async def never_read(token: str | None) -> Any:
+            metadata = None if token is None else _bearer(token)
+            call = holder.stub().DownloadFile(
+                pl.DownloadFileRequest(name=download), metadata=metadata
+            )
+            await call.initial_metadata()
+            return call
+
+        async def cancel(calls: list[Any]) -> None:
+            for call in calls:
+                call.cancel()
+
+        # Authentication off: every caller is anonymous, and only the server's limits count.
+        anonymous = [holder.run(never_read(None)) for _ in range(3)]
+        assert wait_until(lambda: server.interceptor.open_streams == 3)
+        holder.run(cancel(anonymous))
+        assert wait_until(lambda: server.interceptor.open_streams == 0)
+
+        server.interceptor.use_authentication(Authentication([_TwoPeople()]))
+        alices = [holder.run(never_read("alice")) for _ in range(2)]
+        assert wait_until(lambda: server.interceptor.open_streams == 2)
+        alice = RegistryClient(server.address, metadata=_bearer("alice"), retries=0)
+        bob = RegistryClient(server.address, metadata=_bearer("bob"), retries=0)
+        with pytest.raises(RegistryError) as refused:
+            b"".join(alice.iter_file("m", 1))
+        assert refused.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert refused.value.reason == "TOO_MANY_STREAMS"
+        assert refused.value.metadata == {"limit": "2", "kind": "streams per principal"}
+        assert len(b"".join(bob.iter_file("m", 1))) == 4 * MiB  # others are not affected
+        assert alice.get_model("m").name == "models/m"  # unary calls are not streams
+
+        holder.run(cancel(alices[:1]))
+        assert wait_until(lambda: server.interceptor.open_streams == 1)
+        assert len(b"".join(alice.iter_file("m", 1))) == 4 * MiB  # accepted again
+        alice.close()
+        bob.close()
+    finally:
+        holder.close()

@@ -7,8 +7,8 @@ every handler of our services the interceptor
   blocking work (peewee, file I/O, hashing) never blocks the event loop, and waiting for a
   slow client holds no thread: an upload's next message and a download's flow-control window
   are awaited on the loop;
-- counts open streams and refuses one beyond ``max_streams`` with RESOURCE_EXHAUSTED
-  ``TOO_MANY_STREAMS``;
+- counts open streams and refuses one beyond ``max_streams`` (in total, of downloads, and
+  with authentication on of one caller) with RESOURCE_EXHAUSTED ``TOO_MANY_STREAMS``;
 - ends a stream that makes no progress (no message received, or none accepted by the client)
   for ``stream_idle_timeout`` seconds with DEADLINE_EXCEEDED ``STREAM_IDLE_TIMEOUT``;
 - authenticates the call and checks the scope its method needs (``api/permissions.py``)
@@ -32,6 +32,7 @@ unary pool like any other call's.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -80,6 +81,9 @@ _KINDS: dict[str, Callable[..., Any]] = {
     "stream_unary": grpc.stream_unary_rpc_method_handler,
     "stream_stream": grpc.stream_stream_rpc_method_handler,
 }
+# A download whose client has accepted no message for this long releases its blocks. Not
+# shorter: a reader that is merely slow pays for each pause with a block read again.
+_PARK_AFTER_S = 1.0
 _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # exported, missing from the stubs
 
 
@@ -89,8 +93,9 @@ class ServingLimits:
 
     max_streams: int = 1000
     stream_idle_timeout: float = 60.0
-    # Downloads hold verified blocks (read ahead) while the client reads: a lower limit.
-    max_download_streams: int = 128
+    max_download_streams: int = 1000
+    # Streams of one caller (tenant and actor) at a time, with authentication on.
+    max_streams_per_principal: int = 64
 
 
 class _Aborted(Exception):
@@ -187,6 +192,14 @@ def _too_many(what: str, limit: int) -> ResourceExhausted:
     )
 
 
+def _too_many_of_caller(limit: int) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"you have {limit} streams open, the limit per caller; retry when one has ended",
+        reason=Reason.TOO_MANY_STREAMS,
+        metadata={"limit": str(limit), "kind": "streams per principal"},
+    )
+
+
 def _idle_error(what: str, seconds: float) -> DeadlineExceeded:
     return DeadlineExceeded(
         f"the stream made no progress ({what}) for {seconds:g} s; resume it",
@@ -216,14 +229,18 @@ class _Requests:
         self._sync = sync
         self._loop = loop
         self._idle = idle
-        self._first: list[Any] = []
+        self._first: collections.deque[Any] = collections.deque()  # read ahead, may end in _END
 
     def __iter__(self) -> Iterator[Any]:
         return self
 
     def __next__(self) -> Any:
         if self._first:
-            return _decoded(self._decode, self._first.pop())
+            message = self._first[0]
+            if message is _END:
+                raise StopIteration
+            self._first.popleft()
+            return _decoded(self._decode, message)
         message = asyncio.run_coroutine_threadsafe(self.read(), self._loop).result()
         if message is _END:
             raise StopIteration
@@ -244,11 +261,14 @@ class _Requests:
             raise Cancelled("the client cancelled the call or the connection dropped") from None
         return _END if message is _EOF else message
 
-    async def prefetch(self) -> None:
-        """Wait on the loop, holding no thread, until the stream has its first message."""
-        message = await self.read()
-        if message is not _END:
+    async def prefetch(self, count: int) -> None:
+        """Wait on the loop, holding no thread, until the stream has its first ``count``
+        messages (or ended)."""
+        while len(self._first) < count:
+            message = await self.read()
             self._first.append(message)
+            if message is _END:
+                return
 
 
 class ErrorMappingInterceptor(_Interceptor):
@@ -279,6 +299,7 @@ class ErrorMappingInterceptor(_Interceptor):
         self._unary_scope = unary_scope
         self._streams = 0
         self._downloads = 0
+        self._per_principal: dict[tuple[str, str], int] = {}
 
     @property
     def open_streams(self) -> int:
@@ -392,12 +413,20 @@ class ErrorMappingInterceptor(_Interceptor):
 
     # -- streams -----------------------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def _stream_slot(self, download: bool = False) -> AsyncIterator[None]:
+    async def _stream_slot(self, caller: Caller, download: bool = False) -> AsyncIterator[None]:
+        """Hold a stream slot: refused beyond the server's limits, and with authentication on
+        beyond the caller's own (counted per tenant and actor)."""
         limits = self._limits
         if self._streams >= limits.max_streams:
             raise _too_many("streams", limits.max_streams)
         if download and self._downloads >= limits.max_download_streams:
             raise _too_many("download streams", limits.max_download_streams)
+        principal = (caller.tenant, caller.actor) if self._authentication.enabled else None
+        if principal is not None:
+            held = self._per_principal.get(principal, 0)
+            if held >= limits.max_streams_per_principal:
+                raise _too_many_of_caller(limits.max_streams_per_principal)
+            self._per_principal[principal] = held + 1
         self._streams += 1
         self._downloads += download
         try:
@@ -405,6 +434,10 @@ class ErrorMappingInterceptor(_Interceptor):
         finally:
             self._streams -= 1
             self._downloads -= download
+            if principal is not None:
+                left = self._per_principal.pop(principal) - 1
+                if left:
+                    self._per_principal[principal] = left
 
     def _client_stream(
         self, method: str, behavior: Callable[..., Any], decode: Decoder | None
@@ -418,8 +451,10 @@ class ErrorMappingInterceptor(_Interceptor):
             work: asyncio.Future[Any] | None = None
             try:
                 await self._admit(self._admission(method, context), sync)
-                async with self._stream_slot():
-                    await requests.prefetch()  # an idle stream holds no thread
+                async with self._stream_slot(sync.caller):
+                    # An upload's header and first chunk: a stream that sent only its
+                    # header holds no thread.
+                    await requests.prefetch(2)
                     remaining = context.time_remaining()
                     run = functools.partial(_run, behavior, nullcontext, remaining, None, None)
                     work = loop.run_in_executor(self._stream_pool, run, requests, sync)
@@ -440,42 +475,88 @@ class ErrorMappingInterceptor(_Interceptor):
     def _server_stream(
         self, method: str, behavior: Callable[..., Any], decode: Decoder | None
     ) -> Any:
-        idle = self._limits.stream_idle_timeout
-
         async def server_stream(request: Any, context: AioContext) -> None:
-            loop = asyncio.get_running_loop()
             sync = SyncContext(context)
             remaining = context.time_remaining()
             at = None if remaining is None else time.monotonic() + remaining
-            messages: Iterator[Any] | None = None
+            producer: _Producer | None = None
             try:
                 await self._admit(self._admission(method, context), sync)
-                async with self._stream_slot(download=True):
+                async with self._stream_slot(sync.caller, download=True):
                     messages = behavior(_decoded(decode, request), sync)
-                    while True:
-                        message = await loop.run_in_executor(
-                            self._stream_pool, _next_message, messages, at
-                        )
-                        if message is _END:
-                            return
-                        write = asyncio.ensure_future(context.write(message))
-                        done, _ = await asyncio.wait({write}, timeout=idle)
-                        if not done:
-                            write.add_done_callback(_retrieve)
-                            raise _idle_error("no message accepted by the client", idle)
-                        write.result()
+                    producer = _Producer(messages, self._stream_pool)
+                    while (message := await producer.next(at)) is not _END:
+                        await self._write(context, message, producer)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 await _fail(context, method, exc)
             finally:
                 sync.end()
-                if messages is not None:
-                    close = getattr(messages, "close", None)
-                    if close is not None:
-                        await loop.run_in_executor(self._stream_pool, close)
+                if producer is not None:
+                    await producer.close()
 
         return server_stream
+
+    async def _write(self, context: AioContext, message: Any, producer: _Producer) -> None:
+        """Send ``message``, waiting at most the idle timeout for the client to accept it.
+        Once the client has been slow for ``_PARK_AFTER_S`` the producer is parked: it lets
+        go of what it holds until the next message is asked for."""
+        idle = self._limits.stream_idle_timeout
+        write = asyncio.ensure_future(context.write(message))
+        try:
+            first = _PARK_AFTER_S if producer.parks and idle > _PARK_AFTER_S else idle
+            done, _ = await asyncio.wait({write}, timeout=first)
+            if not done and first < idle:
+                await producer.park()
+                done, _ = await asyncio.wait({write}, timeout=idle - first)
+            if not done:
+                raise _idle_error("no message accepted by the client", idle)
+        except BaseException:  # idle, or the call was cancelled: the write fails later
+            write.add_done_callback(_retrieve)
+            raise
+        try:
+            write.result()
+        except Exception:  # the call ended under the write
+            raise Cancelled("the client cancelled the call or the connection dropped") from None
+
+
+class _Producer:
+    """A servicer's response iterator, driven from the loop: each step runs in the stream
+    pool, one at a time (a step still running when the call is cancelled is waited for
+    before the iterator is closed).
+
+    Optional methods of the iterator: ``ready()`` true means the next message is made from
+    bytes already in memory, so it is made on the loop without a thread hop; ``park()``
+    releases what it holds while its client reads nothing.
+    """
+
+    def __init__(self, messages: Iterator[Any], pool: Executor) -> None:
+        self._messages = messages
+        self._pool = pool
+        self._step: asyncio.Future[Any] | None = None
+        self._ready: Callable[[], bool] | None = getattr(messages, "ready", None)
+        self.parks = callable(getattr(messages, "park", None))
+
+    def _run(self, step: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        self._step = asyncio.get_running_loop().run_in_executor(self._pool, step, *args)
+        return self._step
+
+    async def next(self, deadline_at: float | None) -> Any:
+        """The next message, or ``_END``."""
+        if self._ready is not None and self._ready():
+            return _next_message(self._messages, deadline_at)
+        return await self._run(_next_message, self._messages, deadline_at)
+
+    async def park(self) -> None:
+        await self._run(self._messages.park)  # type: ignore[attr-defined]  # see .parks
+
+    async def close(self) -> None:
+        if self._step is not None and not self._step.done():
+            await asyncio.wait({self._step})
+        close = getattr(self._messages, "close", None)
+        if close is not None:
+            await self._run(close)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,10 @@ from modelregistry.v1 import payload_pb2_grpc as rpc_grpc
 from modelregistry.v1 import resources_pb2 as pb
 
 from ..domain import names
+from ..domain.entities import FileRecord
 from ..domain.errors import Cancelled, InvalidArgument
+from ..domain.identity import Caller
+from ..domain.integrity import CheckedRead
 from ..domain.payloads import Payloads, UploadRequest
 from . import converters as conv
 from .callers import caller_of
@@ -93,20 +96,7 @@ class PayloadServicer(rpc_grpc.PayloadServiceServicer):
         self, request: rpc.DownloadFileRequest, context: Ctx
     ) -> Iterator[rpc.DownloadFileResponse]:
         ref = names.parse_file_name(request.name)
-        record, stream = self._payloads.open_download(
-            caller_of(context), ref, request.offset, request.limit
-        )
-        offset = request.offset
-        first = True
-        for data in _rechunk(stream, self._chunk):
-            message = rpc.DownloadFileResponse(offset=offset, data=data)
-            if first:
-                message.file.CopyFrom(conv.file_to_proto(record))
-                first = False
-            offset += len(data)
-            yield message
-        if first:  # empty file or empty range: still send the metadata
-            yield rpc.DownloadFileResponse(file=conv.file_to_proto(record), offset=offset)
+        return _DownloadMessages(self._payloads, caller_of(context), ref, request, self._chunk)
 
     def GetFile(self, request: rpc.GetFileRequest, context: Ctx) -> pb.File:
         ref = names.parse_file_name(request.name)
@@ -156,14 +146,77 @@ class PayloadServicer(rpc_grpc.PayloadServiceServicer):
         return conv.file_to_proto(verified)
 
 
-def _rechunk(stream: Iterator[bytes], size: int) -> Iterator[bytes]:
-    """Pass blocks of at most ``size`` bytes through, splitting larger ones (no copies when
-    the store already yields blocks of the right size)."""
-    for block in stream:
-        if len(block) <= size:
-            if block:
-                yield block
-            continue
-        view = memoryview(block)
-        for start in range(0, len(block), size):
-            yield bytes(view[start : start + size])
+# The first RAMP_BYTES of a download go out in small
+# messages, then ``download_chunk_bytes``: a client that stops reading (its transport still
+# takes a few MiB; grpc-python's takes 4) leaves one small message waiting on the server, not
+# a big one.
+FIRST_MESSAGE_BYTES = 64 * 1024
+RAMP_BYTES = 8 * 1024 * 1024
+
+
+def message_bytes(accepted: int, chunk: int) -> int:
+    """The size of the next download message after ``accepted`` bytes (see above)."""
+    return min(chunk, FIRST_MESSAGE_BYTES) if accepted < RAMP_BYTES else chunk
+
+
+class _DownloadMessages(Iterator[rpc.DownloadFileResponse]):
+    """The messages of one DownloadFile. The file is opened by the first ``next`` (on a
+    stream thread); :meth:`park` lets go of the reader's blocks while the client reads
+    nothing (the serving edge calls it), and the next message resumes where it stopped."""
+
+    def __init__(
+        self,
+        payloads: Payloads,
+        caller: Caller,
+        ref: names.FileRef,
+        request: rpc.DownloadFileRequest,
+        chunk: int,
+    ) -> None:
+        self._payloads = payloads
+        self._caller = caller
+        self._ref = ref
+        self._offset = request.offset
+        self._limit = request.limit
+        self._chunk = chunk
+        self._record: FileRecord | None = None
+        self._reader: CheckedRead | None = None
+        self._accepted = 0  # bytes sent
+        self._sent = False
+        self._done = False
+
+    def __next__(self) -> rpc.DownloadFileResponse:
+        if self._done:
+            raise StopIteration
+        if self._reader is None:
+            self._record, self._reader = self._payloads.open_download(
+                self._caller, self._ref, self._offset, self._limit
+            )
+        assert self._record is not None
+        data = self._reader.read(message_bytes(self._accepted, self._chunk))
+        if not data:
+            self._done = True
+            if self._sent:
+                raise StopIteration
+        message = rpc.DownloadFileResponse(offset=self._offset, data=data)
+        if not self._sent:  # the first message (of an empty file or range too) has the file
+            message.file.CopyFrom(conv.file_to_proto(self._record))
+            self._sent = True
+        self._offset += len(data)
+        self._accepted += len(data)
+        return message
+
+    def ready(self) -> bool:
+        """Whether the next message is made from bytes in memory (no I/O)."""
+        return self._reader is not None and not self._done and self._reader.buffered()
+
+    def park(self) -> None:
+        """The client has not accepted a message for a while: release the reader's blocks
+        (it reopens on the next message)."""
+        if self._reader is not None:
+            self._reader.park()
+
+    def close(self) -> None:
+        """Release the reader."""
+        self._done = True
+        if self._reader is not None:
+            self._reader.close()

@@ -85,6 +85,13 @@ class BlockHasher:
         self._crc = 0
         self._filled = 0
 
+    def copy(self) -> BlockHasher:
+        """An independent hasher in the same state."""
+        twin = BlockHasher(self._block_size)
+        twin._packed = bytearray(self._packed)
+        twin._whole, twin._crc, twin._filled = self._whole, self._crc, self._filled
+        return twin
+
     def sums(self) -> BlockSums:
         """The block sums of everything added so far (the last block may be partial)."""
         packed = bytes(self._packed)

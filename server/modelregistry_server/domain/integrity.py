@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import deadlines
 from .blob_names import blob_key
@@ -36,8 +36,11 @@ log = logging.getLogger(__name__)
 # Files named in the log line of a bad blob (the rest are counted).
 _FILES_LOGGED = 10
 _SCRUB_BATCH = 100
-# Blocks a download reads and checks ahead of the one being sent (on a helper thread).
+# Blocks a download reads and checks ahead of the one being sent (on a helper thread)...
 _READ_AHEAD_BLOCKS = 2
+# ...once this many blocks were handed out since the read was opened or resumed: a download
+# whose client stalls early holds one block and no helper thread.
+_LAZY_BLOCKS = 8
 
 
 class IntegrityStore(BlobReferences, BlobIntegrity, Protocol):
@@ -95,13 +98,13 @@ class Integrity:
         return BlockHasher(self._block_size)
 
     # -- reads -------------------------------------------------------------------------------
-    def read(self, record: FileRecord, offset: int, end: int) -> Iterator[bytes]:
-        """The file's bytes ``[offset, end)``, each block checked before it is yielded.
+    def read(self, record: FileRecord, offset: int, end: int) -> CheckedRead:
+        """The file's bytes ``[offset, end)``, each block checked before any of its bytes are
+        handed out (see :class:`CheckedRead`).
 
-        Raises (now, or while iterating) DataLoss BLOB_CORRUPTED / BLOB_MISSING; nothing of a
-        bad block is yielded, and a whole-file read ends with the error instead of its last
-        block if the sha256 does not match. Blocks are read and checked on a helper thread a
-        few blocks ahead of the consumer.
+        Raises (now, or while reading) DataLoss BLOB_CORRUPTED / BLOB_MISSING; nothing of a
+        bad block is handed out, and a whole-file read ends with the error instead of its
+        last block if the sha256 does not match.
         """
         blob = self._store.get_blob(record.sha256)
         sums = None if blob is None else blob.sums
@@ -109,57 +112,9 @@ class Integrity:
         whole = offset == 0 and end == record.size
         if sums is None and not whole and end > offset:
             sums = self._backfill(record, known)
-        block_size = self._block_size if sums is None else sums.block_size
-        first = offset // block_size
-        read_end = min(record.size, block_count(end, block_size) * block_size)
-        if end <= offset and not whole:  # an empty range touches no block
-            read_end = first * block_size
-        start = first * block_size
-        try:
-            chunks = self._blobs.read(blob_key(record.sha256), start, read_end - start)
-        except DataLoss as exc:
-            self._report(record.sha256, _state_of(exc), str(exc), known)
-            raise
-        checked = self._checked(record, chunks, sums, first, offset, end, read_end, whole, known)
-        return read_ahead(checked, _READ_AHEAD_BLOCKS, name="checked-read")
-
-    def _checked(
-        self,
-        record: FileRecord,
-        chunks: Iterator[bytes],
-        sums: BlockSums | None,
-        first: int,
-        offset: int,
-        end: int,
-        read_end: int,
-        whole: bool,
-        known: IntegrityState | None,
-    ) -> Iterator[bytes]:
-        sha = hashlib.sha256() if whole else None
-        # A whole read of a blob without sums computes them (ranged reads backfill first).
-        hasher = self.new_hasher() if sums is None and whole else None
-        block_size = self._block_size if sums is None else sums.block_size
-        position = first * block_size
-        what = f"blob {blob_key(record.sha256)}"
-        try:
-            for block in checked_blocks(chunks, sums, first, read_end, what, block_size):
-                start, position = position, position + len(block)
-                if hasher is not None:
-                    hasher.update(block)
-                if sha is not None:
-                    sha.update(block)
-                    if position >= read_end:  # the last block leaves only if the file matches
-                        _check_sha(sha.hexdigest(), record.sha256, what)
-                low, high = max(offset - start, 0), min(end - start, len(block))
-                if low < high:
-                    yield block if high - low == len(block) else block[low:high]
-            if sha is not None and read_end == 0:
-                _check_sha(sha.hexdigest(), record.sha256, what)
-        except DataLoss as exc:
-            self._report(record.sha256, _state_of(exc), str(exc), known)
-            raise
-        if hasher is not None:
-            self._store_sums(record.sha256, hasher.sums(), verified=True)
+        reader = CheckedRead(self, record, sums, offset, end, whole, known)
+        reader.open()
+        return reader
 
     def _backfill(self, record: FileRecord, known: IntegrityState | None) -> BlockSums:
         """Verify a blob without block sums by its sha256 and store its sums."""
@@ -318,3 +273,185 @@ def _still_wanted(cancelled: Callable[[], bool]) -> None:
 def _check_sha(actual: str, expected: str, what: str) -> None:
     if actual != expected:
         raise DataLoss(f"{what} does not match its sha256", reason=Reason.BLOB_CORRUPTED)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """A checked block, with what was hashed up to its end (to resume after it)."""
+
+    start: int
+    data: bytes
+    sha: Any  # the sha256 state after this block (whole-file reads), else None
+    hasher: BlockHasher | None  # the block sums computed so far (blobs stored without them)
+
+
+class CheckedRead:
+    """The checked bytes ``[offset, end)`` of a file, handed out in pieces the caller sizes.
+
+    The blob is read in whole blocks; each block is checked against its crc32c before any
+    of its bytes are handed out, and a whole-file read checks the sha256 before its last
+    block is. The first blocks are read on the caller's thread; after ``_LAZY_BLOCKS`` a
+    helper thread reads and checks a few blocks ahead.
+
+    :meth:`park` releases the blob reader, the helper and every block held, keeping only the
+    position and the sha256 state of the bytes before the current block. The next
+    :meth:`read` reopens the blob at the start of that block, reads and checks it again, and
+    goes on, so a parked whole-file read still ends with its sha256 check. Not thread-safe:
+    one caller at a time.
+    """
+
+    def __init__(
+        self,
+        integrity: Integrity,
+        record: FileRecord,
+        sums: BlockSums | None,
+        offset: int,
+        end: int,
+        whole: bool,
+        known: IntegrityState | None,
+    ) -> None:
+        self._integrity = integrity
+        self._record = record
+        self._sums = sums
+        self._known = known
+        self._block_size = integrity._block_size if sums is None else sums.block_size
+        self._end = end
+        read_end = min(record.size, block_count(end, self._block_size) * self._block_size)
+        if end <= offset and not whole:  # an empty range touches no block
+            read_end = offset // self._block_size * self._block_size
+        self._read_end = read_end
+        self.position = offset
+        # Hashed up to the start of the current block (whole-file reads only).
+        self._sha: Any = hashlib.sha256() if whole else None
+        # A whole read of a blob without sums computes them (ranged reads backfill first).
+        self._hasher = integrity.new_hasher() if sums is None and whole else None
+        self._block: _Block | None = None
+        self._blocks: Iterator[_Block] | None = None
+        self._taken = 0  # blocks taken since the blob was (re)opened
+        self._finished = False
+
+    def open(self) -> None:
+        """Open the blob at the start of the current block (DataLoss if it is missing)."""
+        first = self.position // self._block_size
+        start = first * self._block_size
+        record = self._record
+        try:
+            chunks = self._integrity._blobs.read(
+                blob_key(record.sha256), start, self._read_end - start
+            )
+        except DataLoss as exc:
+            self._integrity._report(record.sha256, _state_of(exc), str(exc), self._known)
+            raise
+        sha = None if self._sha is None else self._sha.copy()
+        hasher = None if self._hasher is None else self._hasher.copy()
+        self._blocks = self._checked(chunks, first, sha, hasher)
+        self._taken = 0
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` further bytes (never across a block end); b"" at the end. Checks the
+        call's deadline before each block it reads."""
+        if size <= 0:
+            raise ValueError(f"size must be positive, got {size}")
+        while True:
+            block = self._block
+            if block is not None:
+                low = self.position - block.start
+                high = min(len(block.data), self._end - block.start, low + size)
+                if high == len(block.data):  # handed out whole: resume after it
+                    self._sha, self._hasher, self._block = block.sha, block.hasher, None
+                if low < high:
+                    self.position = block.start + high
+                    whole = low == 0 and high == len(block.data)
+                    return block.data if whole else block.data[low:high]
+            if self.position >= self._end:
+                self._finish()
+                return b""
+            self._block = self._next_block()
+
+    def buffered(self) -> bool:
+        """Whether the next :meth:`read` hands out bytes of the current block, already in
+        memory (no I/O)."""
+        block = self._block
+        return block is not None and self.position < min(block.start + len(block.data), self._end)
+
+    def _next_block(self) -> _Block:
+        deadlines.check()
+        if self._blocks is None:
+            self.open()
+        assert self._blocks is not None
+        block = next(self._blocks, None)
+        if block is None:  # checked_blocks raises BLOB_MISSING before this could happen
+            raise RuntimeError("the checked blocks ended before the range")
+        self._taken += 1
+        if self._taken == _LAZY_BLOCKS:
+            self._blocks = read_ahead(self._blocks, _READ_AHEAD_BLOCKS, name="checked-read")
+        return block
+
+    def _finish(self) -> None:
+        """At the end of the range: let the blocks end (a whole read of an empty file checks
+        its sha256 there), then release them."""
+        if self._finished:
+            return
+        if self._blocks is not None:
+            next(self._blocks, None)
+        self._finished = True
+        self.close()
+
+    def park(self) -> None:
+        """Release the blob reader, the read-ahead helper and the blocks held; the next
+        :meth:`read` reopens the blob where this one stopped."""
+        self._block = None
+        self._release()
+
+    def close(self) -> None:
+        """Release everything; no further bytes are read."""
+        self._block = None
+        self._finished = True
+        self._release()
+
+    def _release(self) -> None:
+        blocks, self._blocks = self._blocks, None
+        close = getattr(blocks, "close", None)
+        if close is not None:
+            close()
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The remaining bytes, a block (or what is left of one) at a time."""
+        while data := self.read(self._block_size):
+            yield data
+
+    def _checked(
+        self, chunks: Iterator[bytes], first: int, sha: Any, hasher: BlockHasher | None
+    ) -> Iterator[_Block]:
+        record, read_end = self._record, self._read_end
+        position = first * self._block_size
+        what = f"blob {blob_key(record.sha256)}"
+        try:
+            blocks = checked_blocks(chunks, self._sums, first, read_end, what, self._block_size)
+            for data in blocks:
+                start, position = position, position + len(data)
+                if hasher is not None:
+                    hasher.update(data)
+                if sha is not None:
+                    sha.update(data)
+                    if position >= read_end:  # the last block leaves only if the file matches
+                        _check_sha(sha.hexdigest(), record.sha256, what)
+                        if hasher is not None:
+                            self._integrity._store_sums(record.sha256, hasher.sums(), verified=True)
+                yield _Block(
+                    start,
+                    data,
+                    None if sha is None else sha.copy(),
+                    None if hasher is None else hasher.copy(),
+                )
+            if sha is not None and read_end == 0:
+                _check_sha(sha.hexdigest(), record.sha256, what)
+                if hasher is not None:
+                    self._integrity._store_sums(record.sha256, hasher.sums(), verified=True)
+        except DataLoss as exc:
+            self._integrity._report(record.sha256, _state_of(exc), str(exc), self._known)
+            raise
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()

@@ -50,7 +50,7 @@ from .errors import (
 from .filter_parser import parse_filter
 from .gc import GarbageCollector, GcReport
 from .identity import Caller
-from .integrity import Integrity
+from .integrity import CheckedRead, Integrity
 from .listing import (
     FILE_SCHEMA,
     UPLOAD_DEFAULT_ORDER,
@@ -665,8 +665,9 @@ class Payloads:
 
     def open_download(
         self, caller: Caller, ref: names.FileRef, offset: int, limit: int
-    ) -> tuple[FileRecord, Iterator[bytes]]:
-        """The file's metadata and a stream of its bytes from ``offset`` (``limit`` 0 = all)."""
+    ) -> tuple[FileRecord, CheckedRead]:
+        """The file's metadata and a checked reader of its bytes from ``offset`` (``limit``
+        0 = all); the reader checks the call's deadline before each block."""
         if offset < 0:
             raise InvalidArgument.field("offset", "must not be negative")
         if limit < 0:
@@ -678,7 +679,7 @@ class Payloads:
                 reason=Reason.RANGE_NOT_SATISFIABLE,
             )
         end = record.size if limit == 0 else min(record.size, offset + limit)
-        return record, _until_deadline(self._integrity.read(record, offset, end))
+        return record, self._integrity.read(record, offset, end)
 
     def verify_file(
         self, caller: Caller, ref: names.FileRef, cancelled: Callable[[], bool] = lambda: False
@@ -797,21 +798,6 @@ class Payloads:
             if claimed:
                 with self._active_lock:
                     self._active.discard(key)
-
-
-def _until_deadline(stream: Iterator[bytes]) -> Iterator[bytes]:
-    """The blocks of ``stream``; no further block is read once the call's deadline passed."""
-    try:
-        while True:
-            deadlines.check()
-            block = next(stream, None)
-            if block is None:
-                return
-            yield block
-    finally:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
 
 
 def _file_cursor(cursor: tuple[object, ...] | None) -> tuple[str, int, str] | None:

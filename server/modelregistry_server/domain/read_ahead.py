@@ -2,7 +2,8 @@
 
 Checked reads spend most of their time in hashing and I/O, which release the GIL, while the
 thread sending the stream spends its time in gRPC; running the reads ahead lets both cores
-work. At most ``depth`` items wait in between, so memory stays bounded.
+work. At most ``depth`` items wait in between, so memory stays bounded. The helper thread is
+created when the first item is asked for, not before.
 """
 
 from __future__ import annotations
@@ -24,12 +25,17 @@ class _End:
         self.error = error
 
 
-class _Ahead(Generic[T]):
+class ReadAhead(Iterator[T], Generic[T]):
+    """``items`` produced on a helper thread up to ``depth`` items ahead (see
+    :func:`read_ahead`). The helper starts with the first :func:`next`."""
+
     def __init__(self, items: Iterator[T], depth: int, name: str) -> None:
         self._items = items
         self._queue: queue.Queue[T | _End] = queue.Queue(maxsize=depth)
         self._stopped = threading.Event()
-        self.thread = threading.Thread(target=self._produce, name=name, daemon=True)
+        self._name = name
+        self._started = False
+        self._ended = False
 
     def _put(self, item: T | _End) -> bool:
         while not self._stopped.is_set():
@@ -54,21 +60,27 @@ class _Ahead(Generic[T]):
                 close()
         self._put(_End(None))
 
-    def consume(self) -> Iterator[T]:
-        self.thread.start()
-        try:
-            while True:
-                item = self._queue.get()
-                if isinstance(item, _End):
-                    if item.error is not None:
-                        raise item.error
-                    return
-                yield item
-        finally:
-            self._stopped.set()
+    def __next__(self) -> T:
+        if self._ended:
+            raise StopIteration
+        if not self._started:
+            self._started = True
+            threading.Thread(target=self._produce, name=self._name, daemon=True).start()
+        item = self._queue.get()
+        if isinstance(item, _End):
+            self.close()
+            if item.error is not None:
+                raise item.error
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        """Stop the helper (it closes ``items``); no further items."""
+        self._ended = True
+        self._stopped.set()
 
 
-def read_ahead(items: Iterator[T], depth: int = 2, name: str = "read-ahead") -> Iterator[T]:
+def read_ahead(items: Iterator[T], depth: int = 2, name: str = "read-ahead") -> ReadAhead[T]:
     """``items`` in order, produced on a helper thread up to ``depth`` items ahead.
 
     An exception of ``items`` is raised where it occurred in the sequence (after the items
@@ -76,4 +88,4 @@ def read_ahead(items: Iterator[T], depth: int = 2, name: str = "read-ahead") -> 
     """
     if depth <= 0:
         raise ValueError(f"depth must be positive, got {depth}")
-    return _Ahead(items, depth, name).consume()
+    return ReadAhead(items, depth, name)
