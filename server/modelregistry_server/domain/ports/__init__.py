@@ -16,6 +16,8 @@ runs over every backend.
   dataset).
 - :mod:`.metadata`: :class:`MetadataStore`, every metadata port in one (what an adapter
   provides and the wiring holds); :class:`~.blobs.BlobStore` likewise for bytes.
+- :mod:`.policies`: :class:`ModelPolicies` (per-model access policies and the visibility
+  they give members).
 - :mod:`.secrets`: :class:`ServerSecrets` (random secrets made once per database).
 - :mod:`.api_keys`: :class:`ApiKeyBook` (API keys: hashes of their secrets, scopes, times).
 - :mod:`.queries`: value types the ports take and return.
@@ -33,6 +35,7 @@ from .catalog import AliasBook, ModelCatalog, Purger, RequestLog, StageHistory, 
 from .files import BlobIntegrity, BlobReferences, FileCatalog, UploadSessions
 from .lineage import LineageIndex
 from .metadata import MetadataStore
+from .policies import ModelPolicies
 from .queries import ListQuery, OrderKey, PurgeCounts
 from .scopes import Transactions
 from .secrets import ServerSecrets
@@ -50,6 +53,7 @@ __all__ = [
     "ListQuery",
     "MetadataStore",
     "ModelCatalog",
+    "ModelPolicies",
     "OrderKey",
     "PurgeCounts",
     "Purger",

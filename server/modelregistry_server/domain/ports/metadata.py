@@ -8,6 +8,7 @@ from .api_keys import ApiKeyBook
 from .catalog import AliasBook, ModelCatalog, Purger, RequestLog, StageHistory, VersionCatalog
 from .files import BlobIntegrity, BlobReferences, FileCatalog, UploadSessions
 from .lineage import LineageIndex
+from .policies import ModelPolicies
 from .scopes import Transactions
 from .secrets import ServerSecrets
 
@@ -15,6 +16,7 @@ from .secrets import ServerSecrets
 class MetadataStore(
     Transactions,
     ModelCatalog,
+    ModelPolicies,
     VersionCatalog,
     AliasBook,
     StageHistory,

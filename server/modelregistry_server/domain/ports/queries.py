@@ -24,6 +24,8 @@ class ListQuery:
     tie-breaker so the order is total. Rows lacking a map key used in ``order_by``
     (``metrics.x``) sort after all rows that have it, in both directions.
     ``after`` is the cursor of the previous page (from :attr:`Page.next_cursor`), or None.
+    ``visible_to``: only rows of models that have no policy or bind one of these members
+    (None: every model of the tenant).
     """
 
     filter: Expr | None = None
@@ -31,6 +33,7 @@ class ListQuery:
     show_deleted: bool = False
     page_size: int = 50
     after: tuple[Any, ...] | None = None
+    visible_to: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from ...domain.errors import AlreadyExists, Reason
 from ...domain.ports import ListQuery
 from . import rows
 from .core import StoreCore, check_limit, dicts, first
+from .policies import visible_condition
 from .schema import Tables
 from .sql_filters import compile_filter
 
@@ -95,6 +96,8 @@ class FileRows(StoreCore):
         else:
             select = select.join_from(v, m, on=(v.model_pk == m.id))
             conditions += [v.delete_time.is_null(), m.delete_time.is_null()]
+        if query.visible_to is not None:
+            conditions.append(visible_condition(self._t, tenant, v.model_pk, query.visible_to))
         if query.filter is not None:
             conditions.append(compile_filter(query.filter, self._files_listing, tenant, 0))
         if query.after is not None:

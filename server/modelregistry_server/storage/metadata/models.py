@@ -8,6 +8,7 @@ from ...domain.ports import ListQuery
 from . import rows
 from .core import StoreCore, first, tuples
 from .pages import fetch_page
+from .policies import visible_condition
 
 
 class ModelRows(StoreCore):
@@ -53,8 +54,12 @@ class ModelRows(StoreCore):
 
     def list_models(self, tenant: str, query: ListQuery) -> Page[Model]:
         """One page of models matching the query (soft-deleted only if ``show_deleted``)."""
+        m = self._t.models
+        scope = []
+        if query.visible_to is not None:
+            scope.append(visible_condition(self._t, tenant, m.id, query.visible_to))
         with self._read(snapshot=True):
-            found, cursor = fetch_page(self._models_listing, tenant, query, now_us=0, scope=[])
+            found, cursor = fetch_page(self._models_listing, tenant, query, now_us=0, scope=scope)
             labels = self._pairs(self._t.model_labels, tenant, [r["id"] for r in found])
             items = [rows.model_entity(r, labels[r["id"]]) for r in found]
         return Page(items=items, next_cursor=cursor)

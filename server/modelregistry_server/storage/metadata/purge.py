@@ -15,7 +15,8 @@ class PurgeRows(StoreCore):
 
     def purge(self, now: datetime) -> PurgeCounts:
         """Hard-delete soft-deleted models and versions whose ``purge_time`` has passed,
-        with their labels, metrics, aliases, transitions and files (blobs are left to blob GC)."""
+        with their labels, metrics, policy bindings, aliases, transitions and files (blobs are
+        left to blob GC)."""
         m, v = self._t.models, self._t.versions
         now_us = rows.to_micros(now)
         with self._write():
@@ -63,4 +64,5 @@ class PurgeRows(StoreCore):
         for chunk in chunks(model_pks):
             t.aliases.delete().where(t.aliases.model_pk.in_(chunk)).execute()
             t.model_labels.delete().where(t.model_labels.owner.in_(chunk)).execute()
+            t.model_members.delete().where(t.model_members.model_pk.in_(chunk)).execute()
             t.models.delete().where(t.models.id.in_(chunk)).execute()

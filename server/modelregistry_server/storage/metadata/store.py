@@ -1,8 +1,8 @@
 """The peewee adapter of the metadata ports (SQLite and PostgreSQL), composed of one part per
 port: :mod:`.models`, :mod:`.versions`, :mod:`.lineage`, :mod:`.aliases`, :mod:`.transitions`,
-:mod:`.request_log`, :mod:`.files`, :mod:`.uploads`, :mod:`.blob_refs`, :mod:`.blob_integrity`,
-:mod:`.purge`, :mod:`.statistics`, :mod:`.secrets` and :mod:`.api_keys`, on the shared
-:class:`~.core.StoreCore` (scopes, lookups; see its docstring).
+:mod:`.request_log`, :mod:`.policies`, :mod:`.files`, :mod:`.uploads`, :mod:`.blob_refs`,
+:mod:`.blob_integrity`, :mod:`.purge`, :mod:`.statistics`, :mod:`.secrets` and :mod:`.api_keys`,
+on the shared :class:`~.core.StoreCore` (scopes, lookups; see its docstring).
 
 Not written by the save methods: identity columns, ``Model.latest_version_number`` (owned by
 ``allocate_version_number``) and ``ModelVersion.aliases`` (owned by the alias methods). Blob
@@ -18,6 +18,7 @@ from .blob_refs import BlobRefRows
 from .files import FileRows
 from .lineage import LineageRows
 from .models import ModelRows
+from .policies import PolicyRows
 from .purge import PurgeRows
 from .request_log import RequestRows
 from .secrets import SecretRows
@@ -34,6 +35,7 @@ class PeeweeMetadataStore(
     AliasRows,
     TransitionRows,
     RequestRows,
+    PolicyRows,
     FileRows,
     UploadRows,
     BlobRefRows,

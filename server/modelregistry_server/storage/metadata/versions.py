@@ -12,6 +12,7 @@ from ...domain.ports import ListQuery
 from . import rows, side_rows
 from .core import StoreCore, chunks, first, tuples
 from .pages import fetch_page
+from .policies import visible_condition
 
 
 class VersionRows(StoreCore):
@@ -121,6 +122,8 @@ class VersionRows(StoreCore):
         """One page of versions of one model, or of all models if ``model_id`` is None."""
         v = self._t.versions
         scope = [] if model_id is None else [v.model_id == model_id]
+        if query.visible_to is not None:
+            scope.append(visible_condition(self._t, tenant, v.model_pk, query.visible_to))
         with self._read(snapshot=True):
             found, cursor = fetch_page(
                 self._versions_listing, tenant, query, now_us=rows.to_micros(now), scope=scope
