@@ -351,7 +351,7 @@ def connect(config: Config) -> Backends:
         store.close()
         raise
     registry = Registry(store, page_tokens=tokens, clock=utc_now, retention=config.retention)
-    lineage = Lineage(store, registry.resolve)
+    lineage = Lineage(store, registry.resolve, registry.authorizer)
     integrity = Integrity(store, blobs, clock=utc_now)
     payloads = Payloads(
         store,

@@ -139,3 +139,17 @@ def test_bad_cursor_is_invalid_page_token(store: UploadSessions) -> None:
     with pytest.raises(InvalidArgument) as caught:
         store.list_uploads("t", "m", 1, replace(query(), after=("u1",)))  # the pk is missing
     assert caught.value.reason is Reason.INVALID_PAGE_TOKEN
+
+
+def test_owner_sees_its_own_and_ownerless_sessions(store: UploadSessions) -> None:
+    store.insert_upload(replace(session("alice-1"), owner="user:alice"))
+    store.insert_upload(replace(session("bob-1"), owner="user:bob"))
+    assert store.get_upload("t", "alice-1") == replace(session("alice-1"), owner="user:alice")
+
+    def owned(owner: str | None) -> list[str]:
+        return [s.upload_id for s in store.list_uploads("t", "m", 1, query(), owner).items]
+
+    legacy = ["u1", "u2", "u3", "u4", "u5"]  # opened before identity: owner ''
+    assert owned("user:alice") == ["alice-1", *legacy]
+    assert owned("user:bob") == ["bob-1", *legacy]
+    assert owned(None) == ["alice-1", "bob-1", *legacy]

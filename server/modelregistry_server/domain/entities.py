@@ -309,6 +309,12 @@ class UploadSession:
     state: UploadState
     create_time: datetime
     update_time: datetime
+    # The principal that opened it (``Caller.actor``); '' for sessions from before identity.
+    owner: str = ""
+
+    def usable_by(self, actor: str) -> bool:
+        """Whether ``actor`` may see and use the session: its opener (anyone for '')."""
+        return not self.owner or self.owner == actor
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,12 @@ belongs to (``VERSION_OF``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from . import names
+from .access import Authorizer
 from .entities import DatasetRef, ModelVersion, SourceCode
 from .errors import FailedPrecondition, InvalidArgument, Reason
 from .identity import Caller
@@ -171,9 +172,15 @@ Resolver = Callable[[Caller, names.VersionRef], ModelVersion]
 class Lineage:
     """The GetLineage use case over the :class:`~.ports.LineageIndex` port."""
 
-    def __init__(self, index: LineageIndex, resolve: Resolver) -> None:
+    def __init__(self, index: LineageIndex, resolve: Resolver, authorizer: Authorizer) -> None:
         self._index = index
         self._resolve = resolve
+        self._auth = authorizer
+
+    def _visible(self, caller: Caller, versions: Sequence[ModelVersion]) -> set[str]:
+        """The model ids among ``versions`` the caller may read: versions of other models are
+        left out of its graphs, as if they did not exist."""
+        return self._auth.visible_models(caller, {v.model_id for v in versions})
 
     def get_lineage(
         self,
@@ -230,7 +237,10 @@ class Lineage:
                 caller.tenant, uri, include_deleted=show_deleted, limit=build.room + 1
             )
             fresh = []
+            visible = self._visible(caller, users)
             for version in users:
+                if version.model_id not in visible:
+                    continue
                 if build.add_version(version, 1):
                     fresh.append(version)
                     for ref in version.datasets:
@@ -264,10 +274,12 @@ class Lineage:
             if len(wanted) > build.room:
                 build.graph.truncated = True
                 wanted = dict(list(wanted.items())[: build.room])
+            named = self._index.versions_named(caller.tenant, list(wanted.values()))
+            visible = self._visible(caller, named)
             found = {
                 _version_id(v): v
-                for v in self._index.versions_named(caller.tenant, list(wanted.values()))
-                if show_deleted or not v.is_deleted
+                for v in named
+                if (show_deleted or not v.is_deleted) and v.model_id in visible
             }
             next_frontier = []
             for version in frontier:
@@ -303,7 +315,10 @@ class Lineage:
             if len(pairs) >= limit:
                 build.graph.truncated = True
             next_frontier = []
+            visible = self._visible(caller, [consumer for _, consumer in pairs])
             for upstream, consumer in pairs:
+                if consumer.model_id not in visible:
+                    continue
                 if build.add_version(consumer, depth):
                     next_frontier.append(consumer)
                 if _version_id(consumer) in build.versions:

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from . import deadlines, names
+from .access import Action
 from .blob_names import blob_key, storage_id
 from .checksums import BlockHasher
 from .entities import (
@@ -222,6 +223,7 @@ class Payloads:
         self._store = store
         self._blobs = blobs
         self._registry = registry
+        self._auth = registry.authorizer
         # Without a shared secret, tokens are valid only for this object (tests, tools).
         self._tokens = page_tokens or PageTokens.random()
         self._clock = clock
@@ -365,8 +367,17 @@ class Payloads:
     def _open_session(self, caller: Caller, request: UploadRequest) -> UploadSession:
         target = request.target
         with self._store.transaction():
+            self._auth.require(caller, target.version.model_id, Action.CREATE)
             version = self._draft_status(caller, target.version, for_update=False)
             session = self._store.get_upload(caller.tenant, request.upload_id, for_update=True)
+            if session is not None and not session.usable_by(caller.actor):
+                # Another principal's session: only its opener writes into it (admins too).
+                if request.write_offset == 0:
+                    raise FailedPrecondition(
+                        f"upload id {request.upload_id!r} is taken; choose another id",
+                        reason=Reason.UPLOAD_CONFLICT,
+                    )
+                raise _upload_not_found(request.upload_id)
             if session is None:
                 existing = self._store.get_file(
                     caller.tenant, version.model_id, version.number, target.file_id
@@ -395,6 +406,7 @@ class Payloads:
                     state=UploadState.ACTIVE,
                     create_time=now,
                     update_time=now,
+                    owner=caller.actor,
                 )
                 self._store.insert_upload(session)
                 return session
@@ -574,6 +586,7 @@ class Payloads:
     ) -> tuple[UploadSession, FileRecord | None]:
         """The session and, once committed, its file."""
         session = self._session(caller, upload_id)
+        self._auth.require(caller, session.model_id, Action.READ)
         if session.state is UploadState.COMMITTED:
             return session, self._store.get_file(
                 caller.tenant, session.model_id, session.version_number, session.file_id
@@ -582,11 +595,12 @@ class Payloads:
 
     def cancel_upload(self, caller: Caller, upload_id: str) -> None:
         """Abandon an unfinished upload and free its bytes."""
-        self._session(caller, upload_id)
+        first = self._session(caller, upload_id)
+        self._auth.require(caller, first.model_id, Action.CREATE)
         with self._store.transaction():
             session = self._store.get_upload(caller.tenant, upload_id, for_update=True)
-            if session is None:
-                raise NotFound(f"upload {upload_id!r} not found", reason=Reason.UPLOAD_NOT_FOUND)
+            if session is None or not self._may_use(caller, session):
+                raise _upload_not_found(upload_id)
             if session.state is UploadState.COMMITTED:
                 raise FailedPrecondition(
                     f"upload {upload_id!r} is already committed",
@@ -614,17 +628,26 @@ class Payloads:
         version = self._registry.resolve(caller, ref)
         cursor = pager.cursor("uploads", version.model_id, version.number, filter_text, order)
         query = ListQuery(expr, order, page_size=pager.size, after=cursor)
+        owner = None if caller.is_admin else caller.actor
         return pager.reply(
-            self._store.list_uploads(caller.tenant, version.model_id, version.number, query)
+            self._store.list_uploads(caller.tenant, version.model_id, version.number, query, owner)
         )
 
     def _session(self, caller: Caller, upload_id: str) -> UploadSession:
+        """The session, if the caller may see it (see :meth:`_may_use`); NOT_FOUND otherwise,
+        so upload ids of others are not confirmed."""
         if not names.UPLOAD_ID_RE.fullmatch(upload_id):
             raise InvalidArgument.field("upload_id", "must be 1-128 characters of [A-Za-z0-9_-]")
         session = self._store.get_upload(caller.tenant, upload_id)
-        if session is None:
-            raise NotFound(f"upload {upload_id!r} not found", reason=Reason.UPLOAD_NOT_FOUND)
+        if session is None or not self._may_use(caller, session):
+            raise _upload_not_found(upload_id)
         return session
+
+    @staticmethod
+    def _may_use(caller: Caller, session: UploadSession) -> bool:
+        """Its opener (anyone for sessions from before identity) sees, lists and cancels a
+        session; so does a tenant admin (break-glass). Writing needs the opener."""
+        return session.usable_by(caller.actor) or caller.is_admin
 
     # -- files -------------------------------------------------------------------------------
     def get_file(self, caller: Caller, ref: names.FileRef) -> FileRecord:
@@ -660,7 +683,9 @@ class Payloads:
         elif model_id is not None:
             self._registry.get_model(caller, model_id)  # NOT_FOUND for an unknown model
         cursor = _file_cursor(pager.cursor("files", model_id, number, filter_text))
-        query = ListQuery(expr, page_size=pager.size, after=cursor)
+        query = ListQuery(
+            expr, page_size=pager.size, after=cursor, visible_to=self._auth.visible_to(caller)
+        )
         return pager.reply(self._store.find_files(caller.tenant, model_id, number, query))
 
     def open_download(
@@ -702,6 +727,7 @@ class Payloads:
         """
         cancelled: list[UploadSession] = []
         with self._store.transaction():
+            self._auth.require(caller, ref.model_id, Action.UPDATE)
             version = self._draft_version(caller, ref, for_update=True)
             check_etag(etag, version.etag, "etag")
             pending = self._unfinished(caller, version, MAX_NAMED_UPLOADS + 1)
@@ -808,6 +834,10 @@ def _file_cursor(cursor: tuple[object, ...] | None) -> tuple[str, int, str] | No
 
 def _file_after(cursor: tuple[object, ...] | None) -> str | None:
     return None if cursor is None else str(cursor[0])
+
+
+def _upload_not_found(upload_id: str) -> NotFound:
+    return NotFound(f"upload {upload_id!r} not found", reason=Reason.UPLOAD_NOT_FOUND)
 
 
 def _require_draft(version: ModelVersion | VersionStatus) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from . import names
+from .access import Action, Authorizer, decide
 from .entities import (
     Alias,
     Model,
@@ -45,11 +46,13 @@ from .listing import (
     single_cursor,
 )
 from .paging import Cursor, Pager, read_all
+from .policies import ModelPolicy, StoredPolicy
 from .ports import (
     AliasBook,
     LineageIndex,
     ListQuery,
     ModelCatalog,
+    ModelPolicies,
     Purger,
     RequestLog,
     StageHistory,
@@ -71,6 +74,7 @@ DEFAULT_RETENTION = timedelta(days=30)
 class RegistryStore(
     Transactions,
     ModelCatalog,
+    ModelPolicies,
     VersionCatalog,
     AliasBook,
     StageHistory,
@@ -99,10 +103,16 @@ class Registry:
         retention: timedelta = DEFAULT_RETENTION,
     ) -> None:
         self._store = store
+        self._auth = Authorizer(store)
         # Without a shared secret, tokens are valid only for this object (tests, tools).
         self._tokens = page_tokens or PageTokens.random()
         self._clock = clock
         self._retention = retention
+
+    @property
+    def authorizer(self) -> Authorizer:
+        """The authorizer every use case on these stores checks model policies with."""
+        return self._auth
 
     # -- models ------------------------------------------------------------------------------
     def create_model(
@@ -160,6 +170,7 @@ class Registry:
 
     def get_model(self, caller: Caller, model_id: str) -> Model:
         """A model by id (soft-deleted included)."""
+        self._auth.require(caller, model_id, Action.READ)
         model = self._store.get_model(caller.tenant, model_id)
         if model is None:
             raise _model_not_found(model_id)
@@ -180,7 +191,9 @@ class Registry:
         expr = parse_filter(filter_text, MODEL_SCHEMA)
         order = parse_order_by(order_by, MODEL_SCHEMA, MODEL_DEFAULT_ORDER)
         cursor = pager.cursor("models", filter_text, order, show_deleted)
-        query = ListQuery(expr, order, show_deleted, pager.size, cursor)
+        query = ListQuery(
+            expr, order, show_deleted, pager.size, cursor, self._auth.visible_to(caller)
+        )
         return pager.reply(self._store.list_models(caller.tenant, query))
 
     def update_model(self, caller: Caller, model_id: str, etag: str, patch: Patch) -> Model:
@@ -188,6 +201,7 @@ class Registry:
         paths = MODEL_FIELDS.check_mask(patch.paths)
         changes = MODEL_FIELDS.values(patch.values, only={p.split(".")[0] for p in paths})
         with self._store.transaction():
+            self._auth.require(caller, model_id, Action.UPDATE)
             model = self._live_model(caller, model_id, for_update=True)
             check_etag(etag, model.etag, "model.etag")
             for path in paths:
@@ -202,6 +216,7 @@ class Registry:
     def delete_model(self, caller: Caller, model_id: str, etag: str, force: bool) -> Model:
         """Soft-delete a model (and with ``force`` its live versions)."""
         with self._store.transaction():
+            self._auth.require(caller, model_id, Action.DELETE)
             model = self._live_model(caller, model_id, for_update=True)
             check_etag(etag, model.etag, "etag")
             live = self._store.count_versions(caller.tenant, model_id, include_deleted=False)
@@ -224,6 +239,7 @@ class Registry:
     def undelete_model(self, caller: Caller, model_id: str, etag: str) -> Model:
         """Restore a soft-deleted model and the versions its forced delete removed."""
         with self._store.transaction():
+            self._auth.require(caller, model_id, Action.DELETE)
             model = self._store.get_model(caller.tenant, model_id, for_update=True)
             if model is None:
                 raise _model_not_found(model_id)
@@ -258,6 +274,7 @@ class Registry:
         """Create the next version (DRAFT, DEVELOPMENT) of a live model; ``request_id`` and
         ``fingerprint`` as in :meth:`create_model`."""
         names.check_request_id(request_id)
+        self._auth.require(caller, model_id, Action.CREATE)
         fields = self._version_values(caller, model_id, values)
         if request_id:
             earlier = self._replay(caller, request_id, "CreateModelVersion", fingerprint)
@@ -305,6 +322,7 @@ class Registry:
 
     def get_version(self, caller: Caller, ref: names.VersionRef) -> ModelVersion:
         """A version by number (soft-deleted included), ``latest`` or alias."""
+        self._auth.require(caller, ref.model_id, Action.READ)
         return self._resolve(caller, ref)
 
     def list_versions(
@@ -325,7 +343,9 @@ class Registry:
         cursor = pager.cursor("versions", model_id, filter_text, order, show_deleted)
         if model_id is not None:
             self.get_model(caller, model_id)
-        query = ListQuery(expr, order, show_deleted, pager.size, cursor)
+        query = ListQuery(
+            expr, order, show_deleted, pager.size, cursor, self._auth.visible_to(caller)
+        )
         return pager.reply(self._store.list_versions(caller.tenant, model_id, query, self._clock()))
 
     def update_version(
@@ -334,6 +354,7 @@ class Registry:
         """Apply the masked fields; content fields only while DRAFT."""
         paths = VERSION_FIELDS.check_mask(patch.paths)
         tops = {p.split(".")[0] for p in paths}
+        self._auth.require(caller, ref.model_id, Action.UPDATE)
         changes = self._version_values(caller, ref.model_id, patch.values, tops)
         with self._store.transaction():
             version = self._numbered(caller, ref, for_update=True)
@@ -367,6 +388,7 @@ class Registry:
         """Soft-delete a version; aliases pointing at it are removed. Unless ``force``, a
         version that live versions were produced by is FAILED_PRECONDITION."""
         with self._store.transaction():
+            self._auth.require(caller, ref.model_id, Action.DELETE)
             version = self._numbered(caller, ref, for_update=True)
             self._require_live(version)
             check_etag(etag, version.etag, "etag")
@@ -379,6 +401,7 @@ class Registry:
     def undelete_version(self, caller: Caller, ref: names.VersionRef, etag: str) -> ModelVersion:
         """Restore a soft-deleted version of a live model."""
         with self._store.transaction():
+            self._auth.require(caller, ref.model_id, Action.DELETE)
             self._live_model(caller, ref.model_id)
             version = self._numbered(caller, ref, for_update=True)
             check_etag(etag, version.etag, "etag")
@@ -415,12 +438,15 @@ class Registry:
         with self._store.transaction():
             # The model's lock serialises stage moves, so one promotion's archiving sees the
             # other's result.
+            self._auth.require(caller, ref.model_id, Action.UPDATE)
             if self._store.get_model(caller.tenant, ref.model_id, for_update=True) is None:
                 raise _model_not_found(ref.model_id)
             version = self._resolve(caller, ref, for_update=True)
             self._require_live(version)
             check_etag(etag, version.etag, "etag")
             check_transition(version.stage, stage)
+            # Archiving the PRODUCTION versions (archive_existing) touches PRODUCTION too.
+            self._auth.require(caller, ref.model_id, Action.UPDATE, stages=(version.stage, stage))
             now = self._clock()
             if stage in PROMOTIONS:
                 if version.state is not VersionState.READY:
@@ -461,7 +487,7 @@ class Registry:
     ) -> tuple[list[StageTransition], str]:
         """The stage history of a version, oldest first."""
         pager = Pager(page_size, page_token, self._tokens)
-        version = self._resolve(caller, ref)
+        version = self.get_version(caller, ref)
         after = single_cursor(pager.cursor("transitions", version.model_id, version.number), int)
         page = self._store.list_transitions(
             caller.tenant, version.model_id, version.number, after, pager.size
@@ -478,6 +504,7 @@ class Registry:
                 "alias.version", "must name a version of the alias's own model"
             )
         with self._store.transaction():
+            self._auth.require(caller, model_id, Action.UPDATE, alias=alias)
             self._live_model(caller, model_id, for_update=True)
             version = self._resolve(caller, target)
             self._require_live(version)
@@ -494,6 +521,10 @@ class Registry:
 
     def get_alias(self, caller: Caller, model_id: str, alias: str) -> Alias:
         """An alias."""
+        self._auth.require(caller, model_id, Action.READ)
+        return self._get_alias(caller, model_id, alias)
+
+    def _get_alias(self, caller: Caller, model_id: str, alias: str) -> Alias:
         found = self._store.get_alias(caller.tenant, model_id, alias)
         if found is None:
             self.get_model(caller, model_id)
@@ -510,8 +541,43 @@ class Registry:
     def delete_alias(self, caller: Caller, model_id: str, alias: str) -> None:
         """Remove an alias."""
         with self._store.transaction():
+            self._auth.require(caller, model_id, Action.UPDATE, alias=alias)
             if not self._store.delete_alias(caller.tenant, model_id, alias):
-                self.get_alias(caller, model_id, alias)
+                self._get_alias(caller, model_id, alias)
+
+    # -- policies ----------------------------------------------------------------------------
+    def get_model_policy(self, caller: Caller, model_id: str) -> StoredPolicy:
+        """The model's policy (``policy`` None: it has none) with its etag; anyone who may
+        read the model may read it."""
+        self._auth.require(caller, model_id, Action.READ)
+        stored = self._store.get_policy(caller.tenant, model_id)
+        if stored is None:
+            raise _model_not_found(model_id)
+        return stored
+
+    def set_model_policy(
+        self, caller: Caller, model_id: str, policy: ModelPolicy, etag: str
+    ) -> StoredPolicy:
+        """Replace the model's policy; an empty one removes it (scopes alone decide again).
+
+        The first policy of a model may be set by anyone whose scopes allow updating it (the
+        model is tenant-wide until then); afterwards only its owners and tenant admins.
+        ABORTED (ETAG_MISMATCH) if ``etag`` is set and stale, or another write won the race.
+        """
+        with self._store.transaction():
+            stored = self._store.get_policy(caller.tenant, model_id)
+            if stored is None:
+                raise _model_not_found(model_id)
+            decide(caller, model_id, stored.policy, Action.SET_POLICY)
+            check_etag(etag, stored.etag, "policy.etag")
+            new = None if policy.is_empty else policy
+            written = self._store.set_policy(caller.tenant, model_id, new, stored.revision)
+            if written is None:
+                raise Aborted(
+                    "policy.etag does not match: the policy changed since it was read",
+                    reason=Reason.ETAG_MISMATCH,
+                )
+        return written
 
     # -- maintenance -------------------------------------------------------------------------
     def purge(self) -> tuple[int, int]:
@@ -521,8 +587,9 @@ class Registry:
 
     # -- helpers used by the payload use cases -----------------------------------------------
     def resolve(self, caller: Caller, ref: names.VersionRef) -> ModelVersion:
-        """A version by number, ``latest`` or alias (NOT_FOUND if none)."""
-        return self._resolve(caller, ref)
+        """A version by number, ``latest`` or alias (NOT_FOUND if none), for a caller that
+        may read its model."""
+        return self.get_version(caller, ref)
 
     def require_live(self, version: ModelVersion | VersionStatus) -> None:
         """FAILED_PRECONDITION if the version is soft-deleted."""
@@ -592,7 +659,7 @@ class Registry:
             number = latest.number
         else:
             assert ref.alias is not None
-            number = self.get_alias(caller, ref.model_id, ref.alias).version_number
+            number = self._get_alias(caller, ref.model_id, ref.alias).version_number
         version = self._numbered(
             caller, names.VersionRef(ref.model_id, number=number), for_update=for_update
         )
@@ -673,7 +740,7 @@ class Registry:
             where = f"{field_name}[{i}]"
             ref = names.parse_version_name(name, where)
             try:
-                version = self._resolve(caller, ref)
+                version = self.get_version(caller, ref)
             except NotFound:
                 raise InvalidArgument.field(where, f"{name!r} does not exist") from None
             resolved.append(names.version_name(version.model_id, version.number))

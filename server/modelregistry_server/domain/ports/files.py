@@ -78,10 +78,11 @@ class UploadSessions(Protocol):
         ...
 
     def list_uploads(
-        self, tenant: str, model_id: str, number: int, query: ListQuery
+        self, tenant: str, model_id: str, number: int, query: ListQuery, owner: str | None = None
     ) -> Page[UploadSession]:
         """One page of the sessions targeting a version (``show_deleted`` does not apply:
-        sessions are never soft-deleted)."""
+        sessions are never soft-deleted); with ``owner``, only those it opened and those
+        without an owner."""
         ...
 
     def active_uploads(self, after: tuple[str, str] | None, limit: int) -> list[tuple[str, str]]:

@@ -364,6 +364,7 @@ def upload_columns(session: UploadSession) -> dict[str, Any]:
         "declared_sha256": session.declared_sha256,
         "content_type": session.content_type,
         "create_time": to_micros(session.create_time),
+        "owner": session.owner,
         **upload_mutable_columns(session),
     }
 
@@ -392,6 +393,7 @@ def upload_entity(row: Row) -> UploadSession:
         state=UploadState(row["state"]),
         create_time=from_micros(row["create_time"]),
         update_time=from_micros(row["update_time"]),
+        owner=row["owner"],
     )
 
 

@@ -96,12 +96,14 @@ class UploadRows(StoreCore):
             return [rows.upload_entity(r) for r in dicts(query)]
 
     def list_uploads(
-        self, tenant: str, model_id: str, number: int, query: ListQuery
+        self, tenant: str, model_id: str, number: int, query: ListQuery, owner: str | None = None
     ) -> Page[UploadSession]:
         """One page of the sessions targeting a version (``show_deleted`` does not apply:
-        sessions are never soft-deleted)."""
+        sessions are never soft-deleted); with ``owner``, only its own and ownerless ones."""
         u = self._t.uploads
         scope = [u.model_id == model_id, u.version_number == number]
+        if owner is not None:
+            scope.append(u.owner.in_(["", owner]))
         with self._read(snapshot=True):
             found, cursor = fetch_page(
                 self._uploads_listing,
