@@ -49,6 +49,7 @@ REGISTRY_METHODS = {
     "DeleteModelVersion", "UndeleteModelVersion", "SealModelVersion",
     "TransitionModelVersionStage", "ListStageTransitions",
     "SetAlias", "GetAlias", "ListAliases", "DeleteAlias", "GetLineage",
+    "GetModelPolicy", "SetModelPolicy",
 }  # fmt: skip
 
 

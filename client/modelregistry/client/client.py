@@ -550,6 +550,38 @@ class RegistryClient:
         request = mr.DeleteAliasRequest(name=names.alias_ref(model_id, alias))
         self._call(self._registry.DeleteAlias, request)
 
+    # --- policies ----------------------------------------------------------------------------
+
+    def get_model_policy(self, model_id: str) -> res.ModelPolicy:
+        """The model's access policy (no bindings: it has none) with its etag."""
+        request = mr.GetModelPolicyRequest(resource=names.model_ref(model_id))
+        return self._call(self._registry.GetModelPolicy, request)
+
+    def set_model_policy(
+        self,
+        model_id: str,
+        bindings: Mapping[str, Iterable[str]],
+        *,
+        protected_aliases: Iterable[str] = (),
+        production_open_to_editors: bool = False,
+        etag: str = "",
+    ) -> res.ModelPolicy:
+        """Replace the model's access policy: ``bindings`` maps a role (``viewer``,
+        ``editor``, ``owner``) to members (``user:<sub>``, ``group:<name>``,
+        ``apikey:<id>``). Empty bindings and no protected aliases remove the policy. With
+        ``etag`` (from :meth:`get_model_policy`) a concurrent change fails with ABORTED."""
+        policy = res.ModelPolicy(
+            bindings=[
+                res.PolicyBinding(role=role, members=list(members))
+                for role, members in bindings.items()
+            ],
+            protected_aliases=list(protected_aliases),
+            production_open_to_editors=production_open_to_editors,
+            etag=etag,
+        )
+        request = mr.SetModelPolicyRequest(resource=names.model_ref(model_id), policy=policy)
+        return self._call(self._registry.SetModelPolicy, request)
+
     # --- files -------------------------------------------------------------------------------
 
     def get_file(

@@ -791,3 +791,55 @@ class GetLineageResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetLineageResponse: _TypeAlias = GetLineageResponse  # noqa: Y015
+
+@_typing.final
+class GetModelPolicyRequest(_message.Message):
+    """Request for GetModelPolicy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    """Required. The model: `models/{model}`."""
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetModelPolicyRequest: _TypeAlias = GetModelPolicyRequest  # noqa: Y015
+
+@_typing.final
+class SetModelPolicyRequest(_message.Message):
+    """Request for SetModelPolicy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    """Required. The model: `models/{model}`."""
+    @_builtins.property
+    def policy(self) -> _resources_pb2.ModelPolicy:
+        """Required. The new policy; with its `etag` set, the call fails with ABORTED if the policy
+        changed since that etag was read.
+        """
+
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+        policy: _resources_pb2.ModelPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy", "resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetModelPolicyRequest: _TypeAlias = SetModelPolicyRequest  # noqa: Y015

@@ -140,6 +140,16 @@ class ModelRegistryStub:
                 request_serializer=modelregistry_dot_v1_dot_model__registry__pb2.GetLineageRequest.SerializeToString,
                 response_deserializer=modelregistry_dot_v1_dot_model__registry__pb2.GetLineageResponse.FromString,
                 _registered_method=True)
+        self.GetModelPolicy = channel.unary_unary(
+                '/modelregistry.v1.ModelRegistry/GetModelPolicy',
+                request_serializer=modelregistry_dot_v1_dot_model__registry__pb2.GetModelPolicyRequest.SerializeToString,
+                response_deserializer=modelregistry_dot_v1_dot_resources__pb2.ModelPolicy.FromString,
+                _registered_method=True)
+        self.SetModelPolicy = channel.unary_unary(
+                '/modelregistry.v1.ModelRegistry/SetModelPolicy',
+                request_serializer=modelregistry_dot_v1_dot_model__registry__pb2.SetModelPolicyRequest.SerializeToString,
+                response_deserializer=modelregistry_dot_v1_dot_resources__pb2.ModelPolicy.FromString,
+                _registered_method=True)
 
 
 class ModelRegistryServicer:
@@ -300,6 +310,23 @@ class ModelRegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetModelPolicy(self, request, context):
+        """Returns the access policy of a model (no bindings: it has none, scopes alone decide).
+        Anyone who may read the model may read its policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetModelPolicy(self, request, context):
+        """Replaces the access policy of a model; a policy with no bindings and no protected
+        aliases removes it. The first policy may be set by anyone allowed to update the model,
+        later ones by its owners (and tenant admins) only. A policy must bind the owner role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelRegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -402,6 +429,16 @@ def add_ModelRegistryServicer_to_server(servicer, server):
                     servicer.GetLineage,
                     request_deserializer=modelregistry_dot_v1_dot_model__registry__pb2.GetLineageRequest.FromString,
                     response_serializer=modelregistry_dot_v1_dot_model__registry__pb2.GetLineageResponse.SerializeToString,
+            ),
+            'GetModelPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModelPolicy,
+                    request_deserializer=modelregistry_dot_v1_dot_model__registry__pb2.GetModelPolicyRequest.FromString,
+                    response_serializer=modelregistry_dot_v1_dot_resources__pb2.ModelPolicy.SerializeToString,
+            ),
+            'SetModelPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetModelPolicy,
+                    request_deserializer=modelregistry_dot_v1_dot_model__registry__pb2.SetModelPolicyRequest.FromString,
+                    response_serializer=modelregistry_dot_v1_dot_resources__pb2.ModelPolicy.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -948,6 +985,60 @@ class ModelRegistry:
             '/modelregistry.v1.ModelRegistry/GetLineage',
             modelregistry_dot_v1_dot_model__registry__pb2.GetLineageRequest.SerializeToString,
             modelregistry_dot_v1_dot_model__registry__pb2.GetLineageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModelPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelregistry.v1.ModelRegistry/GetModelPolicy',
+            modelregistry_dot_v1_dot_model__registry__pb2.GetModelPolicyRequest.SerializeToString,
+            modelregistry_dot_v1_dot_resources__pb2.ModelPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetModelPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelregistry.v1.ModelRegistry/SetModelPolicy',
+            modelregistry_dot_v1_dot_model__registry__pb2.SetModelPolicyRequest.SerializeToString,
+            modelregistry_dot_v1_dot_resources__pb2.ModelPolicy.FromString,
             options,
             channel_credentials,
             insecure,

@@ -95,6 +95,15 @@ class ModelRegistryStub:
     and source commits it came from (upstream) and the versions made from it (downstream),
     up to `max_depth` edges away. Soft-deleted versions are left out unless `show_deleted`.
     """
+    GetModelPolicy: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.GetModelPolicyRequest, _resources_pb2.ModelPolicy]
+    """Returns the access policy of a model (no bindings: it has none, scopes alone decide).
+    Anyone who may read the model may read its policy.
+    """
+    SetModelPolicy: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.SetModelPolicyRequest, _resources_pb2.ModelPolicy]
+    """Replaces the access policy of a model; a policy with no bindings and no protected
+    aliases removes it. The first policy may be set by anyone allowed to update the model,
+    later ones by its owners (and tenant admins) only. A policy must bind the owner role.
+    """
 
 @_typing.type_check_only
 class ModelRegistryAsyncStub(ModelRegistryStub):
@@ -160,6 +169,15 @@ class ModelRegistryAsyncStub(ModelRegistryStub):
     """Returns the lineage graph around a version or a dataset: the versions, models, datasets
     and source commits it came from (upstream) and the versions made from it (downstream),
     up to `max_depth` edges away. Soft-deleted versions are left out unless `show_deleted`.
+    """
+    GetModelPolicy: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.GetModelPolicyRequest, _resources_pb2.ModelPolicy]  # type: ignore[assignment]
+    """Returns the access policy of a model (no bindings: it has none, scopes alone decide).
+    Anyone who may read the model may read its policy.
+    """
+    SetModelPolicy: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.SetModelPolicyRequest, _resources_pb2.ModelPolicy]  # type: ignore[assignment]
+    """Replaces the access policy of a model; a policy with no bindings and no protected
+    aliases removes it. The first policy may be set by anyone allowed to update the model,
+    later ones by its owners (and tenant admins) only. A policy must bind the owner role.
     """
 
 class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
@@ -343,6 +361,27 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         """Returns the lineage graph around a version or a dataset: the versions, models, datasets
         and source commits it came from (upstream) and the versions made from it (downstream),
         up to `max_depth` edges away. Soft-deleted versions are left out unless `show_deleted`.
+        """
+
+    @_abc_1.abstractmethod
+    def GetModelPolicy(
+        self,
+        request: _model_registry_pb2.GetModelPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.ModelPolicy, _abc.Awaitable[_resources_pb2.ModelPolicy]]:
+        """Returns the access policy of a model (no bindings: it has none, scopes alone decide).
+        Anyone who may read the model may read its policy.
+        """
+
+    @_abc_1.abstractmethod
+    def SetModelPolicy(
+        self,
+        request: _model_registry_pb2.SetModelPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.ModelPolicy, _abc.Awaitable[_resources_pb2.ModelPolicy]]:
+        """Replaces the access policy of a model; a policy with no bindings and no protected
+        aliases removes it. The first policy may be set by anyone allowed to update the model,
+        later ones by its owners (and tenant admins) only. A policy must bind the owner role.
         """
 
 def add_ModelRegistryServicer_to_server(servicer: ModelRegistryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -751,3 +751,75 @@ class File(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___File: _TypeAlias = File  # noqa: Y015
+
+@_typing.final
+class ModelPolicy(_message.Message):
+    """The access policy of a model (`models/{model}`): roles bound to members, and what only
+    owners may move. See the README, "Roles and protected aliases".
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    BINDINGS_FIELD_NUMBER: _builtins.int
+    PROTECTED_ALIASES_FIELD_NUMBER: _builtins.int
+    PRODUCTION_OPEN_TO_EDITORS_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    """Output only. The model the policy belongs to: `models/{model}`."""
+    production_open_to_editors: _builtins.bool
+    """Editors may move versions into and out of PRODUCTION too (by default only owners may)."""
+    etag: _builtins.str
+    """Changes on every SetModelPolicy of the model; send it back to detect concurrent changes."""
+    @_builtins.property
+    def bindings(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyBinding]:
+        """Roles and the members holding them. Bindings of one role are merged."""
+
+    @_builtins.property
+    def protected_aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Aliases (e.g. `production`) that only owners may set, move or delete."""
+
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+        bindings: _abc.Iterable[Global___PolicyBinding] | None = ...,
+        protected_aliases: _abc.Iterable[_builtins.str] | None = ...,
+        production_open_to_editors: _builtins.bool = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bindings", b"bindings", "etag", b"etag", "production_open_to_editors", b"production_open_to_editors", "protected_aliases", b"protected_aliases", "resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelPolicy: _TypeAlias = ModelPolicy  # noqa: Y015
+
+@_typing.final
+class PolicyBinding(_message.Message):
+    """One role and the members holding it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    role: _builtins.str
+    """`viewer` (read), `editor` (read, create, update) or `owner` (everything)."""
+    @_builtins.property
+    def members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """`user:<subject>`, `group:<name>` or `apikey:<id>`."""
+
+    def __init__(
+        self,
+        *,
+        role: _builtins.str = ...,
+        members: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyBinding: _TypeAlias = PolicyBinding  # noqa: Y015

@@ -51,6 +51,9 @@ _BY_SERVICE: dict[str, dict[str, Requirement]] = {
         "ListAliases": _R,
         "DeleteAlias": _U,
         "GetLineage": _R,
+        # The scope is only the first step: who may set a policy is the model's (domain/access).
+        "GetModelPolicy": _R,
+        "SetModelPolicy": _U,
     },
     "modelregistry.v1.PayloadService": {
         "UploadFile": _C,

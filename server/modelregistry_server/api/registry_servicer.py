@@ -21,6 +21,7 @@ from ..domain.registry import Registry
 from ..domain.updates import Patch
 from . import converters as conv
 from . import lineage_converters as lineage_conv
+from . import policy_converters as policy_conv
 from .callers import caller_of
 from .fingerprints import request_fingerprint
 
@@ -235,3 +236,19 @@ class ModelRegistryServicer(rpc_grpc.ModelRegistryServicer):
             show_deleted=request.show_deleted,
         )
         return lineage_conv.graph_to_proto(graph, self._clock())
+
+    # -- policies ----------------------------------------------------------------------------
+    def GetModelPolicy(self, request: rpc.GetModelPolicyRequest, context: Ctx) -> pb.ModelPolicy:
+        model_id = names.parse_model_name(request.resource, "resource")
+        stored = self._registry.get_model_policy(caller_of(context), model_id)
+        return policy_conv.policy_to_proto(model_id, stored)
+
+    def SetModelPolicy(self, request: rpc.SetModelPolicyRequest, context: Ctx) -> pb.ModelPolicy:
+        model_id = names.parse_model_name(request.resource, "resource")
+        if not request.HasField("policy"):
+            raise InvalidArgument.field("policy", "is required")
+        policy = policy_conv.policy_from_proto(request.policy)
+        stored = self._registry.set_model_policy(
+            caller_of(context), model_id, policy, request.policy.etag
+        )
+        return policy_conv.policy_to_proto(model_id, stored)
