@@ -32,6 +32,7 @@ from modelregistry.v1 import access_pb2, model_registry_pb2, payload_pb2
 from modelregistry.v1 import resources_pb2 as res
 from modelregistry_server.app import RegistryServer
 from tests.support.fuzz import MessageFuzzer, message_class
+from tests.support.recording import Recorder
 
 FUZZ_CASES = int(os.environ.get("MODELREGISTRY_FUZZ_CASES", "40"))
 FUZZ_SEED = int(os.environ.get("MODELREGISTRY_FUZZ_SEED", "20261201"))
@@ -77,36 +78,9 @@ class Outcome:
     details: str
 
 
-class _Recorder(
-    grpc.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
-    grpc.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
-    grpc.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
-):
-    """Keeps every request the seeding client sends, by method: the corpus to perturb."""
-
-    def __init__(self) -> None:
-        self.corpus: dict[str, list[list[Message]]] = {}
-
-    def _keep(self, details: grpc.ClientCallDetails, requests: list[Message]) -> None:
-        self.corpus.setdefault(details.method.rsplit("/", 1)[-1], []).append(requests)
-
-    def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
-        self._keep(details, [request])
-        return continuation(details, request)
-
-    def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
-        self._keep(details, [request])
-        return continuation(details, request)
-
-    def intercept_stream_unary(self, continuation, details, requests):  # type: ignore[no-untyped-def]
-        kept = list(requests)
-        self._keep(details, kept)
-        return continuation(details, iter(kept))
-
-
 def _seed(address: str) -> dict[str, list[list[Message]]]:
     """Fill the registry through a recording client; every RPC is called at least once."""
-    recorder = _Recorder()
+    recorder = Recorder()
     with grpc.intercept_channel(grpc.insecure_channel(address), recorder) as channel:
         client = RegistryClient(channel=channel, retries=0)
         client.create_model("m1", labels={"team": "risk"}, description="fuzzed")
