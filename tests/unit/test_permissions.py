@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 
 import pytest
 from grpc_health.v1 import health_pb2
@@ -143,3 +144,28 @@ def test_caller_members_name_the_principal_and_its_groups() -> None:
     assert user.members == {"user:bob", "group:ml"}
     key = Caller("t", "ci", frozenset(), api_key_id="k1", method=AuthMethod.API_KEY)
     assert key.actor == "apikey:k1"
+
+
+def scope_table() -> str:
+    """The README's scope table, built from the permission table."""
+    needs: list[Permission | Open] = [*Permission, *(o for o in Open if o not in _UNGUARDED)]
+    rows = ["| needs | RPCs |", "|---|---|"]
+    for need in needs:
+        methods = [
+            "`{}.{}`".format(*method.strip("/").split("/")).replace("`modelregistry.v1.", "`")
+            for method, required in METHOD_REQUIREMENTS.items()
+            if required is need
+        ]
+        label = f"`{need.value}`" if isinstance(need, Permission) else "any valid credential"
+        if methods:
+            rows.append(f"| {label} | {', '.join(methods)} |")
+    return "\n".join(rows)
+
+
+_UNGUARDED = (Open.HEALTH, Open.REFLECTION)
+
+
+def test_the_readme_scope_table_is_the_permission_table() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = scope_table()
+    assert table in readme, "README Security: replace the scope table with\n" + table
