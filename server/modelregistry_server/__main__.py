@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -13,17 +15,21 @@ from collections.abc import Sequence
 from types import FrameType
 
 from . import api_keys_cli
-from .app import ListenError, build_server
-from .config import load_config
+from .app import ListenError, build_server, verify_event_log
+from .config import Config, load_config
+from .domain.errors import DomainError
 from .security import StartRefused
 from .storage.metadata import DatabaseInUseError, SchemaTooNewError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse configuration, serve, and shut down gracefully on a signal."""
+    """Parse configuration, serve, and shut down gracefully on a signal; or run a command
+    (``api-keys …``, ``events verify``)."""
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] == ["api-keys"]:
         return api_keys_cli.main(args[1:])
+    if args[:1] == ["events"]:
+        return events_command(args[1:])
     config = load_config(args)
     logging.basicConfig(
         level=config.log_level.upper(),
@@ -56,6 +62,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     stopping.wait()
     service.stop()
     return 0
+
+
+def events_command(argv: Sequence[str]) -> int:
+    """``events verify --database-url URL``: walk every tenant's event chain; exit 0 if all
+    verify, 1 if one does not (the first bad event is printed), 2 if the database cannot be
+    opened."""
+    parser = argparse.ArgumentParser(prog="modelregistry-server events")
+    commands = parser.add_subparsers(dest="command", required=True)
+    verify = commands.add_parser("verify", help="walk every tenant's hash chain")
+    verify.add_argument(
+        "--database-url",
+        default=os.environ.get("MODELREGISTRY_DATABASE_URL", Config().database_url),
+        help="the metadata database (env MODELREGISTRY_DATABASE_URL)",
+    )
+    ns = parser.parse_args(argv)
+    try:
+        results = verify_event_log(ns.database_url)
+    except (ValueError, OSError, SchemaTooNewError, DatabaseInUseError, DomainError) as exc:
+        print(f"modelregistry: cannot open the database: {exc}", file=sys.stderr, flush=True)
+        return 2
+    failed = False
+    for r in results:
+        if r.ok:
+            print(
+                f"tenant {r.tenant}: ok, {r.checked} events, last {r.last_sequence}, "
+                f"head {r.head_hash}"
+            )
+        else:
+            failed = True
+            print(f"tenant {r.tenant}: FAILED at event {r.failed_sequence}: {r.reason}")
+    if not results:
+        print("no events recorded")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

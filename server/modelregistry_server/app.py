@@ -23,21 +23,26 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from modelregistry.v1 import access_pb2, model_registry_pb2, payload_pb2
+from modelregistry.v1 import access_pb2, events_pb2, model_registry_pb2, payload_pb2
 from modelregistry.v1 import access_pb2_grpc as access_grpc
+from modelregistry.v1 import events_pb2_grpc as events_grpc
 from modelregistry.v1 import model_registry_pb2_grpc as registry_grpc
 from modelregistry.v1 import payload_pb2_grpc as payload_grpc
 
+from .api.access_events import AccessRecorder
 from .api.access_servicer import AccessServicer
 from .api.api_key_authenticator import ApiKeyAuthenticator
 from .api.deferred import DeferredServices
+from .api.event_servicer import EventServicer
 from .api.interceptors import ErrorMappingInterceptor, ServingLimits
 from .api.payload_servicer import PayloadServicer
 from .api.registry_servicer import ModelRegistryServicer
 from .api.tls import CertificateReloader, server_credentials
 from .config import Config
 from .domain.api_keys import ApiKeys
+from .domain.audit import Audit
 from .domain.errors import Unavailable
+from .domain.events import Verification
 from .domain.gc import GcReport
 from .domain.integrity import Integrity, ScrubReport
 from .domain.lineage import Lineage
@@ -77,13 +82,15 @@ class MaintenanceReport:
     purged_versions: int
     gc: GcReport
     scrub: ScrubReport
-    failed: tuple[str, ...] = ()  # steps that raised (logged; the others still ran)
+    failed: tuple[str, ...] = ()
+    pruned_events: int = 0  # steps that raised (logged; the others still ran)
 
 
 SERVICES = (
     model_registry_pb2.DESCRIPTOR.services_by_name["ModelRegistry"],
     payload_pb2.DESCRIPTOR.services_by_name["PayloadService"],
     access_pb2.DESCRIPTOR.services_by_name["AccessService"],
+    events_pb2.DESCRIPTOR.services_by_name["EventService"],
 )
 SERVICE_NAMES = tuple(s.full_name for s in SERVICES)
 
@@ -99,6 +106,7 @@ class Backends:
     lineage: Lineage
     integrity: Integrity
     api_keys: ApiKeys
+    audit: Audit
 
     def close(self) -> None:
         """Stop the upload sync pool, then close the stores."""
@@ -219,6 +227,11 @@ class RegistryServer:
         """The API key use cases (once connected)."""
         return self._wired().api_keys
 
+    @property
+    def audit(self) -> Audit:
+        """The event-log use cases (once connected)."""
+        return self._wired().audit
+
     def start(self) -> None:
         """Start serving; health turns SERVING now, or once the database is reachable."""
         self._loop.call(self.server.start())
@@ -254,7 +267,7 @@ class RegistryServer:
                 backends.close()
                 return
             self._backends = backends
-            _install(self._gate, self._api_keys, self.config, backends)
+            _install(self._gate, self._api_keys, self.config, backends, self.interceptor)
             log.info("database reachable: serving")
             self._serving()
             return
@@ -274,11 +287,12 @@ class RegistryServer:
             ScrubReport(),
             failed,
         )
+        pruned = _step("events", self.audit.prune, 0, failed)
         _step("statistics", self.store.refresh_statistics, None, failed)
         log.info(
             "maintenance: purged %d models, %d versions; removed %d uploads, %d blobs "
             "(%d orphan uploads, %d orphan blobs found); scrub verified %d blobs (%d bytes): "
-            "%d corrupted, %d missing, %d files broken; failed steps: %s",
+            "%d corrupted, %d missing, %d files broken; pruned %d events; failed steps: %s",
             models,
             versions,
             gc.uploads,
@@ -290,9 +304,10 @@ class RegistryServer:
             scrub.corrupted,
             scrub.missing,
             scrub.broken_files,
+            pruned,
             ", ".join(failed) or "none",
         )
-        return MaintenanceReport(models, versions, gc, scrub, tuple(failed))
+        return MaintenanceReport(models, versions, gc, scrub, tuple(failed), pruned)
 
     def _maintain(self) -> None:
         while not self._stopping.wait(self.config.maintenance_interval_seconds):
@@ -366,21 +381,39 @@ def connect(config: Config) -> Backends:
         integrity=integrity,
     )
     api_keys = ApiKeys(store, clock=utc_now, page_tokens=tokens)
-    return Backends(store, blobs, registry, payloads, lineage, integrity, api_keys)
+    audit = Audit(store, page_tokens=tokens, clock=utc_now, retention=config.event_retention)
+    return Backends(store, blobs, registry, payloads, lineage, integrity, api_keys, audit)
+
+
+def verify_event_log(database_url: str) -> list[Verification]:
+    """Walk every tenant's event chain in the database at ``database_url`` (the command
+    ``modelregistry-server events verify``). Opening the store migrates it like the server."""
+    store = open_metadata_store(database_url, max_connections=2)
+    try:
+        return Audit(store, clock=utc_now).verify_all()
+    finally:
+        store.close()
 
 
 def _install(
-    gate: DeferredServices, authenticator: ApiKeyAuthenticator, config: Config, b: Backends
+    gate: DeferredServices,
+    authenticator: ApiKeyAuthenticator,
+    config: Config,
+    b: Backends,
+    interceptor: ErrorMappingInterceptor,
 ) -> None:
     registry = ModelRegistryServicer(b.registry, b.payloads, b.lineage, utc_now)
     payload = PayloadServicer(b.payloads, config.download_chunk_bytes)
     access = AccessServicer(b.api_keys)
+    events = EventServicer(b.audit)
     authenticator.install(b.api_keys)
+    interceptor.use_access_log(AccessRecorder(b.audit))
     gate.install(
         [
             lambda server: registry_grpc.add_ModelRegistryServicer_to_server(registry, server),
             lambda server: payload_grpc.add_PayloadServiceServicer_to_server(payload, server),
             lambda server: access_grpc.add_AccessServiceServicer_to_server(access, server),
+            lambda server: events_grpc.add_EventServiceServicer_to_server(events, server),
         ],
         b.store.connection,
     )
@@ -440,7 +473,7 @@ def build_server(config: Config) -> RegistryServer:
         stream_pool.shutdown()
         raise
     if backends is not None:
-        _install(gate, api_keys, config, backends)
+        _install(gate, api_keys, config, backends, interceptor)
     return RegistryServer(
         config,
         server,

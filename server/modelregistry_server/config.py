@@ -59,11 +59,17 @@ class Config:
     jwt_scope_claim: str = "scope"
     jwt_leeway_seconds: float = 30
     api_keys: bool = False
+    event_retention_days: float = 0
 
     @property
     def retention(self) -> timedelta:
         """How long soft-deleted models and versions are kept before purge."""
         return timedelta(hours=self.retention_hours)
+
+    @property
+    def event_retention(self) -> timedelta | None:
+        """How long events are kept (None: for ever)."""
+        return timedelta(days=self.event_retention_days) if self.event_retention_days > 0 else None
 
     @property
     def gc_grace(self) -> timedelta:
@@ -121,6 +127,8 @@ _HELP = {
     "credential) or off",
     "api_keys": "accept API keys (bearer mrk_...) and so require credentials on every call "
     "but health; API keys are accepted anyway once any other authenticator is configured",
+    "event_retention_days": "events older than this many days are removed by maintenance (the "
+    "chain stays verifiable from the oldest kept event); 0 keeps them for ever",
     "page_token_secret_file": "file whose bytes sign page tokens (at least 16; every replica "
     "needs the same); empty: a random secret kept in the metadata database",
     "jwt_public_keys": "JWT verification keys (RS256/ES256): a PEM file of public keys or "

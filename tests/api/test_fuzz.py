@@ -1,4 +1,4 @@
-"""Descriptor-driven fuzzing of every RPC of ModelRegistry, PayloadService and AccessService.
+"""Descriptor-driven fuzzing of every RPC of every served service (app.SERVICES).
 
 For each method found in the service descriptors (so RPCs added later are fuzzed too), a
 seeded generator sends random messages, mutated valid messages and random bytes, as raw bytes
@@ -28,8 +28,8 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from modelregistry.client import RegistryClient, RegistryError
-from modelregistry.v1 import access_pb2, model_registry_pb2, payload_pb2
 from modelregistry.v1 import resources_pb2 as res
+from modelregistry_server import app
 from modelregistry_server.app import RegistryServer
 from tests.support.fuzz import MessageFuzzer, message_class
 from tests.support.recording import Recorder
@@ -39,11 +39,7 @@ FUZZ_SEED = int(os.environ.get("MODELREGISTRY_FUZZ_SEED", "20261201"))
 FUZZ_BUDGET_S = 240.0
 CALL_TIMEOUT_S = 20.0
 
-SERVICES: tuple[ServiceDescriptor, ...] = (
-    model_registry_pb2.DESCRIPTOR.services_by_name["ModelRegistry"],
-    payload_pb2.DESCRIPTOR.services_by_name["PayloadService"],
-    access_pb2.DESCRIPTOR.services_by_name["AccessService"],
-)
+SERVICES: tuple[ServiceDescriptor, ...] = app.SERVICES
 BAD_CODES = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 
 # Names of what the seeded registry holds, so generated requests get past name parsing.
@@ -142,6 +138,8 @@ def _seed(address: str) -> dict[str, list[list[Message]]]:
         client.create_api_key("kept", scopes=["registry.admin"])
         list(client.list_api_keys(page_size=1))
         client.revoke_api_key(key.name)
+        list(client.list_events(filter='resource = "models/m1*"', page_size=1))
+        client.verify_events()
         client.close()
     return recorder.corpus
 
@@ -261,6 +259,7 @@ def test_fuzz_every_rpc(
     health = health_pb2_grpc.HealthStub(fuzz_channel).Check(health_pb2.HealthCheckRequest())
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert client.get_model("m1").name == "models/m1"
+    assert server.audit.verify_tenant("default").ok  # every call left the chain intact
     assert not failures, "\n".join(failures[:40])
     # Every method of the descriptors was called, and requests reached the use cases.
     assert set(seen) == {m.name for _, m in methods}

@@ -147,6 +147,8 @@ def _seed(server: RegistryServer) -> tuple[dict[str, list[Message]], str]:
 
 def _seed_more(client: RegistryClient) -> None:
     """RPCs of services that land later call here (kept apart so the seed reads in order)."""
+    list(client.list_events(filter='resource = "models/m1*"', page_size=5))
+    client.verify_events()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -233,6 +235,8 @@ TENANT_WIDE = frozenset(
         "CreateApiKey",
         "ListApiKeys",
         "GetCaller",
+        "ListEvents",  # the caller's own tenant's log
+        "VerifyEvents",
     }
 )
 # Methods on a model that a viewer may call (reads), by requirement.

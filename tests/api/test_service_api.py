@@ -43,6 +43,7 @@ from tests.support.postgres import PostgresCluster, require_bindir
 REGISTRY = "modelregistry.v1.ModelRegistry"
 PAYLOADS = "modelregistry.v1.PayloadService"
 HEALTH = "grpc.health.v1.Health"
+EVENTS = "modelregistry.v1.EventService"
 REGISTRY_METHODS = {
     "CreateModel", "GetModel", "ListModels", "UpdateModel", "DeleteModel", "UndeleteModel",
     "CreateModelVersion", "GetModelVersion", "ListModelVersions", "UpdateModelVersion",
@@ -134,7 +135,7 @@ def test_reflection_lists_services_and_serves_descriptors(server: RegistryServer
     with grpc.insecure_channel(server.address) as channel:
         database = ProtoReflectionDescriptorDatabase(channel)
         services = set(database.get_services())
-        assert {REGISTRY, PAYLOADS, HEALTH} <= services
+        assert {REGISTRY, PAYLOADS, EVENTS, HEALTH} <= services
         pool = descriptor_pool.DescriptorPool(database)
         registry = pool.FindServiceByName(REGISTRY)
         assert {m.name for m in registry.methods} == REGISTRY_METHODS

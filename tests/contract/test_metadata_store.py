@@ -654,7 +654,11 @@ def test_purge(metadata_store: PeeweeMetadataStore) -> None:
     assert version is not None and version.labels == {} and version.aliases == []
     assert store.list_transitions("a", "dead", 1, None, 10).items == []
     assert store.list_files("a", "dead", 1, None, 10).items == []
-    assert store.purge(at(1000)) == PurgeCounts(1, 1)
+    counts = store.purge(at(1000))
+    assert (counts.models, counts.versions) == (1, 1)
+    # What was purged, by name (the events of the purge name it): a purged model stands for
+    # its versions; a version is named when its model stays.
+    assert counts.purged == (("a", "models/later"), ("a", "models/live/versions/3"))
 
 
 # -- tenant isolation --------------------------------------------------------------------------

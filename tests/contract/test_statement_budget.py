@@ -24,12 +24,13 @@ from modelregistry_server.storage.blobs.local import LocalBlobStore
 from modelregistry_server.storage.metadata import PeeweeMetadataStore
 
 # Request-id lookup, counter UPDATE ... RETURNING, model row id, version INSERT, labels INSERT,
-# metrics INSERT, request-id INSERT.
-CREATE_VERSION_BUDGET = 7
+# metrics INSERT, request-id INSERT; the event: head UPDATE ... RETURNING, event INSERT, head
+# hash UPDATE.
+CREATE_VERSION_BUDGET = 10
 # Open: version status, session, file id check, session INSERT; one piece: committed-size
 # compare-and-set; publish: blob touch, then version status (locked), blob touch, version row
-# id, file INSERT, counter UPDATE, session UPDATE.
-SMALL_UPLOAD_BUDGET = 12
+# id, file INSERT, counter UPDATE, session UPDATE; the event (3 statements, as above).
+SMALL_UPLOAD_BUDGET = 15
 CALLER = Caller(tenant="default", subject="test")
 
 

@@ -5,6 +5,7 @@ keys that fail are never cached."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -13,17 +14,27 @@ import pytest
 from modelregistry_server.domain.api_keys import CACHE_SECONDS, ApiKeys
 from modelregistry_server.domain.entities import ApiKey, Page
 from modelregistry_server.domain.errors import PermissionDenied, Unauthenticated
+from modelregistry_server.domain.events import Event
 from modelregistry_server.domain.identity import ALL_SCOPES, AuthMethod, Caller, Permission
 
 
 class _Book:
-    """An in-memory ApiKeyBook that counts reads and use records."""
+    """An in-memory ApiKeyBook that counts reads and use records (and keeps the events of
+    creates and revokes)."""
 
     def __init__(self) -> None:
         self.keys: dict[str, ApiKey] = {}
+        self.events: list[Event] = []
         self.reads = 0
         self.touches = 0
         self.while_reading: Callable[[], None] | None = None
+
+    def transaction(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def append_event(self, event: Event) -> Event:
+        self.events.append(event)
+        return event
 
     def insert_api_key(self, key: ApiKey) -> None:
         self.keys[key.key_id] = key
@@ -154,3 +165,20 @@ def test_the_use_cases_require_admin_themselves(keys: ApiKeys) -> None:
         keys.create(reader, "x", ["registry.read"])
     with pytest.raises(PermissionDenied):
         keys.list_keys(reader)
+
+
+def test_creating_and_revoking_are_recorded_once(keys: ApiKeys, book: _Book) -> None:
+    admin = Caller(tenant="t", subject="ann", scopes=ALL_SCOPES, method=AuthMethod.JWT)
+    created = keys.create(admin, "ci", ["registry.read"])
+    keys.revoke(admin, created.key.key_id)
+    keys.revoke(admin, created.key.key_id)  # already revoked: nothing changes, nothing recorded
+    name = f"apiKeys/{created.key.key_id}"
+    assert [(e.method, e.resource, e.principal) for e in book.events] == [
+        ("CreateApiKey", name, "user:ann"),
+        ("RevokeApiKey", name, "user:ann"),
+    ]
+    assert book.events[0].summary == {
+        "name": "ci",
+        "scopes": ["registry.read"],
+        "expire_time": None,
+    }

@@ -14,6 +14,7 @@ import grpc
 from google.protobuf.descriptor import FileDescriptor
 
 from modelregistry.v1 import access_pb2 as ac
+from modelregistry.v1 import events_pb2 as ev
 from modelregistry.v1 import model_registry_pb2 as mr
 from modelregistry.v1 import payload_pb2 as pl
 
@@ -32,6 +33,7 @@ def _idempotent_methods() -> list[dict[str, str]]:
         (mr.DESCRIPTOR, "ModelRegistry"),
         (pl.DESCRIPTOR, "PayloadService"),
         (ac.DESCRIPTOR, "AccessService"),
+        (ev.DESCRIPTOR, "EventService"),
     )
     for file, service_name in files:
         service = file.services_by_name[service_name]
@@ -39,7 +41,7 @@ def _idempotent_methods() -> list[dict[str, str]]:
             if method.client_streaming or method.server_streaming:
                 continue
             if (
-                method.name.startswith(("Get", "List"))
+                method.name.startswith(("Get", "List", "Verify"))
                 or "request_id" in method.input_type.fields_by_name
             ):
                 names.append({"service": service.full_name, "method": method.name})

@@ -47,6 +47,8 @@ from modelregistry.client.transfers import (
 from modelregistry.client.uploads import Uploader
 from modelregistry.v1 import access_pb2 as ac
 from modelregistry.v1 import access_pb2_grpc as ac_grpc
+from modelregistry.v1 import events_pb2 as ev
+from modelregistry.v1 import events_pb2_grpc as ev_grpc
 from modelregistry.v1 import lineage_pb2 as lpb
 from modelregistry.v1 import model_registry_pb2 as mr
 from modelregistry.v1 import model_registry_pb2_grpc as mr_grpc
@@ -74,8 +76,8 @@ _Resp = TypeVar("_Resp", bound=PagedResponse)
 
 
 class RegistryClient:
-    """Client of the model registry's ``ModelRegistry``, ``PayloadService`` and
-    ``AccessService``.
+    """Client of the model registry's ``ModelRegistry``, ``PayloadService``, ``AccessService``
+    and ``EventService``.
 
     ``target`` is ``host:port``; alternatively pass a ready ``channel`` (then the caller owns
     it, and should build it with :func:`channel_options` to get retries and message limits).
@@ -155,6 +157,7 @@ class RegistryClient:
         self._channel = channel
         self._registry = mr_grpc.ModelRegistryStub(self._channel)
         self._payload = pl_grpc.PayloadServiceStub(self._channel)
+        self._events = ev_grpc.EventServiceStub(self._channel)
         self._chunk_size = chunk_size
         self._uploader = Uploader(self._call, self._payload, chunk_size)
         self._downloader = Downloader(self._call, self._payload)
@@ -581,6 +584,30 @@ class RegistryClient:
         )
         request = mr.SetModelPolicyRequest(resource=names.model_ref(model_id), policy=policy)
         return self._call(self._registry.SetModelPolicy, request)
+
+    # --- events ------------------------------------------------------------------------------
+
+    def list_events_page(
+        self, *, filter: str = "", order_by: str = "", page_size: int = 0, page_token: str = ""
+    ) -> ev.ListEventsResponse:
+        """One page of the event log, with its ``next_page_token``."""
+        request = ev.ListEventsRequest(
+            filter=filter, order_by=order_by, page_size=page_size, page_token=page_token
+        )
+        return self._call(self._events.ListEvents, request)
+
+    def list_events(
+        self, *, filter: str = "", order_by: str = "", page_size: int = 0
+    ) -> Pager[ev.Event]:
+        """The event log (oldest first unless ``order_by="sequence desc"``), fetching pages
+        lazily; ``filter`` e.g. ``'resource = "models/fraud*" AND principal = "user:ann"'``."""
+        request = ev.ListEventsRequest(filter=filter, order_by=order_by, page_size=page_size)
+        return self._pager(self._events.ListEvents, request, lambda page: page.events)
+
+    def verify_events(self) -> ev.VerifyEventsResponse:
+        """Walk the tenant's event chain (needs ``registry.admin``): ``ok``, or the first
+        ``failed_sequence`` and why."""
+        return self._call(self._events.VerifyEvents, ev.VerifyEventsRequest())
 
     # --- files -------------------------------------------------------------------------------
 

@@ -13,7 +13,9 @@ every handler of our services the interceptor
   for ``stream_idle_timeout`` seconds with DEADLINE_EXCEEDED ``STREAM_IDLE_TIMEOUT``;
 - authenticates the call and checks the scope its method needs (``api/permissions.py``)
   before anything else happens, and hands the :class:`Caller` to the servicer
-  (``context.caller``);
+  (``context.caller``) with the call's request id (``x-request-id``, or a fresh uuid4);
+- records refused calls and failed mutating calls as access events
+  (``api/access_events.py``), on a worker thread;
 - sets the call's deadline for the thread (:mod:`..domain.deadlines`);
 - decodes requests itself: gRPC answers bytes that do not parse as the request message with
   INTERNAL "Exception deserializing request!", so handlers are re-registered with no request
@@ -41,7 +43,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -54,10 +56,12 @@ from ..domain.errors import (
     DeadlineExceeded,
     DomainError,
     InvalidArgument,
+    PermissionDenied,
     Reason,
     ResourceExhausted,
 )
 from ..domain.identity import Caller
+from .access_events import request_id_of
 from .authentication import ANONYMOUS, Authentication, Credentials
 from .errors import internal_status, to_status
 from .permissions import Requirement, requirement
@@ -73,6 +77,8 @@ else:
 
 Scope = Callable[[], AbstractContextManager[None]]
 Decoder = Callable[[bytes], Any]
+# Records a refused or failed call: (caller, method, request message, error).
+AccessLog = Callable[[Caller, str, Any, BaseException], None]
 AioContext = grpc.aio.ServicerContext[Any, Any]
 _END = object()
 _KINDS: dict[str, Callable[..., Any]] = {
@@ -230,6 +236,7 @@ class _Requests:
         self._loop = loop
         self._idle = idle
         self._first: collections.deque[Any] = collections.deque()  # read ahead, may end in _END
+        self.header: Any = None  # the first message, decoded (access events name its target)
 
     def __iter__(self) -> Iterator[Any]:
         return self
@@ -240,11 +247,17 @@ class _Requests:
             if message is _END:
                 raise StopIteration
             self._first.popleft()
-            return _decoded(self._decode, message)
+            return self._decoded(message)
         message = asyncio.run_coroutine_threadsafe(self.read(), self._loop).result()
         if message is _END:
             raise StopIteration
-        return _decoded(self._decode, message)
+        return self._decoded(message)
+
+    def _decoded(self, message: Any) -> Any:
+        decoded = _decoded(self._decode, message)
+        if self.header is None:
+            self.header = decoded
+        return decoded
 
     async def read(self) -> Any:
         """The next message or ``_END``; on the event loop."""
@@ -300,6 +313,7 @@ class ErrorMappingInterceptor(_Interceptor):
         self._streams = 0
         self._downloads = 0
         self._per_principal: dict[tuple[str, str], int] = {}
+        self._access_log: AccessLog | None = None
 
     @property
     def open_streams(self) -> int:
@@ -342,13 +356,22 @@ class ErrorMappingInterceptor(_Interceptor):
         backends: API keys live in the database)."""
         self._authentication = authentication
 
+    def use_access_log(self, record: AccessLog) -> None:
+        """Record refused and failed calls with ``record`` from now on (installed with the
+        backends: events live in the database)."""
+        self._access_log = record
+
     # -- admission -----------------------------------------------------------------------------
     def _admission(self, method: str, context: AioContext) -> _Admission:
         """What the call presents, read on the loop; verified later on a thread."""
+        metadata = context.invocation_metadata()
         return _Admission(
             self._authentication,
-            Credentials.of(context.invocation_metadata(), context.auth_context()),
+            Credentials.of(metadata, context.auth_context()),
             requirement(method),
+            method,
+            request_id_of(metadata),
+            self._access_log,
         )
 
     async def _admit(self, admission: _Admission, sync: SyncContext) -> None:
@@ -400,7 +423,9 @@ class ErrorMappingInterceptor(_Interceptor):
             remaining = context.time_remaining()
             try:
                 admission = self._admission(method, context)
-                run = functools.partial(_run, behavior, scope, remaining, decode, admission)
+                run = functools.partial(
+                    _run, behavior, scope, remaining, decode, admission, self._access_log, method
+                )
                 return await asyncio.get_running_loop().run_in_executor(
                     self._unary_pool, run, request, sync
                 )
@@ -456,7 +481,9 @@ class ErrorMappingInterceptor(_Interceptor):
                     # header holds no thread.
                     await requests.prefetch(2)
                     remaining = context.time_remaining()
-                    run = functools.partial(_run, behavior, nullcontext, remaining, None, None)
+                    run = functools.partial(
+                        _run, behavior, nullcontext, remaining, None, None, self._access_log, method
+                    )
                     work = loop.run_in_executor(self._stream_pool, run, requests, sync)
                     return await asyncio.shield(work)
             except asyncio.CancelledError:
@@ -480,16 +507,25 @@ class ErrorMappingInterceptor(_Interceptor):
             remaining = context.time_remaining()
             at = None if remaining is None else time.monotonic() + remaining
             producer: _Producer | None = None
+            decoded: Any = None
+            admitted = False
             try:
                 await self._admit(self._admission(method, context), sync)
+                admitted = True
                 async with self._stream_slot(sync.caller, download=True):
-                    messages = behavior(_decoded(decode, request), sync)
+                    decoded = _decoded(decode, request)
+                    messages = behavior(decoded, sync)
                     producer = _Producer(messages, self._stream_pool)
                     while (message := await producer.next(at)) is not _END:
                         await self._write(context, message, producer)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                record = self._access_log
+                if admitted and record is not None and isinstance(exc, PermissionDenied):
+                    await asyncio.get_running_loop().run_in_executor(
+                        self._unary_pool, record, sync.caller, method, decoded, exc
+                    )
                 await _fail(context, method, exc)
             finally:
                 sync.end()
@@ -564,10 +600,31 @@ class _Admission:
     authentication: Authentication
     credentials: Credentials
     need: Requirement
+    method: str
+    request_id: str
+    access_log: AccessLog | None
 
-    def __call__(self, sync: SyncContext) -> None:
-        """Verify the credentials and the scope; the caller goes to ``sync.caller``."""
-        sync.caller = self.authentication.admit(self.credentials, self.need)
+    def __call__(self, sync: SyncContext, subject: Callable[[], Any] = lambda: None) -> None:
+        """Verify the credentials and the scope; the caller goes to ``sync.caller``. A
+        denial of an authenticated caller is recorded, naming what ``subject()`` (the
+        request, if it decodes) targets; an unauthenticated call is not: it proves no
+        tenant, and a flood of them must not become writes."""
+        try:
+            caller = self.authentication.admit(self.credentials, self.need)
+        except PermissionDenied as exc:
+            self._record_denial(exc, subject)
+            raise
+        sync.caller = replace(caller, request_id=self.request_id)
+
+    def _record_denial(self, exc: PermissionDenied, subject: Callable[[], Any]) -> None:
+        if self.access_log is None:
+            return
+        try:
+            who = self.authentication.authenticate(self.credentials)
+            request = subject()
+        except DomainError:
+            return
+        self.access_log(replace(who, request_id=self.request_id), self.method, request, exc)
 
 
 def _run(
@@ -576,13 +633,28 @@ def _run(
     remaining: float | None,
     decode: Decoder | None,
     admission: _Admission | None,
+    access_log: AccessLog | None,
+    method: str,
     request: Any,
     sync: SyncContext,
 ) -> Any:
     if admission is not None:
-        admission(sync)  # before the request is even decoded
-    with deadlines.call_deadline(remaining), scope():
-        return behavior(_decoded(decode, request), sync)
+        # Before the request is decoded; a denial decodes it to name its target.
+        admission(sync, lambda: _decoded(decode, request))
+    decoded: Any = None
+    try:
+        with deadlines.call_deadline(remaining), scope():
+            decoded = _decoded(decode, request)
+            return behavior(decoded, sync)
+    except Exception as exc:
+        if access_log is not None:
+            access_log(sync.caller, method, _subject(decoded, request), exc)
+        raise
+
+
+def _subject(decoded: Any, request: Any) -> Any:
+    """The request message an access event names the target of."""
+    return request.header if isinstance(request, _Requests) else decoded
 
 
 def _next_message(messages: Iterator[Any], deadline_at: float | None) -> Any:

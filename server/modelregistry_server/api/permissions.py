@@ -1,5 +1,6 @@
 """The one table of what every RPC needs: a scope, a credential that verifies (GetCaller), or
-nothing (health; reflection by choice).
+nothing (health; reflection by choice), and which RPCs change something (:data:`MUTATING`:
+each records exactly one event).
 
 ``tests/unit/test_permissions.py`` builds the list of RPCs from the service descriptors and
 fails if one is missing here, so no RPC can ship unguarded. What needs the resource (model
@@ -28,6 +29,7 @@ _R = Permission.READ
 _C = Permission.CREATE
 _U = Permission.UPDATE
 _D = Permission.DELETE
+_A = Permission.ADMIN
 
 _BY_SERVICE: dict[str, dict[str, Requirement]] = {
     "modelregistry.v1.ModelRegistry": {
@@ -72,6 +74,10 @@ _BY_SERVICE: dict[str, dict[str, Requirement]] = {
         "RevokeApiKey": Permission.ADMIN,
         "GetCaller": Open.AUTHENTICATED,
     },
+    "modelregistry.v1.EventService": {
+        "ListEvents": _R,  # registry.admin sees the tenant's log, others its models' changes
+        "VerifyEvents": _A,
+    },
     "grpc.health.v1.Health": {"Check": Open.HEALTH, "List": Open.HEALTH, "Watch": Open.HEALTH},
     "grpc.reflection.v1alpha.ServerReflection": {"ServerReflectionInfo": Open.REFLECTION},
 }
@@ -81,6 +87,31 @@ METHOD_REQUIREMENTS: Mapping[str, Requirement] = {
     for service, methods in _BY_SERVICE.items()
     for method, need in methods.items()
 }
+
+
+# RPCs that need a writing scope but change nothing. Every other RPC whose scope is
+# create/update/delete/admin is a mutation: it appends exactly one event in the transaction of
+# its change (tests/api/test_events_api.py calls every RPC and checks), and a failed call of
+# it is recorded as an access event.
+WRITE_SCOPED_READS = frozenset(
+    {
+        "/modelregistry.v1.PayloadService/GetUploadStatus",
+        "/modelregistry.v1.PayloadService/ListUploads",
+        "/modelregistry.v1.EventService/VerifyEvents",
+        "/modelregistry.v1.AccessService/ListApiKeys",
+    }
+)
+_WRITE_SCOPES = (_C, _U, _D, _A)
+MUTATING = frozenset(
+    method
+    for method, need in METHOD_REQUIREMENTS.items()
+    if need in _WRITE_SCOPES and method not in WRITE_SCOPED_READS
+)
+
+
+def is_mutating(method: str) -> bool:
+    """Whether the RPC ``/package.Service/Method`` changes something (see :data:`MUTATING`)."""
+    return method in MUTATING
 
 
 def requirement(method: str) -> Requirement:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from . import api_key_tokens as tokens
 from .entities import ApiKey
@@ -32,9 +33,11 @@ from .errors import (
     Reason,
     Unauthenticated,
 )
+from .events import change
 from .identity import AuthMethod, Caller, Permission
 from .listing import PageTokens, typed_cursor
 from .paging import Pager
+from .ports import EventLog, Transactions
 from .ports.api_keys import ApiKeyBook
 from .validation import check_text
 
@@ -62,6 +65,10 @@ def parse_api_key_name(name: str, field: str = "name") -> str:
     return key_id
 
 
+class ApiKeyStore(Transactions, ApiKeyBook, EventLog, Protocol):
+    """The ports the API key use cases need (creating and revoking are recorded events)."""
+
+
 @dataclass(frozen=True)
 class CreatedApiKey:
     """A new key and its credential (``mrk_<key_id>_<secret>``), which is never shown again."""
@@ -81,7 +88,7 @@ class ApiKeys:
 
     def __init__(
         self,
-        store: ApiKeyBook,
+        store: ApiKeyStore,
         *,
         clock: Callable[[], datetime],
         page_tokens: PageTokens | None = None,
@@ -121,7 +128,16 @@ class ApiKeys:
             expire_time=_check_expiry(expire_time, now),
             secret_hash=tokens.secret_hash(key_id, secret),
         )
-        self._store.insert_api_key(key)
+        summary = {
+            "name": key.name,
+            "scopes": sorted(key.scopes),
+            "expire_time": None if key.expire_time is None else key.expire_time.isoformat(),
+        }
+        with self._store.transaction():
+            self._store.insert_api_key(key)
+            self._store.append_event(
+                change(caller, "CreateApiKey", api_key_name(key_id), now, summary=summary)
+            )
         return CreatedApiKey(key, tokens.credential(key_id, secret))
 
     def list_keys(
@@ -138,7 +154,15 @@ class ApiKeys:
         """Revoke a key of the caller's tenant; revoking a revoked key changes nothing and
         returns it as it is (its first ``revoke_time``)."""
         _require_admin(caller)
-        key = self._store.revoke_api_key(caller.tenant, key_id, self._clock())
+        now = self._clock()
+        with self._store.transaction():
+            was = self._store.get_tenant_api_key(caller.tenant, key_id)
+            key = self._store.revoke_api_key(caller.tenant, key_id, now)
+            # This call revoked it: it was not revoked, and the time set is this call's (a
+            # concurrent revoke that won leaves its own).
+            newly = was is not None and was.revoke_time is None
+            if newly and key is not None and key.revoke_time == now:
+                self._store.append_event(change(caller, "RevokeApiKey", api_key_name(key_id), now))
         self._forget(key_id)
         if key is None:
             raise NotFound(f"API key {key_id!r} does not exist", reason=Reason.API_KEY_NOT_FOUND)

@@ -2,7 +2,8 @@
 
 Authentication happens at the edge (``api/authentication.py``); below it nothing reads
 metadata or headers. A :class:`Caller` names its tenant (every query is scoped to it), its
-subject, the scopes its credential grants, its groups and, for an API key, the key's id.
+subject, the scopes its credential grants, its groups and, for an API key, the key's id, and
+the id of the request it is making (recorded with every event the call causes).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Permission(StrEnum):
 
 
 ALL_SCOPES = frozenset(Permission)
+SYSTEM_PRINCIPAL = "system"  # maintenance (purge, event retention) as events name it
 
 
 class AuthMethod(StrEnum):
@@ -49,6 +51,8 @@ class Caller:
     groups: frozenset[str] = field(default_factory=frozenset)
     api_key_id: str = ""
     method: AuthMethod = AuthMethod.NONE
+    # The request this call serves (``x-request-id`` or made at the edge): events name it.
+    request_id: str = ""
 
     @property
     def actor(self) -> str:

@@ -105,6 +105,21 @@ FILE_SCHEMA = FilterSchema(
     maps={},
 )
 
+EVENT_SCHEMA = FilterSchema(
+    fields={
+        "sequence": _INT,
+        "event_time": _TIME,
+        "kind": FieldSpec(FieldKind.ENUM, enum_values=("CHANGE", "ACCESS")),
+        "principal": _STRING,
+        "method": _STRING,
+        "resource": _STRING,  # `resource = "models/m*"`: everything about one model
+        "model_id": _STRING,
+        "outcome": _STRING,
+        "request_id": _STRING,
+    },
+    maps={},
+)
+
 _TOKEN_RE = re.compile(r"([A-Za-z0-9_-]+={0,2})\.([A-Za-z0-9_-]+={0,2})")
 _MAC_BYTES = 16
 MIN_SECRET_BYTES = 16
@@ -113,6 +128,7 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 MODEL_DEFAULT_ORDER = (OrderKey("model_id"),)
 VERSION_DEFAULT_ORDER = (OrderKey("model_id"), OrderKey("version_number"))
 UPLOAD_DEFAULT_ORDER = (OrderKey("upload_id"),)
+EVENT_DEFAULT_ORDER = (OrderKey("sequence"),)
 
 
 def check_page_size(page_size: int) -> int:

@@ -48,6 +48,7 @@ from .errors import (
     OutOfRange,
     Reason,
 )
+from .events import change
 from .filter_parser import parse_filter
 from .gc import GarbageCollector, GcReport
 from .identity import Caller
@@ -65,6 +66,7 @@ from .ports import (
     BlobIntegrity,
     BlobReferences,
     BlobStore,
+    EventLog,
     FileCatalog,
     ListQuery,
     Transactions,
@@ -107,6 +109,7 @@ class PayloadStore(
     UploadSessions,
     BlobReferences,
     BlobIntegrity,
+    EventLog,
     Protocol,
 ):
     """The metadata ports the payload use cases need."""
@@ -559,6 +562,10 @@ class Payloads:
                 self._replace_bad_copy(sha, stored)
             self._blobs.commit_upload(sid, size, blob_key(sha))
             self._store.add_file(record)  # one row, and the version's counters
+            summary = {"upload_id": session.upload_id, "size_bytes": size, "sha256": sha}
+            self._store.append_event(
+                change(caller, "UploadFile", _file_name(record), now, summary=summary)
+            )
         return record
 
     def _replace_bad_copy(self, sha: str, found: IntegrityState) -> None:
@@ -607,6 +614,11 @@ class Payloads:
                     reason=Reason.UPLOAD_ALREADY_COMMITTED,
                 )
             self._store.delete_upload(caller.tenant, upload_id)
+            target = names.file_name(session.model_id, session.version_number, session.file_id)
+            summary = {"upload_id": upload_id, "committed_size_bytes": session.committed_size}
+            self._store.append_event(
+                change(caller, "CancelUpload", target, self._clock(), summary=summary)
+            )
         cancelled = NotFound(f"upload {upload_id!r} was cancelled", reason=Reason.UPLOAD_NOT_FOUND)
         self._revoke(caller, upload_id, cancelled)
 
@@ -730,6 +742,7 @@ class Payloads:
             self._auth.require(caller, ref.model_id, Action.UPDATE)
             version = self._draft_version(caller, ref, for_update=True)
             check_etag(etag, version.etag, "etag")
+            before = version.etag
             pending = self._unfinished(caller, version, MAX_NAMED_UPLOADS + 1)
             if pending and not cancel_uploads:
                 raise _uploads_in_progress(version, pending)
@@ -748,6 +761,22 @@ class Payloads:
             version.update_time = self._clock()
             version.revision += 1
             self._store.save_version(version)
+            summary = {
+                "manifest_digest": version.manifest_digest,
+                "cancelled_uploads": [u.upload_id for u in cancelled],
+            }
+            name = names.version_name(version.model_id, version.number)
+            self._store.append_event(
+                change(
+                    caller,
+                    "SealModelVersion",
+                    name,
+                    version.update_time,
+                    summary=summary,
+                    before=before,
+                    after=version.etag,
+                )
+            )
         sealed = _sealed_under_upload(version.number)
         for session in cancelled:
             self._revoke(caller, session.upload_id, sealed)
@@ -887,3 +916,7 @@ def _check_upload_request(request: UploadRequest) -> None:
     if request.sha256 and not SHA256_RE.fullmatch(request.sha256):
         raise InvalidArgument.field("header.sha256", "must be 64 lowercase hex characters")
     check_text(request.content_type, "header.content_type")
+
+
+def _file_name(record: FileRecord) -> str:
+    return names.file_name(record.model_id, record.version_number, record.file_id)

@@ -6,6 +6,7 @@ transaction where writes must be atomic, and raises only :mod:`.errors` exceptio
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,7 @@ from .errors import (
     NotFound,
     Reason,
 )
+from .events import change, system_change
 from .fields import MODEL_FIELDS, VERSION_FIELDS
 from .filter_parser import parse_filter
 from .identity import Caller
@@ -49,6 +51,7 @@ from .paging import Cursor, Pager, read_all
 from .policies import ModelPolicy, StoredPolicy
 from .ports import (
     AliasBook,
+    EventLog,
     LineageIndex,
     ListQuery,
     ModelCatalog,
@@ -81,6 +84,7 @@ class RegistryStore(
     RequestLog,
     Purger,
     LineageIndex,
+    EventLog,
     Protocol,
 ):
     """The metadata ports the registry use cases need."""
@@ -158,6 +162,15 @@ class Registry:
                             fingerprint,
                         )
                     )
+                self._store.append_event(
+                    change(
+                        caller,
+                        "CreateModel",
+                        names.model_name(model.model_id),
+                        now,
+                        after=model.etag,
+                    )
+                )
         except AlreadyExists:
             # A concurrent retry with the same request id won the race: answer as it did.
             earlier = (
@@ -204,6 +217,7 @@ class Registry:
             self._auth.require(caller, model_id, Action.UPDATE)
             model = self._live_model(caller, model_id, for_update=True)
             check_etag(etag, model.etag, "model.etag")
+            before = model.etag
             for path in paths:
                 MODEL_FIELDS.apply(model, path, changes)
             # `labels.<key>` paths add entries one by one: the limits hold for the result.
@@ -211,6 +225,17 @@ class Registry:
             model.update_time = self._clock()
             model.revision += 1
             self._store.save_model(model)
+            self._store.append_event(
+                change(
+                    caller,
+                    "UpdateModel",
+                    names.model_name(model.model_id),
+                    model.update_time,
+                    summary={"update_mask": list(paths)},
+                    before=before,
+                    after=model.etag,
+                )
+            )
         return model
 
     def delete_model(self, caller: Caller, model_id: str, etag: str, force: bool) -> Model:
@@ -227,6 +252,7 @@ class Registry:
                     reason=Reason.MODEL_HAS_VERSIONS,
                 )
             now = self._clock()
+            before = model.etag
             if live:
                 self._cascade_delete_versions(caller, model_id, now)
             model.delete_time = now
@@ -234,6 +260,17 @@ class Registry:
             model.update_time = now
             model.revision += 1
             self._store.save_model(model)
+            self._store.append_event(
+                change(
+                    caller,
+                    "DeleteModel",
+                    names.model_name(model.model_id),
+                    now,
+                    summary={"versions_deleted": live},
+                    before=before,
+                    after=model.etag,
+                )
+            )
         return model
 
     def undelete_model(self, caller: Caller, model_id: str, etag: str) -> Model:
@@ -250,16 +287,29 @@ class Registry:
                 )
             deleted_at = model.delete_time
             now = self._clock()
+            before, restored = model.etag, 0
             for version in self._all_versions(caller, model_id, show_deleted=True):
                 if version.delete_time == deleted_at:
                     version.delete_time = version.purge_time = None
                     version.update_time = now
                     version.revision += 1
                     self._store.save_version(version)
+                    restored += 1
             model.delete_time = model.purge_time = None
             model.update_time = now
             model.revision += 1
             self._store.save_model(model)
+            self._store.append_event(
+                change(
+                    caller,
+                    "UndeleteModel",
+                    names.model_name(model.model_id),
+                    now,
+                    summary={"versions_restored": restored},
+                    before=before,
+                    after=model.etag,
+                )
+            )
         return model
 
     # -- versions ----------------------------------------------------------------------------
@@ -309,6 +359,15 @@ class Registry:
                             fingerprint,
                         )
                     )
+                self._store.append_event(
+                    change(
+                        caller,
+                        "CreateModelVersion",
+                        names.version_name(version.model_id, version.number),
+                        now,
+                        after=version.etag,
+                    )
+                )
         except AlreadyExists as exc:
             earlier = (
                 self._replay(caller, request_id, "CreateModelVersion", fingerprint)
@@ -360,6 +419,7 @@ class Registry:
             version = self._numbered(caller, ref, for_update=True)
             self._require_live(version)
             check_etag(etag, version.etag, "model_version.etag")
+            before = version.etag
             if patch.paths == ("*",) and version.state is VersionState.READY:
                 # `*` means every field updatable in the current state.
                 paths = VERSION_FIELDS.paths(Mutability.ALWAYS)
@@ -380,6 +440,17 @@ class Registry:
             version.update_time = self._clock()
             version.revision += 1
             self._store.save_version(version)
+            self._store.append_event(
+                change(
+                    caller,
+                    "UpdateModelVersion",
+                    names.version_name(version.model_id, version.number),
+                    version.update_time,
+                    summary={"update_mask": list(paths)},
+                    before=before,
+                    after=version.etag,
+                )
+            )
         return version
 
     def delete_version(
@@ -395,7 +466,19 @@ class Registry:
             if not force:
                 refuse_if_depended_on(self._store, caller, version.model_id, version.number)
             now = self._clock()
+            before, aliases = version.etag, sorted(version.aliases)
             self._soft_delete_version(caller, version, now)
+            self._store.append_event(
+                change(
+                    caller,
+                    "DeleteModelVersion",
+                    names.version_name(version.model_id, version.number),
+                    now,
+                    summary={"aliases_removed": aliases},
+                    before=before,
+                    after=version.etag,
+                )
+            )
         return version
 
     def undelete_version(self, caller: Caller, ref: names.VersionRef, etag: str) -> ModelVersion:
@@ -409,10 +492,21 @@ class Registry:
                 raise FailedPrecondition(
                     f"version {ref.number} is not deleted", reason=Reason.VERSION_NOT_DELETED
                 )
+            before = version.etag
             version.delete_time = version.purge_time = None
             version.update_time = self._clock()
             version.revision += 1
             self._store.save_version(version)
+            self._store.append_event(
+                change(
+                    caller,
+                    "UndeleteModelVersion",
+                    names.version_name(version.model_id, version.number),
+                    version.update_time,
+                    before=before,
+                    after=version.etag,
+                )
+            )
         return version
 
     def transition_stage(
@@ -448,6 +542,8 @@ class Registry:
             # Archiving the PRODUCTION versions (archive_existing) touches PRODUCTION too.
             self._auth.require(caller, ref.model_id, Action.UPDATE, stages=(version.stage, stage))
             now = self._clock()
+            before, archived = version.etag, []
+            summary = {"from": version.stage.value, "to": stage.value, "comment": comment}
             if stage in PROMOTIONS:
                 if version.state is not VersionState.READY:
                     raise FailedPrecondition(
@@ -464,7 +560,19 @@ class Registry:
                     )
                     if locked is not None and locked.stage is stage:
                         self._move_stage(caller, locked, Stage.ARCHIVED, comment, now)
+                        archived.append(locked.number)
             self._move_stage(caller, version, stage, comment, now)
+            self._store.append_event(
+                change(
+                    caller,
+                    "TransitionModelVersionStage",
+                    names.version_name(version.model_id, version.number),
+                    now,
+                    summary={**summary, "archived": archived},
+                    before=before,
+                    after=version.etag,
+                )
+            )
         return version
 
     def _move_stage(
@@ -517,6 +625,15 @@ class Registry:
             self._require_unexpired(version, now, "be aliased")
             record = Alias(caller.tenant, model_id, alias, version.number, now)
             self._store.set_alias(record)
+            self._store.append_event(
+                change(
+                    caller,
+                    "SetAlias",
+                    names.alias_name(model_id, alias),
+                    now,
+                    summary={"version": version.number},
+                )
+            )
         return record
 
     def get_alias(self, caller: Caller, model_id: str, alias: str) -> Alias:
@@ -544,6 +661,10 @@ class Registry:
             self._auth.require(caller, model_id, Action.UPDATE, alias=alias)
             if not self._store.delete_alias(caller.tenant, model_id, alias):
                 self._get_alias(caller, model_id, alias)
+                return
+            self._store.append_event(
+                change(caller, "DeleteAlias", names.alias_name(model_id, alias), self._clock())
+            )
 
     # -- policies ----------------------------------------------------------------------------
     def get_model_policy(self, caller: Caller, model_id: str) -> StoredPolicy:
@@ -577,12 +698,30 @@ class Registry:
                     "policy.etag does not match: the policy changed since it was read",
                     reason=Reason.ETAG_MISMATCH,
                 )
+            summary = {"policy": None if new is None else json.loads(new.to_json())}
+            self._store.append_event(
+                change(
+                    caller,
+                    "SetModelPolicy",
+                    names.model_name(model_id),
+                    self._clock(),
+                    summary=summary,
+                    before=stored.etag,
+                    after=written.etag,
+                )
+            )
         return written
 
     # -- maintenance -------------------------------------------------------------------------
     def purge(self) -> tuple[int, int]:
         """Remove for good what was soft-deleted longer ago than the retention period."""
-        counts = self._store.purge(self._clock())
+        now = self._clock()
+        with self._store.transaction():
+            counts = self._store.purge(now)
+            # Events outlive what they describe; the purge itself is on the record too.
+            for tenant, resource in sorted(counts.purged):
+                method = "PurgeModelVersion" if "/versions/" in resource else "PurgeModel"
+                self._store.append_event(system_change(tenant, method, resource, now, {}))
         return counts.models, counts.versions
 
     # -- helpers used by the payload use cases -----------------------------------------------

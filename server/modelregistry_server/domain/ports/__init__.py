@@ -20,6 +20,7 @@ runs over every backend.
   they give members).
 - :mod:`.secrets`: :class:`ServerSecrets` (random secrets made once per database).
 - :mod:`.api_keys`: :class:`ApiKeyBook` (API keys: hashes of their secrets, scopes, times).
+- :mod:`.events`: :class:`EventLog` (the hash-chained record of change, per tenant).
 - :mod:`.queries`: value types the ports take and return.
 
 Conventions for every adapter:
@@ -32,6 +33,7 @@ Conventions for every adapter:
 from .api_keys import ApiKeyBook
 from .blobs import BlobInventory, BlobReader, BlobStore, StoredObject, UploadStaging
 from .catalog import AliasBook, ModelCatalog, Purger, RequestLog, StageHistory, VersionCatalog
+from .events import EventLog, EventScope
 from .files import BlobIntegrity, BlobReferences, FileCatalog, UploadSessions
 from .lineage import LineageIndex
 from .metadata import MetadataStore
@@ -48,6 +50,8 @@ __all__ = [
     "BlobReader",
     "BlobReferences",
     "BlobStore",
+    "EventLog",
+    "EventScope",
     "FileCatalog",
     "LineageIndex",
     "ListQuery",

@@ -6,6 +6,7 @@ from typing import Protocol
 
 from .api_keys import ApiKeyBook
 from .catalog import AliasBook, ModelCatalog, Purger, RequestLog, StageHistory, VersionCatalog
+from .events import EventLog
 from .files import BlobIntegrity, BlobReferences, FileCatalog, UploadSessions
 from .lineage import LineageIndex
 from .policies import ModelPolicies
@@ -29,6 +30,7 @@ class MetadataStore(
     BlobIntegrity,
     ServerSecrets,
     ApiKeyBook,
+    EventLog,
     Protocol,
 ):
     """All metadata ports of one database; use cases take the narrower ports they need."""

@@ -38,7 +38,9 @@ class ListQuery:
 
 @dataclass(frozen=True)
 class PurgeCounts:
-    """How many rows a purge removed."""
+    """How many rows a purge removed, and what: ``(tenant, resource name)`` of each purged
+    model and of each purged version whose model stays."""
 
     models: int
     versions: int
+    purged: tuple[tuple[str, str], ...] = ()

@@ -251,6 +251,30 @@ def _v8(dialect: Dialect) -> list[str]:
     ]
 
 
+def _v9(dialect: Dialect) -> list[str]:
+    """The event log: one row per change or refused call, numbered and hash-chained per
+    tenant (``domain/events.py``), and one head row per tenant that serialises appends and
+    holds the chain's end and its anchor (the oldest kept event, after pruning)."""
+    t = _types(dialect)
+    pk, text = t["pk"], t["text"]
+    big = "BIGINT NOT NULL"
+    return [
+        f"""CREATE TABLE events (
+            id {pk}, tenant {text}, sequence {big}, event_time {big}, kind {text},
+            principal {text}, method {text}, resource {text}, model_id {text}, outcome {text},
+            request_id {text}, etag_before {text}, etag_after {text}, summary {text},
+            prev_hash {text}, hash {text})""",
+        "CREATE UNIQUE INDEX events_tenant_sequence ON events (tenant, sequence)",
+        "CREATE INDEX events_tenant_resource ON events (tenant, resource, sequence)",
+        "CREATE INDEX events_tenant_model ON events (tenant, model_id, sequence)",
+        "CREATE INDEX events_tenant_principal ON events (tenant, principal, sequence)",
+        "CREATE INDEX events_time ON events (event_time)",
+        f"""CREATE TABLE event_heads (
+            tenant {text} PRIMARY KEY, last_sequence {big}, last_hash {text},
+            anchor_sequence {big}, anchor_hash {text})""",
+    ]
+
+
 def _execute(db: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return db.execute_sql(sql, params)
 
@@ -264,6 +288,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "server secrets (page token key)", _v6),
     Migration(7, "index blobs by integrity state (ListFiles filter)", _v7),
     Migration(8, "identity: API keys, model policies, upload owners", _v8),
+    Migration(9, "event log: events and per-tenant chain heads", _v9),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+from ...domain import names
 from ...domain.ports import PurgeCounts
 from . import rows, side_rows
 from .core import StoreCore, chunks, tuples
@@ -20,25 +21,30 @@ class PurgeRows(StoreCore):
         m, v = self._t.models, self._t.versions
         now_us = rows.to_micros(now)
         with self._write():
-            due = m.select(m.id).where(
+            due = m.select(m.id, m.tenant, m.model_id).where(
                 m.delete_time.is_null(False), m.purge_time.is_null(False), m.purge_time <= now_us
             )
             if self._backend.supports_for_update:
                 due = due.for_update()
-            model_pks = [pk for (pk,) in tuples(due)]
+            due_models = tuples(due)
+            model_pks = [pk for (pk, _, _) in due_models]
+            purged = [(tenant, names.model_name(model_id)) for (_, tenant, model_id) in due_models]
             doomed: dict[int, tuple[int, int]] = {}  # version id -> (model_pk, number)
             for chunk in chunks(model_pks):
                 query = v.select(v.id, v.model_pk, v.number).where(v.model_pk.in_(chunk))
                 for pk, model_pk, number in tuples(query):
                     doomed[pk] = (model_pk, number)
-            expired = v.select(v.id, v.model_pk, v.number).where(
+            expired = v.select(v.id, v.model_pk, v.number, v.tenant, v.model_id).where(
                 v.delete_time.is_null(False), v.purge_time.is_null(False), v.purge_time <= now_us
             )
-            for pk, model_pk, number in tuples(expired):
+            gone = set(model_pks)
+            for pk, model_pk, number, tenant, model_id in tuples(expired):
                 doomed[pk] = (model_pk, number)
-            self._delete_versions(doomed, set(model_pks))
+                if model_pk not in gone:
+                    purged.append((tenant, names.version_name(model_id, number)))
+            self._delete_versions(doomed, gone)
             self._delete_models(model_pks)
-        return PurgeCounts(models=len(model_pks), versions=len(doomed))
+        return PurgeCounts(models=len(model_pks), versions=len(doomed), purged=tuple(purged))
 
     def _delete_versions(self, doomed: Mapping[int, tuple[int, int]], models: set[int]) -> None:
         t = self._t

@@ -294,6 +294,43 @@ class ApiKeyRow(_Row):
         table_name = "api_keys"
 
 
+class EventRow(_Row):
+    """``events``: one change or refused call, numbered and chained per tenant."""
+
+    id = peewee.BigAutoField()
+    tenant = peewee.TextField()
+    sequence = peewee.BigIntegerField()
+    event_time = peewee.BigIntegerField()
+    kind = peewee.TextField()
+    principal = peewee.TextField()
+    method = peewee.TextField()
+    resource = peewee.TextField()
+    model_id = peewee.TextField()  # of the resource (``models/{m}/…``), '' otherwise
+    outcome = peewee.TextField()
+    request_id = peewee.TextField()
+    etag_before = peewee.TextField()
+    etag_after = peewee.TextField()
+    summary = peewee.TextField()  # JSON object
+    prev_hash = peewee.TextField()
+    hash = peewee.TextField()
+
+    class Meta:
+        table_name = "events"
+
+
+class EventHeadRow(_Row):
+    """``event_heads``: a tenant's last event and its chain's anchor."""
+
+    tenant = peewee.TextField(primary_key=True)
+    last_sequence = peewee.BigIntegerField()
+    last_hash = peewee.TextField()
+    anchor_sequence = peewee.BigIntegerField()
+    anchor_hash = peewee.TextField()
+
+    class Meta:
+        table_name = "event_heads"
+
+
 R = TypeVar("R", bound=_Row)
 
 
@@ -317,6 +354,8 @@ class Tables:
     blobs: type[BlobRow]
     model_members: type[ModelMemberRow]
     api_keys: type[ApiKeyRow]
+    events: type[EventRow]
+    event_heads: type[EventHeadRow]
 
     def all(self) -> tuple[type[_Row], ...]:
         """Every row class."""
@@ -337,6 +376,8 @@ class Tables:
             self.blobs,
             self.model_members,
             self.api_keys,
+            self.events,
+            self.event_heads,
         )
 
 
@@ -359,6 +400,8 @@ def bind_tables(database: peewee.DatabaseProxy) -> Tables:
         blobs=_bound(BlobRow, database),
         model_members=_bound(ModelMemberRow, database),
         api_keys=_bound(ApiKeyRow, database),
+        events=_bound(EventRow, database),
+        event_heads=_bound(EventHeadRow, database),
     )
 
 

@@ -1,8 +1,8 @@
 """The peewee adapter of the metadata ports (SQLite and PostgreSQL), composed of one part per
 port: :mod:`.models`, :mod:`.versions`, :mod:`.lineage`, :mod:`.aliases`, :mod:`.transitions`,
 :mod:`.request_log`, :mod:`.policies`, :mod:`.files`, :mod:`.uploads`, :mod:`.blob_refs`,
-:mod:`.blob_integrity`, :mod:`.purge`, :mod:`.statistics`, :mod:`.secrets` and :mod:`.api_keys`,
-on the shared :class:`~.core.StoreCore` (scopes, lookups; see its docstring).
+:mod:`.blob_integrity`, :mod:`.purge`, :mod:`.statistics`, :mod:`.secrets`, :mod:`.api_keys` and
+:mod:`.events`, on the shared :class:`~.core.StoreCore` (scopes, lookups; see its docstring).
 
 Not written by the save methods: identity columns, ``Model.latest_version_number`` (owned by
 ``allocate_version_number``) and ``ModelVersion.aliases`` (owned by the alias methods). Blob
@@ -15,6 +15,7 @@ from .aliases import AliasRows
 from .api_keys import ApiKeyRows
 from .blob_integrity import BlobIntegrityRows
 from .blob_refs import BlobRefRows
+from .events import EventRows
 from .files import FileRows
 from .lineage import LineageRows
 from .models import ModelRows
@@ -44,5 +45,6 @@ class PeeweeMetadataStore(
     StatisticsRows,
     SecretRows,
     ApiKeyRows,
+    EventRows,
 ):
     """Registry rows in a SQL database through peewee (see the module docstring)."""

@@ -1,0 +1,173 @@
+"""Use cases of the event log: list, verify, record refused calls, prune (see :mod:`.events`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from .entities import Page
+from .events import Event, EventKind, Verification, system_change, verify_chain
+from .filter_parser import parse_filter
+from .identity import Caller
+from .listing import EVENT_DEFAULT_ORDER, EVENT_SCHEMA, PageTokens, parse_order_by
+from .paging import Pager
+from .ports import ListQuery, Transactions
+from .ports.events import EventLog, EventScope
+
+log = logging.getLogger(__name__)
+
+VERIFY_BATCH = 1000
+# Access events per principal: a burst of this many, then one per ACCESS_REFILL_S seconds;
+# beyond that they are counted and the count rides on the principal's next recorded one.
+ACCESS_BURST = 60
+ACCESS_REFILL_S = 1.0
+_MAX_TRACKED = 10_000  # principals whose budget is remembered (oldest forgotten first)
+
+
+class EventStore(Transactions, EventLog, Protocol):
+    """The ports the event-log use cases need."""
+
+
+class AccessBudget:
+    """A token bucket per principal, so refused calls cannot turn into unbounded writes."""
+
+    def __init__(
+        self,
+        burst: int = ACCESS_BURST,
+        refill_s: float = ACCESS_REFILL_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._burst, self._refill, self._now = burst, refill_s, monotonic
+        self._lock = threading.Lock()
+        # principal -> (tokens, at, suppressed)
+        self._buckets: OrderedDict[tuple[str, str], tuple[float, float, int]] = OrderedDict()
+
+    def take(self, tenant: str, principal: str) -> int | None:
+        """None if this access is over budget (it is counted); else how many were suppressed
+        since the last recorded one."""
+        key, now = (tenant, principal), self._now()
+        with self._lock:
+            tokens, at, suppressed = self._buckets.pop(key, (float(self._burst), now, 0))
+            tokens = min(float(self._burst), tokens + (now - at) / self._refill)
+            if tokens < 1:
+                self._buckets[key] = (tokens, now, suppressed + 1)
+                result = None
+            else:
+                self._buckets[key] = (tokens - 1, now, 0)
+                result = suppressed
+            while len(self._buckets) > _MAX_TRACKED:
+                self._buckets.popitem(last=False)
+        return result
+
+
+class Audit:
+    """Reading, verifying and pruning the event log; recording refused and failed calls."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        page_tokens: PageTokens | None = None,
+        clock: Callable[[], datetime],
+        retention: timedelta | None = None,
+        budget: AccessBudget | None = None,
+    ) -> None:
+        self._store = store
+        self._tokens = page_tokens or PageTokens.random()
+        self._clock = clock
+        self._retention = retention  # None: keep events forever
+        self._budget = budget or AccessBudget()
+
+    def list_events(
+        self,
+        caller: Caller,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        filter_text: str = "",
+        order_by: str = "",
+    ) -> tuple[list[Event], str]:
+        """One page of the tenant's events (registry.admin) or of its models' changes."""
+        pager = Pager(page_size, page_token, self._tokens)
+        expr = parse_filter(filter_text, EVENT_SCHEMA)
+        order = parse_order_by(order_by, EVENT_SCHEMA, EVENT_DEFAULT_ORDER)
+        scope = self.scope_of(caller)
+        cursor = pager.cursor("events", filter_text, order, scope.value)
+        query = ListQuery(expr, order, True, pager.size, cursor)
+        page: Page[Event] = self._store.list_events(caller.tenant, query, scope)
+        return pager.reply(page)
+
+    @staticmethod
+    def scope_of(caller: Caller) -> EventScope:
+        """What of the tenant's log ``caller`` may read."""
+        return EventScope.ALL if caller.is_admin else EventScope.MODEL_CHANGES
+
+    def verify(self, caller: Caller) -> Verification:
+        """Walk the caller's tenant's chain (the caller holds registry.admin)."""
+        return self.verify_tenant(caller.tenant)
+
+    def verify_tenant(self, tenant: str) -> Verification:
+        """Walk one tenant's chain from its anchor to its head."""
+        head = self._store.event_head(tenant)
+        return verify_chain(tenant, head, self._all_events(tenant))
+
+    def verify_all(self) -> list[Verification]:
+        """Walk every tenant's chain."""
+        return [self.verify_tenant(t) for t in self._store.event_tenants()]
+
+    def _all_events(self, tenant: str) -> Iterator[Event]:
+        after = 0
+        while True:
+            batch = self._store.read_events(tenant, after, VERIFY_BATCH)
+            yield from batch
+            if len(batch) < VERIFY_BATCH:
+                return
+            after = batch[-1].sequence
+
+    def record_access(
+        self, caller: Caller, method: str, resource: str, outcome: str, summary: dict[str, Any]
+    ) -> None:
+        """Record a refused or failed call in a transaction of its own, within the caller's
+        budget (:class:`AccessBudget`). Never raises: the call's own error is what counts."""
+        suppressed = self._budget.take(caller.tenant, caller.actor)
+        if suppressed is None:
+            return
+        if suppressed:
+            summary = {**summary, "suppressed_before": suppressed}
+        event = Event(
+            tenant=caller.tenant,
+            time=self._clock(),
+            principal=caller.actor,
+            method=method,
+            resource=resource,
+            kind=EventKind.ACCESS,
+            summary=summary,
+            request_id=caller.request_id,
+            outcome=outcome,
+        )
+        try:
+            with self._store.transaction():
+                self._store.append_event(event)
+        except Exception:
+            log.warning("could not record the access event of %s by %s", method, caller.actor)
+
+    def prune(self) -> int:
+        """Remove events older than the retention period; each tenant that lost some records
+        a system event saying how many and from when (so pruning is on the record too)."""
+        if self._retention is None:
+            return 0
+        now = self._clock()
+        cutoff = now - self._retention
+        with self._store.transaction():
+            removed = self._store.prune_events(cutoff)
+            for tenant, count in sorted(removed.items()):
+                summary = {"removed": count, "before": cutoff.isoformat()}
+                self._store.append_event(
+                    system_change(tenant, "PruneEvents", "events", now, summary)
+                )
+        return sum(removed.values())

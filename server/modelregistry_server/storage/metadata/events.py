@@ -1,0 +1,179 @@
+"""The event log (the ``EventLog`` port): ``events`` rows chained under ``event_heads``.
+
+Appending takes the tenant's head row with one ``UPDATE … RETURNING`` (a row lock on
+PostgreSQL, the write lock SQLite's ``BEGIN IMMEDIATE`` already holds), so two transactions
+of one tenant append one after the other and the later one commits later: sequence order is
+commit order, which a watcher catching up by sequence relies on. Use cases append last in
+their transaction, so the head is never held while another lock is awaited.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import peewee
+
+from ...domain.entities import Page
+from ...domain.events import Event, EventHead, EventKind, chain_hash
+from ...domain.listing import EVENT_SCHEMA
+from ...domain.ports import ListQuery
+from ...domain.ports.events import EventScope
+from .core import StoreCore, check_limit, dicts, first, tuples
+from .pages import fetch_page
+from .rows import from_micros, to_micros
+from .sql_filters import Collection, Column
+
+
+def event_collection(e: Any) -> Collection:
+    """How ListEvents filters map to the columns of ``events``."""
+    plain = ("sequence", "kind", "principal", "method", "resource", "model_id", "outcome")
+    columns = {name: Column(getattr(e, name)) for name in plain}
+    columns |= {"event_time": Column(e.event_time), "request_id": Column(e.request_id)}
+    return Collection(EVENT_SCHEMA, e, columns, {}, {})
+
+
+def _columns(event: Event) -> dict[str, Any]:
+    return {
+        "tenant": event.tenant,
+        "sequence": event.sequence,
+        "event_time": to_micros(event.time),
+        "kind": event.kind.value,
+        "principal": event.principal,
+        "method": event.method,
+        "resource": event.resource,
+        "model_id": event.model_id,
+        "outcome": event.outcome,
+        "request_id": event.request_id,
+        "etag_before": event.etag_before,
+        "etag_after": event.etag_after,
+        "summary": json.dumps(event.summary, sort_keys=True, separators=(",", ":")),
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
+
+
+def _entity(row: dict[str, Any]) -> Event:
+    try:
+        summary = json.loads(row["summary"])
+    except ValueError:
+        summary = {"unreadable": row["summary"]}  # a tampered row: verification says so
+    try:
+        kind = EventKind(row["kind"])
+    except ValueError:
+        kind = EventKind.ACCESS
+    return Event(
+        tenant=row["tenant"],
+        time=from_micros(row["event_time"]),
+        principal=row["principal"],
+        method=row["method"],
+        resource=row["resource"],
+        kind=kind,
+        summary=summary if isinstance(summary, dict) else {"value": summary},
+        request_id=row["request_id"],
+        etag_before=row["etag_before"],
+        etag_after=row["etag_after"],
+        outcome=row["outcome"],
+        sequence=row["sequence"],
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
+
+
+class EventRows(StoreCore):
+    """``events`` and ``event_heads``."""
+
+    def append_event(self, event: Event) -> Event:
+        """Number, chain and insert ``event`` in the current transaction (see the module)."""
+        e, h = self._t.events, self._t.event_heads
+        with self._write():
+            bump = (
+                h.update(last_sequence=h.last_sequence + 1)
+                .where(h.tenant == event.tenant)
+                .returning(h.last_sequence, h.last_hash)
+            )
+            found = tuples(bump)
+            if not found:  # the tenant's first event
+                h.insert(
+                    tenant=event.tenant,
+                    last_sequence=0,
+                    last_hash="",
+                    anchor_sequence=1,
+                    anchor_hash="",
+                ).on_conflict(action="NOTHING", conflict_target=[h.tenant]).execute()
+                found = tuples(bump)
+            event.sequence, event.prev_hash = int(found[0][0]), str(found[0][1])
+            event.hash = chain_hash(event.prev_hash, event)
+            e.insert(**_columns(event)).execute()
+            h.update(last_hash=event.hash).where(h.tenant == event.tenant).execute()
+        return event
+
+    def list_events(self, tenant: str, query: ListQuery, scope: EventScope) -> Page[Event]:
+        """One keyset page of the tenant's events matching the query."""
+        e = self._t.events
+        conditions: list[Any] = []
+        if scope is EventScope.MODEL_CHANGES:
+            conditions = [e.kind == EventKind.CHANGE.value, e.model_id != ""]
+        with self._read():
+            found, cursor = fetch_page(
+                event_collection(e), tenant, query, now_us=0, scope=conditions
+            )
+        return Page(items=[_entity(r) for r in found], next_cursor=cursor)
+
+    def read_events(self, tenant: str, after: int, limit: int) -> list[Event]:
+        """Up to ``limit`` events after sequence ``after``, in sequence order."""
+        check_limit(limit)
+        e = self._t.events
+        with self._read():
+            found = dicts(
+                e.select()
+                .where(e.tenant == tenant, e.sequence > after)
+                .order_by(e.sequence)
+                .limit(limit)
+            )
+        return [_entity(r) for r in found]
+
+    def event_head(self, tenant: str) -> EventHead | None:
+        """The tenant's chain head, or None."""
+        h = self._t.event_heads
+        with self._read():
+            row = first(h.select().where(h.tenant == tenant))
+        if row is None:
+            return None
+        return EventHead(
+            tenant,
+            row["last_sequence"],
+            row["last_hash"],
+            row["anchor_sequence"],
+            row["anchor_hash"],
+        )
+
+    def event_tenants(self) -> list[str]:
+        """Every tenant with a chain head, sorted."""
+        h = self._t.event_heads
+        with self._read():
+            return [str(t) for (t,) in tuples(h.select(h.tenant).order_by(h.tenant))]
+
+    def prune_events(self, before: datetime) -> dict[str, int]:
+        """Delete each tenant's events up to the newest one older than ``before`` and anchor
+        its chain at the oldest kept one (by sequence, so no gap can open even where clock
+        and commit order disagree)."""
+        e, h = self._t.events, self._t.event_heads
+        cutoff = to_micros(before)
+        removed: dict[str, int] = {}
+        with self._write():
+            ends = tuples(
+                e.select(e.tenant, peewee.fn.MAX(e.sequence))
+                .where(e.event_time < cutoff)
+                .group_by(e.tenant)
+                .order_by(e.tenant)
+            )
+            for tenant, last in ends:
+                boundary = e.select(e.hash).where(e.tenant == tenant, e.sequence == last).scalar()
+                h.update(anchor_sequence=int(last) + 1, anchor_hash=boundary).where(
+                    h.tenant == tenant
+                ).execute()
+                count = e.delete().where(e.tenant == tenant, e.sequence <= int(last)).execute()
+                removed[str(tenant)] = int(count)
+        return removed
