@@ -135,6 +135,7 @@ def _steps() -> list[Step]:
         Step(mr + "SetAlias", lambda c: c.set_alias("m", "prod", 1), "models/m/aliases/prod"),
         Step(mr + "GetAlias", lambda c: c.get_alias("m", "prod")),
         Step(mr + "ListAliases", lambda c: c.list_aliases("m")),
+        Step(mr + "ListAliasHistory", lambda c: list(c.list_alias_history("m", "prod"))),
         Step(mr + "DeleteAlias", lambda c: c.delete_alias("m", "prod"), "models/m/aliases/prod"),
         Step(mr + "GetLineage", lambda c: c.get_lineage("m", 1)),
         Step(

@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -140,6 +141,9 @@ def _seed(address: str) -> dict[str, list[list[Message]]]:
         client.revoke_api_key(key.name)
         list(client.list_events(filter='resource = "models/m1*"', page_size=1))
         client.verify_events()
+        list(client.list_alias_history("m1", "prod", page_size=1))
+        client.get_alias("m1", "prod", read_time=datetime.now(UTC))
+        client.get_version("m1", "prod", read_time=datetime.now(UTC))
         client.close()
     return recorder.corpus
 

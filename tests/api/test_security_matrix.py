@@ -149,6 +149,7 @@ def _seed_more(client: RegistryClient) -> None:
     """RPCs of services that land later call here (kept apart so the seed reads in order)."""
     list(client.list_events(filter='resource = "models/m1*"', page_size=5))
     client.verify_events()
+    list(client.list_alias_history("m1", "prod"))
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -49,7 +49,7 @@ REGISTRY_METHODS = {
     "CreateModelVersion", "GetModelVersion", "ListModelVersions", "UpdateModelVersion",
     "DeleteModelVersion", "UndeleteModelVersion", "SealModelVersion",
     "TransitionModelVersionStage", "ListStageTransitions",
-    "SetAlias", "GetAlias", "ListAliases", "DeleteAlias", "GetLineage",
+    "SetAlias", "GetAlias", "ListAliases", "DeleteAlias", "ListAliasHistory", "GetLineage",
     "GetModelPolicy", "SetModelPolicy",
 }  # fmt: skip
 

@@ -12,6 +12,7 @@ import pytest
 
 from modelregistry_server.domain import names
 from modelregistry_server.domain.audit import Audit
+from modelregistry_server.domain.entities import Alias
 from modelregistry_server.domain.errors import InvalidArgument
 from modelregistry_server.domain.events import Event, EventKind, chain_hash
 from modelregistry_server.domain.filter_parser import parse_filter
@@ -21,6 +22,9 @@ from modelregistry_server.domain.ports import EventScope, ListQuery
 from modelregistry_server.domain.registry import Registry
 from modelregistry_server.domain.updates import Patch
 from modelregistry_server.storage.metadata import PeeweeMetadataStore
+from modelregistry_server.storage.metadata.database import open_database
+from modelregistry_server.storage.metadata.migrations import LATEST_VERSION, migrate
+from tests.contract.test_metadata_store import make_model
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -248,3 +252,21 @@ def test_events_outlive_the_models_they_describe(metadata_store: PeeweeMetadataS
         "models/m/versions/2",
     ]
     assert _audit(metadata_store).verify_tenant("t").ok
+
+
+def test_alias_history_starts_from_the_aliases_of_an_older_schema(metadata_url: str) -> None:
+    """Migration 9 copies every existing alias into the history (principal unknown)."""
+    backend = open_database(metadata_url, max_connections=2)
+    try:
+        assert migrate(backend, target=8) == 8
+        old = PeeweeMetadataStore(backend)
+        old.insert_model(make_model("m", tenant="t"))
+        old.set_alias(Alias("t", "m", "prod", 3, T0))
+        assert migrate(backend) == LATEST_VERSION
+        store = PeeweeMetadataStore(backend)
+        move = store.alias_at("t", "m", "prod", T0 + timedelta(seconds=1))
+        assert move is not None
+        assert (move.version_number, move.time, move.principal) == (3, T0, "")
+        assert store.alias_at("t", "m", "prod", T0 - timedelta(seconds=1)) is None
+    finally:
+        backend.close()

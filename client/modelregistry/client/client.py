@@ -359,11 +359,21 @@ class RegistryClient:
         )
         return self._call(self._registry.CreateModelVersion, request)
 
-    def get_version(self, model_id: str, version: VersionRef = LATEST) -> res.ModelVersion:
+    def get_version(
+        self,
+        model_id: str,
+        version: VersionRef = LATEST,
+        *,
+        read_time: datetime | timestamp_pb2.Timestamp | None = None,
+    ) -> res.ModelVersion:
         """Get a version by number, ``latest`` or alias; ``model_id`` may also be a full
-        version name (then ``version`` is ignored)."""
+        version name (then ``version`` is ignored). With ``read_time`` an alias resolves to
+        the version it pointed at then ("what was production last Tuesday")."""
         name = model_id if "/versions/" in model_id else names.version_ref(model_id, version)
-        return self._call(self._registry.GetModelVersion, mr.GetModelVersionRequest(name=name))
+        request = mr.GetModelVersionRequest(name=name)
+        if read_time is not None:
+            request.read_time.CopyFrom(messages.timestamp(read_time))
+        return self._call(self._registry.GetModelVersion, request)
 
     def list_versions_page(
         self,
@@ -538,10 +548,27 @@ class RegistryClient:
         )
         return self._call(self._registry.SetAlias, request)
 
-    def get_alias(self, model_id: str, alias: str) -> res.Alias:
-        """Get an alias."""
+    def get_alias(
+        self,
+        model_id: str,
+        alias: str,
+        *,
+        read_time: datetime | timestamp_pb2.Timestamp | None = None,
+    ) -> res.Alias:
+        """Get an alias; with ``read_time``, where it pointed at that time."""
         request = mr.GetAliasRequest(name=names.alias_ref(model_id, alias))
+        if read_time is not None:
+            request.read_time.CopyFrom(messages.timestamp(read_time))
         return self._call(self._registry.GetAlias, request)
+
+    def list_alias_history(
+        self, model_id: str, alias: str = "", *, page_size: int = 0
+    ) -> Pager[mr.AliasMove]:
+        """Every move of ``alias`` (or, without it, of every alias of the model), oldest
+        first, each with its principal, fetching pages lazily."""
+        parent = names.alias_ref(model_id, alias) if alias else names.model_ref(model_id)
+        request = mr.ListAliasHistoryRequest(parent=parent, page_size=page_size)
+        return self._pager(self._registry.ListAliasHistory, request, lambda p: p.alias_moves)
 
     def list_aliases(self, model_id: str) -> list[res.Alias]:
         """All aliases of a model, ordered by name."""

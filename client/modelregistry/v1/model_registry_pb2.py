@@ -24,71 +24,78 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from modelregistry.v1 import lineage_pb2 as modelregistry_dot_v1_dot_lineage__pb2
 from modelregistry.v1 import resources_pb2 as modelregistry_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%modelregistry/v1/model_registry.proto\x12\x10modelregistry.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1emodelregistry/v1/lineage.proto\x1a modelregistry/v1/resources.proto\"b\n\x12\x43reateModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Model\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"r\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x10\n\x08order_by\x18\x04 \x01(\t\x12\x14\n\x0cshow_deleted\x18\x05 \x01(\x08\"V\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.modelregistry.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"m\n\x12UpdateModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Model\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"?\n\x12\x44\x65leteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"2\n\x14UndeleteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"v\n\x19\x43reateModelVersionRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x35\n\rmodel_version\x18\x02 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersion\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"&\n\x16GetModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x89\x01\n\x18ListModelVersionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x10\n\x08order_by\x18\x05 \x01(\t\x12\x14\n\x0cshow_deleted\x18\x06 \x01(\x08\"l\n\x19ListModelVersionsResponse\x12\x36\n\x0emodel_versions\x18\x01 \x03(\x0b\x32\x1e.modelregistry.v1.ModelVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x19UpdateModelVersionRequest\x12\x35\n\rmodel_version\x18\x01 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersion\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"F\n\x19\x44\x65leteModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"9\n\x1bUndeleteModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"M\n\x17SealModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61ncel_uploads\x18\x03 \x01(\x08\"\x93\x01\n\"TransitionModelVersionStageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05stage\x18\x02 \x01(\x0e\x32\x17.modelregistry.v1.Stage\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x18\n\x10\x61rchive_existing\x18\x05 \x01(\x08\"T\n\x1bListStageTransitionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"u\n\x1cListStageTransitionsResponse\x12<\n\x11stage_transitions\x18\x01 \x03(\x0b\x32!.modelregistry.v1.StageTransition\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x0fSetAliasRequest\x12&\n\x05\x61lias\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Alias\"\x1f\n\x0fGetAliasRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"$\n\x12ListAliasesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"?\n\x13ListAliasesResponse\x12(\n\x07\x61liases\x18\x01 \x03(\x0b\x32\x17.modelregistry.v1.Alias\"\"\n\x12\x44\x65leteAliasRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x96\x01\n\x11GetLineageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x61taset_uri\x18\x02 \x01(\t\x12\x35\n\tdirection\x18\x03 \x01(\x0e\x32\".modelregistry.v1.LineageDirection\x12\x11\n\tmax_depth\x18\x04 \x01(\x05\x12\x14\n\x0cshow_deleted\x18\x05 \x01(\x08\"\x83\x01\n\x12GetLineageResponse\x12,\n\x05nodes\x18\x01 \x03(\x0b\x32\x1d.modelregistry.v1.LineageNode\x12,\n\x05\x65\x64ges\x18\x02 \x03(\x0b\x32\x1d.modelregistry.v1.LineageEdge\x12\x11\n\ttruncated\x18\x03 \x01(\x08\")\n\x15GetModelPolicyRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\"X\n\x15SetModelPolicyRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12-\n\x06policy\x18\x02 \x01(\x0b\x32\x1d.modelregistry.v1.ModelPolicy2\xd8\x0f\n\rModelRegistry\x12L\n\x0b\x43reateModel\x12$.modelregistry.v1.CreateModelRequest\x1a\x17.modelregistry.v1.Model\x12\x46\n\x08GetModel\x12!.modelregistry.v1.GetModelRequest\x1a\x17.modelregistry.v1.Model\x12W\n\nListModels\x12#.modelregistry.v1.ListModelsRequest\x1a$.modelregistry.v1.ListModelsResponse\x12L\n\x0bUpdateModel\x12$.modelregistry.v1.UpdateModelRequest\x1a\x17.modelregistry.v1.Model\x12L\n\x0b\x44\x65leteModel\x12$.modelregistry.v1.DeleteModelRequest\x1a\x17.modelregistry.v1.Model\x12P\n\rUndeleteModel\x12&.modelregistry.v1.UndeleteModelRequest\x1a\x17.modelregistry.v1.Model\x12\x61\n\x12\x43reateModelVersion\x12+.modelregistry.v1.CreateModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12[\n\x0fGetModelVersion\x12(.modelregistry.v1.GetModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12l\n\x11ListModelVersions\x12*.modelregistry.v1.ListModelVersionsRequest\x1a+.modelregistry.v1.ListModelVersionsResponse\x12\x61\n\x12UpdateModelVersion\x12+.modelregistry.v1.UpdateModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12\x61\n\x12\x44\x65leteModelVersion\x12+.modelregistry.v1.DeleteModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12\x65\n\x14UndeleteModelVersion\x12-.modelregistry.v1.UndeleteModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12]\n\x10SealModelVersion\x12).modelregistry.v1.SealModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12s\n\x1bTransitionModelVersionStage\x12\x34.modelregistry.v1.TransitionModelVersionStageRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12u\n\x14ListStageTransitions\x12-.modelregistry.v1.ListStageTransitionsRequest\x1a..modelregistry.v1.ListStageTransitionsResponse\x12\x46\n\x08SetAlias\x12!.modelregistry.v1.SetAliasRequest\x1a\x17.modelregistry.v1.Alias\x12\x46\n\x08GetAlias\x12!.modelregistry.v1.GetAliasRequest\x1a\x17.modelregistry.v1.Alias\x12Z\n\x0bListAliases\x12$.modelregistry.v1.ListAliasesRequest\x1a%.modelregistry.v1.ListAliasesResponse\x12K\n\x0b\x44\x65leteAlias\x12$.modelregistry.v1.DeleteAliasRequest\x1a\x16.google.protobuf.Empty\x12W\n\nGetLineage\x12#.modelregistry.v1.GetLineageRequest\x1a$.modelregistry.v1.GetLineageResponse\x12X\n\x0eGetModelPolicy\x12\'.modelregistry.v1.GetModelPolicyRequest\x1a\x1d.modelregistry.v1.ModelPolicy\x12X\n\x0eSetModelPolicy\x12\'.modelregistry.v1.SetModelPolicyRequest\x1a\x1d.modelregistry.v1.ModelPolicyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%modelregistry/v1/model_registry.proto\x12\x10modelregistry.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1emodelregistry/v1/lineage.proto\x1a modelregistry/v1/resources.proto\"b\n\x12\x43reateModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Model\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"r\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x10\n\x08order_by\x18\x04 \x01(\t\x12\x14\n\x0cshow_deleted\x18\x05 \x01(\x08\"V\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.modelregistry.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"m\n\x12UpdateModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Model\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"?\n\x12\x44\x65leteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"2\n\x14UndeleteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"v\n\x19\x43reateModelVersionRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x35\n\rmodel_version\x18\x02 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersion\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"U\n\x16GetModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\tread_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x18ListModelVersionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x10\n\x08order_by\x18\x05 \x01(\t\x12\x14\n\x0cshow_deleted\x18\x06 \x01(\x08\"l\n\x19ListModelVersionsResponse\x12\x36\n\x0emodel_versions\x18\x01 \x03(\x0b\x32\x1e.modelregistry.v1.ModelVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x19UpdateModelVersionRequest\x12\x35\n\rmodel_version\x18\x01 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersion\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"F\n\x19\x44\x65leteModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"9\n\x1bUndeleteModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"M\n\x17SealModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61ncel_uploads\x18\x03 \x01(\x08\"\x93\x01\n\"TransitionModelVersionStageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05stage\x18\x02 \x01(\x0e\x32\x17.modelregistry.v1.Stage\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x18\n\x10\x61rchive_existing\x18\x05 \x01(\x08\"T\n\x1bListStageTransitionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"u\n\x1cListStageTransitionsResponse\x12<\n\x11stage_transitions\x18\x01 \x03(\x0b\x32!.modelregistry.v1.StageTransition\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x0fSetAliasRequest\x12&\n\x05\x61lias\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Alias\"N\n\x0fGetAliasRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\tread_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\x12ListAliasesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"?\n\x13ListAliasesResponse\x12(\n\x07\x61liases\x18\x01 \x03(\x0b\x32\x17.modelregistry.v1.Alias\"P\n\x17ListAliasHistoryRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"}\n\tAliasMove\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12-\n\tmove_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\"e\n\x18ListAliasHistoryResponse\x12\x30\n\x0b\x61lias_moves\x18\x01 \x03(\x0b\x32\x1b.modelregistry.v1.AliasMove\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12\x44\x65leteAliasRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x96\x01\n\x11GetLineageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x61taset_uri\x18\x02 \x01(\t\x12\x35\n\tdirection\x18\x03 \x01(\x0e\x32\".modelregistry.v1.LineageDirection\x12\x11\n\tmax_depth\x18\x04 \x01(\x05\x12\x14\n\x0cshow_deleted\x18\x05 \x01(\x08\"\x83\x01\n\x12GetLineageResponse\x12,\n\x05nodes\x18\x01 \x03(\x0b\x32\x1d.modelregistry.v1.LineageNode\x12,\n\x05\x65\x64ges\x18\x02 \x03(\x0b\x32\x1d.modelregistry.v1.LineageEdge\x12\x11\n\ttruncated\x18\x03 \x01(\x08\")\n\x15GetModelPolicyRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\"X\n\x15SetModelPolicyRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12-\n\x06policy\x18\x02 \x01(\x0b\x32\x1d.modelregistry.v1.ModelPolicy2\xc3\x10\n\rModelRegistry\x12L\n\x0b\x43reateModel\x12$.modelregistry.v1.CreateModelRequest\x1a\x17.modelregistry.v1.Model\x12\x46\n\x08GetModel\x12!.modelregistry.v1.GetModelRequest\x1a\x17.modelregistry.v1.Model\x12W\n\nListModels\x12#.modelregistry.v1.ListModelsRequest\x1a$.modelregistry.v1.ListModelsResponse\x12L\n\x0bUpdateModel\x12$.modelregistry.v1.UpdateModelRequest\x1a\x17.modelregistry.v1.Model\x12L\n\x0b\x44\x65leteModel\x12$.modelregistry.v1.DeleteModelRequest\x1a\x17.modelregistry.v1.Model\x12P\n\rUndeleteModel\x12&.modelregistry.v1.UndeleteModelRequest\x1a\x17.modelregistry.v1.Model\x12\x61\n\x12\x43reateModelVersion\x12+.modelregistry.v1.CreateModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12[\n\x0fGetModelVersion\x12(.modelregistry.v1.GetModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12l\n\x11ListModelVersions\x12*.modelregistry.v1.ListModelVersionsRequest\x1a+.modelregistry.v1.ListModelVersionsResponse\x12\x61\n\x12UpdateModelVersion\x12+.modelregistry.v1.UpdateModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12\x61\n\x12\x44\x65leteModelVersion\x12+.modelregistry.v1.DeleteModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12\x65\n\x14UndeleteModelVersion\x12-.modelregistry.v1.UndeleteModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12]\n\x10SealModelVersion\x12).modelregistry.v1.SealModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12s\n\x1bTransitionModelVersionStage\x12\x34.modelregistry.v1.TransitionModelVersionStageRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12u\n\x14ListStageTransitions\x12-.modelregistry.v1.ListStageTransitionsRequest\x1a..modelregistry.v1.ListStageTransitionsResponse\x12\x46\n\x08SetAlias\x12!.modelregistry.v1.SetAliasRequest\x1a\x17.modelregistry.v1.Alias\x12\x46\n\x08GetAlias\x12!.modelregistry.v1.GetAliasRequest\x1a\x17.modelregistry.v1.Alias\x12Z\n\x0bListAliases\x12$.modelregistry.v1.ListAliasesRequest\x1a%.modelregistry.v1.ListAliasesResponse\x12K\n\x0b\x44\x65leteAlias\x12$.modelregistry.v1.DeleteAliasRequest\x1a\x16.google.protobuf.Empty\x12i\n\x10ListAliasHistory\x12).modelregistry.v1.ListAliasHistoryRequest\x1a*.modelregistry.v1.ListAliasHistoryResponse\x12W\n\nGetLineage\x12#.modelregistry.v1.GetLineageRequest\x1a$.modelregistry.v1.GetLineageResponse\x12X\n\x0eGetModelPolicy\x12\'.modelregistry.v1.GetModelPolicyRequest\x1a\x1d.modelregistry.v1.ModelPolicy\x12X\n\x0eSetModelPolicy\x12\'.modelregistry.v1.SetModelPolicyRequest\x1a\x1d.modelregistry.v1.ModelPolicyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelregistry.v1.model_registry_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEMODELREQUEST']._serialized_start=188
-  _globals['_CREATEMODELREQUEST']._serialized_end=286
-  _globals['_GETMODELREQUEST']._serialized_start=288
-  _globals['_GETMODELREQUEST']._serialized_end=319
-  _globals['_LISTMODELSREQUEST']._serialized_start=321
-  _globals['_LISTMODELSREQUEST']._serialized_end=435
-  _globals['_LISTMODELSRESPONSE']._serialized_start=437
-  _globals['_LISTMODELSRESPONSE']._serialized_end=523
-  _globals['_UPDATEMODELREQUEST']._serialized_start=525
-  _globals['_UPDATEMODELREQUEST']._serialized_end=634
-  _globals['_DELETEMODELREQUEST']._serialized_start=636
-  _globals['_DELETEMODELREQUEST']._serialized_end=699
-  _globals['_UNDELETEMODELREQUEST']._serialized_start=701
-  _globals['_UNDELETEMODELREQUEST']._serialized_end=751
-  _globals['_CREATEMODELVERSIONREQUEST']._serialized_start=753
-  _globals['_CREATEMODELVERSIONREQUEST']._serialized_end=871
-  _globals['_GETMODELVERSIONREQUEST']._serialized_start=873
-  _globals['_GETMODELVERSIONREQUEST']._serialized_end=911
-  _globals['_LISTMODELVERSIONSREQUEST']._serialized_start=914
-  _globals['_LISTMODELVERSIONSREQUEST']._serialized_end=1051
-  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_start=1053
-  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_end=1161
-  _globals['_UPDATEMODELVERSIONREQUEST']._serialized_start=1164
-  _globals['_UPDATEMODELVERSIONREQUEST']._serialized_end=1295
-  _globals['_DELETEMODELVERSIONREQUEST']._serialized_start=1297
-  _globals['_DELETEMODELVERSIONREQUEST']._serialized_end=1367
-  _globals['_UNDELETEMODELVERSIONREQUEST']._serialized_start=1369
-  _globals['_UNDELETEMODELVERSIONREQUEST']._serialized_end=1426
-  _globals['_SEALMODELVERSIONREQUEST']._serialized_start=1428
-  _globals['_SEALMODELVERSIONREQUEST']._serialized_end=1505
-  _globals['_TRANSITIONMODELVERSIONSTAGEREQUEST']._serialized_start=1508
-  _globals['_TRANSITIONMODELVERSIONSTAGEREQUEST']._serialized_end=1655
-  _globals['_LISTSTAGETRANSITIONSREQUEST']._serialized_start=1657
-  _globals['_LISTSTAGETRANSITIONSREQUEST']._serialized_end=1741
-  _globals['_LISTSTAGETRANSITIONSRESPONSE']._serialized_start=1743
-  _globals['_LISTSTAGETRANSITIONSRESPONSE']._serialized_end=1860
-  _globals['_SETALIASREQUEST']._serialized_start=1862
-  _globals['_SETALIASREQUEST']._serialized_end=1919
-  _globals['_GETALIASREQUEST']._serialized_start=1921
-  _globals['_GETALIASREQUEST']._serialized_end=1952
-  _globals['_LISTALIASESREQUEST']._serialized_start=1954
-  _globals['_LISTALIASESREQUEST']._serialized_end=1990
-  _globals['_LISTALIASESRESPONSE']._serialized_start=1992
-  _globals['_LISTALIASESRESPONSE']._serialized_end=2055
-  _globals['_DELETEALIASREQUEST']._serialized_start=2057
-  _globals['_DELETEALIASREQUEST']._serialized_end=2091
-  _globals['_GETLINEAGEREQUEST']._serialized_start=2094
-  _globals['_GETLINEAGEREQUEST']._serialized_end=2244
-  _globals['_GETLINEAGERESPONSE']._serialized_start=2247
-  _globals['_GETLINEAGERESPONSE']._serialized_end=2378
-  _globals['_GETMODELPOLICYREQUEST']._serialized_start=2380
-  _globals['_GETMODELPOLICYREQUEST']._serialized_end=2421
-  _globals['_SETMODELPOLICYREQUEST']._serialized_start=2423
-  _globals['_SETMODELPOLICYREQUEST']._serialized_end=2511
-  _globals['_MODELREGISTRY']._serialized_start=2514
-  _globals['_MODELREGISTRY']._serialized_end=4522
+  _globals['_CREATEMODELREQUEST']._serialized_start=221
+  _globals['_CREATEMODELREQUEST']._serialized_end=319
+  _globals['_GETMODELREQUEST']._serialized_start=321
+  _globals['_GETMODELREQUEST']._serialized_end=352
+  _globals['_LISTMODELSREQUEST']._serialized_start=354
+  _globals['_LISTMODELSREQUEST']._serialized_end=468
+  _globals['_LISTMODELSRESPONSE']._serialized_start=470
+  _globals['_LISTMODELSRESPONSE']._serialized_end=556
+  _globals['_UPDATEMODELREQUEST']._serialized_start=558
+  _globals['_UPDATEMODELREQUEST']._serialized_end=667
+  _globals['_DELETEMODELREQUEST']._serialized_start=669
+  _globals['_DELETEMODELREQUEST']._serialized_end=732
+  _globals['_UNDELETEMODELREQUEST']._serialized_start=734
+  _globals['_UNDELETEMODELREQUEST']._serialized_end=784
+  _globals['_CREATEMODELVERSIONREQUEST']._serialized_start=786
+  _globals['_CREATEMODELVERSIONREQUEST']._serialized_end=904
+  _globals['_GETMODELVERSIONREQUEST']._serialized_start=906
+  _globals['_GETMODELVERSIONREQUEST']._serialized_end=991
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_start=994
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_end=1131
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_start=1133
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_end=1241
+  _globals['_UPDATEMODELVERSIONREQUEST']._serialized_start=1244
+  _globals['_UPDATEMODELVERSIONREQUEST']._serialized_end=1375
+  _globals['_DELETEMODELVERSIONREQUEST']._serialized_start=1377
+  _globals['_DELETEMODELVERSIONREQUEST']._serialized_end=1447
+  _globals['_UNDELETEMODELVERSIONREQUEST']._serialized_start=1449
+  _globals['_UNDELETEMODELVERSIONREQUEST']._serialized_end=1506
+  _globals['_SEALMODELVERSIONREQUEST']._serialized_start=1508
+  _globals['_SEALMODELVERSIONREQUEST']._serialized_end=1585
+  _globals['_TRANSITIONMODELVERSIONSTAGEREQUEST']._serialized_start=1588
+  _globals['_TRANSITIONMODELVERSIONSTAGEREQUEST']._serialized_end=1735
+  _globals['_LISTSTAGETRANSITIONSREQUEST']._serialized_start=1737
+  _globals['_LISTSTAGETRANSITIONSREQUEST']._serialized_end=1821
+  _globals['_LISTSTAGETRANSITIONSRESPONSE']._serialized_start=1823
+  _globals['_LISTSTAGETRANSITIONSRESPONSE']._serialized_end=1940
+  _globals['_SETALIASREQUEST']._serialized_start=1942
+  _globals['_SETALIASREQUEST']._serialized_end=1999
+  _globals['_GETALIASREQUEST']._serialized_start=2001
+  _globals['_GETALIASREQUEST']._serialized_end=2079
+  _globals['_LISTALIASESREQUEST']._serialized_start=2081
+  _globals['_LISTALIASESREQUEST']._serialized_end=2117
+  _globals['_LISTALIASESRESPONSE']._serialized_start=2119
+  _globals['_LISTALIASESRESPONSE']._serialized_end=2182
+  _globals['_LISTALIASHISTORYREQUEST']._serialized_start=2184
+  _globals['_LISTALIASHISTORYREQUEST']._serialized_end=2264
+  _globals['_ALIASMOVE']._serialized_start=2266
+  _globals['_ALIASMOVE']._serialized_end=2391
+  _globals['_LISTALIASHISTORYRESPONSE']._serialized_start=2393
+  _globals['_LISTALIASHISTORYRESPONSE']._serialized_end=2494
+  _globals['_DELETEALIASREQUEST']._serialized_start=2496
+  _globals['_DELETEALIASREQUEST']._serialized_end=2530
+  _globals['_GETLINEAGEREQUEST']._serialized_start=2533
+  _globals['_GETLINEAGEREQUEST']._serialized_end=2683
+  _globals['_GETLINEAGERESPONSE']._serialized_start=2686
+  _globals['_GETLINEAGERESPONSE']._serialized_end=2817
+  _globals['_GETMODELPOLICYREQUEST']._serialized_start=2819
+  _globals['_GETMODELPOLICYREQUEST']._serialized_end=2860
+  _globals['_SETMODELPOLICYREQUEST']._serialized_start=2862
+  _globals['_SETMODELPOLICYREQUEST']._serialized_end=2950
+  _globals['_MODELREGISTRY']._serialized_start=2953
+  _globals['_MODELREGISTRY']._serialized_end=5068
 # @@protoc_insertion_point(module_scope)

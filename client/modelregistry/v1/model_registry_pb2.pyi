@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from modelregistry.v1 import lineage_pb2 as _lineage_pb2
 from modelregistry.v1 import resources_pb2 as _resources_pb2
@@ -277,18 +278,26 @@ class GetModelVersionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    READ_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Required. `models/{model}/versions/{version}` where `{version}` is a number, `latest`
     (the highest READY, live, unexpired version) or an alias.
     """
+    @_builtins.property
+    def read_time(self) -> _timestamp_pb2.Timestamp:
+        """Optional. With an alias in `name`: the version the alias pointed at at this time (the
+        version itself is returned as it is now). Not allowed with `latest`.
+        """
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        read_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_time", b"read_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "read_time", b"read_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -631,16 +640,24 @@ class GetAliasRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    READ_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Required. `models/{model}/aliases/{alias}`."""
+    @_builtins.property
+    def read_time(self) -> _timestamp_pb2.Timestamp:
+        """Optional. Answer as of this time: the version the alias pointed at then (`update_time`:
+        when it was set to it); NOT_FOUND `ALIAS_NOT_FOUND` if it did not exist then.
+        """
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        read_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_time", b"read_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "read_time", b"read_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -691,6 +708,110 @@ class ListAliasesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAliasesResponse: _TypeAlias = ListAliasesResponse  # noqa: Y015
+
+@_typing.final
+class ListAliasHistoryRequest(_message.Message):
+    """Request for ListAliasHistory."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """Required. `models/{model}/aliases/{alias}` (one alias) or `models/{model}` (every alias)."""
+    page_size: _builtins.int
+    """At most this many moves (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """From a previous response's `next_page_token`."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAliasHistoryRequest: _TypeAlias = ListAliasHistoryRequest  # noqa: Y015
+
+@_typing.final
+class AliasMove(_message.Message):
+    """One change of where an alias points."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALIAS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    MOVE_TIME_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    alias: _builtins.str
+    """`models/{model}/aliases/{alias}`."""
+    version: _builtins.str
+    """The version it pointed at from then on: `models/{model}/versions/{n}`; empty when the
+    alias was removed.
+    """
+    principal: _builtins.str
+    """Who: `user:<subject>`, `apikey:<id>`, `anonymous`; empty for aliases that existed before
+    history was kept.
+    """
+    method: _builtins.str
+    """What moved it: `SetAlias`, `DeleteAlias`, or `DeleteModelVersion` / `DeleteModel` (the
+    version it pointed at was deleted).
+    """
+    @_builtins.property
+    def move_time(self) -> _timestamp_pb2.Timestamp:
+        """When."""
+
+    def __init__(
+        self,
+        *,
+        alias: _builtins.str = ...,
+        version: _builtins.str = ...,
+        move_time: _timestamp_pb2.Timestamp | None = ...,
+        principal: _builtins.str = ...,
+        method: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["move_time", b"move_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "method", b"method", "move_time", b"move_time", "principal", b"principal", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AliasMove: _TypeAlias = AliasMove  # noqa: Y015
+
+@_typing.final
+class ListAliasHistoryResponse(_message.Message):
+    """Response of ListAliasHistory."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALIAS_MOVES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def alias_moves(self) -> _containers.RepeatedCompositeFieldContainer[Global___AliasMove]:
+        """Oldest first."""
+
+    def __init__(
+        self,
+        *,
+        alias_moves: _abc.Iterable[Global___AliasMove] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias_moves", b"alias_moves", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAliasHistoryResponse: _TypeAlias = ListAliasHistoryResponse  # noqa: Y015
 
 @_typing.final
 class DeleteAliasRequest(_message.Message):

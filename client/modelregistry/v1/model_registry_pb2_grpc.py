@@ -135,6 +135,11 @@ class ModelRegistryStub:
                 request_serializer=modelregistry_dot_v1_dot_model__registry__pb2.DeleteAliasRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ListAliasHistory = channel.unary_unary(
+                '/modelregistry.v1.ModelRegistry/ListAliasHistory',
+                request_serializer=modelregistry_dot_v1_dot_model__registry__pb2.ListAliasHistoryRequest.SerializeToString,
+                response_deserializer=modelregistry_dot_v1_dot_model__registry__pb2.ListAliasHistoryResponse.FromString,
+                _registered_method=True)
         self.GetLineage = channel.unary_unary(
                 '/modelregistry.v1.ModelRegistry/GetLineage',
                 request_serializer=modelregistry_dot_v1_dot_model__registry__pb2.GetLineageRequest.SerializeToString,
@@ -281,7 +286,7 @@ class ModelRegistryServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetAlias(self, request, context):
-        """Gets an alias.
+        """Gets an alias, or with `read_time` where it pointed at that time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -296,6 +301,14 @@ class ModelRegistryServicer:
 
     def DeleteAlias(self, request, context):
         """Removes an alias.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAliasHistory(self, request, context):
+        """Lists every move of an alias (or of every alias of a model), oldest first, with the
+        principal that made it. The history outlives the alias and its model.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -424,6 +437,11 @@ def add_ModelRegistryServicer_to_server(servicer, server):
                     servicer.DeleteAlias,
                     request_deserializer=modelregistry_dot_v1_dot_model__registry__pb2.DeleteAliasRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListAliasHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAliasHistory,
+                    request_deserializer=modelregistry_dot_v1_dot_model__registry__pb2.ListAliasHistoryRequest.FromString,
+                    response_serializer=modelregistry_dot_v1_dot_model__registry__pb2.ListAliasHistoryResponse.SerializeToString,
             ),
             'GetLineage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLineage,
@@ -958,6 +976,33 @@ class ModelRegistry:
             '/modelregistry.v1.ModelRegistry/DeleteAlias',
             modelregistry_dot_v1_dot_model__registry__pb2.DeleteAliasRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAliasHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelregistry.v1.ModelRegistry/ListAliasHistory',
+            modelregistry_dot_v1_dot_model__registry__pb2.ListAliasHistoryRequest.SerializeToString,
+            modelregistry_dot_v1_dot_model__registry__pb2.ListAliasHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -85,11 +85,15 @@ class ModelRegistryStub:
     `VERSION_EXPIRED`.
     """
     GetAlias: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.GetAliasRequest, _resources_pb2.Alias]
-    """Gets an alias."""
+    """Gets an alias, or with `read_time` where it pointed at that time."""
     ListAliases: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.ListAliasesRequest, _model_registry_pb2.ListAliasesResponse]
     """Lists the aliases of a model, ordered by name."""
     DeleteAlias: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.DeleteAliasRequest, _empty_pb2.Empty]
     """Removes an alias."""
+    ListAliasHistory: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.ListAliasHistoryRequest, _model_registry_pb2.ListAliasHistoryResponse]
+    """Lists every move of an alias (or of every alias of a model), oldest first, with the
+    principal that made it. The history outlives the alias and its model.
+    """
     GetLineage: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.GetLineageRequest, _model_registry_pb2.GetLineageResponse]
     """Returns the lineage graph around a version or a dataset: the versions, models, datasets
     and source commits it came from (upstream) and the versions made from it (downstream),
@@ -160,11 +164,15 @@ class ModelRegistryAsyncStub(ModelRegistryStub):
     `VERSION_EXPIRED`.
     """
     GetAlias: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.GetAliasRequest, _resources_pb2.Alias]  # type: ignore[assignment]
-    """Gets an alias."""
+    """Gets an alias, or with `read_time` where it pointed at that time."""
     ListAliases: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.ListAliasesRequest, _model_registry_pb2.ListAliasesResponse]  # type: ignore[assignment]
     """Lists the aliases of a model, ordered by name."""
     DeleteAlias: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.DeleteAliasRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Removes an alias."""
+    ListAliasHistory: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.ListAliasHistoryRequest, _model_registry_pb2.ListAliasHistoryResponse]  # type: ignore[assignment]
+    """Lists every move of an alias (or of every alias of a model), oldest first, with the
+    principal that made it. The history outlives the alias and its model.
+    """
     GetLineage: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.GetLineageRequest, _model_registry_pb2.GetLineageResponse]  # type: ignore[assignment]
     """Returns the lineage graph around a version or a dataset: the versions, models, datasets
     and source commits it came from (upstream) and the versions made from it (downstream),
@@ -334,7 +342,7 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         request: _model_registry_pb2.GetAliasRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_resources_pb2.Alias, _abc.Awaitable[_resources_pb2.Alias]]:
-        """Gets an alias."""
+        """Gets an alias, or with `read_time` where it pointed at that time."""
 
     @_abc_1.abstractmethod
     def ListAliases(
@@ -351,6 +359,16 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Removes an alias."""
+
+    @_abc_1.abstractmethod
+    def ListAliasHistory(
+        self,
+        request: _model_registry_pb2.ListAliasHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_model_registry_pb2.ListAliasHistoryResponse, _abc.Awaitable[_model_registry_pb2.ListAliasHistoryResponse]]:
+        """Lists every move of an alias (or of every alias of a model), oldest first, with the
+        principal that made it. The history outlives the alias and its model.
+        """
 
     @_abc_1.abstractmethod
     def GetLineage(

@@ -102,6 +102,11 @@ def _time_from(msg: Message, field: str, path: str) -> datetime | None:
         raise InvalidArgument.field(path, "is out of range") from None
 
 
+def time_field(msg: Message, field: str) -> datetime | None:
+    """An optional timestamp field of a request (``read_time``), checked."""
+    return _time_from(msg, field, field)
+
+
 def _value_to_py(value: struct_pb2.Value, path: str) -> Any:
     """A ``Value`` as JSON data; NaN and ±Infinity (which JSON cannot hold, so could be neither
     stored nor returned) are INVALID_ARGUMENT naming ``path``."""

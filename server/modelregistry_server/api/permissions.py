@@ -52,6 +52,7 @@ _BY_SERVICE: dict[str, dict[str, Requirement]] = {
         "GetAlias": _R,
         "ListAliases": _R,
         "DeleteAlias": _U,
+        "ListAliasHistory": _R,
         "GetLineage": _R,
         # The scope is only the first step: who may set a policy is the model's (domain/access).
         "GetModelPolicy": _R,

@@ -6,13 +6,14 @@ from collections.abc import Callable
 from datetime import datetime
 
 import grpc
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, timestamp_pb2
 
 from modelregistry.v1 import model_registry_pb2 as rpc
 from modelregistry.v1 import model_registry_pb2_grpc as rpc_grpc
 from modelregistry.v1 import resources_pb2 as pb
 
 from ..domain import names
+from ..domain.entities import AliasMove
 from ..domain.errors import InvalidArgument
 from ..domain.fields import MODEL_FIELDS, VERSION_FIELDS
 from ..domain.lineage import Lineage
@@ -116,7 +117,8 @@ class ModelRegistryServicer(rpc_grpc.ModelRegistryServicer):
 
     def GetModelVersion(self, request: rpc.GetModelVersionRequest, context: Ctx) -> pb.ModelVersion:
         ref = names.parse_version_name(request.name)
-        version = self._registry.get_version(caller_of(context), ref)
+        at = conv.time_field(request, "read_time")
+        version = self._registry.get_version(caller_of(context), ref, at)
         return conv.version_to_proto(version, self._clock())
 
     def ListModelVersions(
@@ -213,7 +215,10 @@ class ModelRegistryServicer(rpc_grpc.ModelRegistryServicer):
 
     def GetAlias(self, request: rpc.GetAliasRequest, context: Ctx) -> pb.Alias:
         model_id, alias = names.parse_alias_name(request.name)
-        return conv.alias_to_proto(self._registry.get_alias(caller_of(context), model_id, alias))
+        at = conv.time_field(request, "read_time")
+        return conv.alias_to_proto(
+            self._registry.get_alias(caller_of(context), model_id, alias, at)
+        )
 
     def ListAliases(self, request: rpc.ListAliasesRequest, context: Ctx) -> rpc.ListAliasesResponse:
         model_id = names.parse_model_name(request.parent, "parent")
@@ -224,6 +229,25 @@ class ModelRegistryServicer(rpc_grpc.ModelRegistryServicer):
         model_id, alias = names.parse_alias_name(request.name)
         self._registry.delete_alias(caller_of(context), model_id, alias)
         return empty_pb2.Empty()
+
+    def ListAliasHistory(
+        self, request: rpc.ListAliasHistoryRequest, context: Ctx
+    ) -> rpc.ListAliasHistoryResponse:
+        alias: str | None = None
+        if "/aliases/" in request.parent:
+            model_id, alias = names.parse_alias_name(request.parent, "parent")
+        else:
+            model_id = names.parse_model_name(request.parent, "parent")
+        moves, token = self._registry.list_alias_history(
+            caller_of(context),
+            model_id,
+            alias,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return rpc.ListAliasHistoryResponse(
+            alias_moves=[_alias_move(m) for m in moves], next_page_token=token
+        )
 
     # -- lineage -----------------------------------------------------------------------------
     def GetLineage(self, request: rpc.GetLineageRequest, context: Ctx) -> rpc.GetLineageResponse:
@@ -252,3 +276,16 @@ class ModelRegistryServicer(rpc_grpc.ModelRegistryServicer):
             caller_of(context), model_id, policy, request.policy.etag
         )
         return policy_conv.policy_to_proto(model_id, stored)
+
+
+def _alias_move(move: AliasMove) -> rpc.AliasMove:
+    number = move.version_number
+    when = timestamp_pb2.Timestamp()
+    when.FromDatetime(move.time)
+    return rpc.AliasMove(
+        alias=names.alias_name(move.model_id, move.alias),
+        version="" if number is None else names.version_name(move.model_id, number),
+        move_time=when,
+        principal=move.principal,
+        method=move.method,
+    )

@@ -198,6 +198,21 @@ class Alias:
 
 
 @dataclass
+class AliasMove:
+    """One change of where an alias points: set (``version_number``) or removed (None), when
+    and by whom (``method``: the operation that moved it). ``sequence`` orders the moves."""
+
+    tenant: str
+    model_id: str
+    alias: str
+    version_number: int | None
+    time: datetime
+    principal: str
+    method: str
+    sequence: int = 0
+
+
+@dataclass
 class StageTransition:
     """One recorded stage change of a version."""
 

@@ -16,6 +16,7 @@ from . import names
 from .access import Action, Authorizer, decide
 from .entities import (
     Alias,
+    AliasMove,
     Model,
     ModelVersion,
     Page,
@@ -51,6 +52,7 @@ from .paging import Cursor, Pager, read_all
 from .policies import ModelPolicy, StoredPolicy
 from .ports import (
     AliasBook,
+    AliasHistory,
     EventLog,
     LineageIndex,
     ListQuery,
@@ -80,6 +82,7 @@ class RegistryStore(
     ModelPolicies,
     VersionCatalog,
     AliasBook,
+    AliasHistory,
     StageHistory,
     RequestLog,
     Purger,
@@ -379,9 +382,17 @@ class Registry:
             return self.get_version(caller, names.parse_version_name(earlier))
         return version
 
-    def get_version(self, caller: Caller, ref: names.VersionRef) -> ModelVersion:
-        """A version by number (soft-deleted included), ``latest`` or alias."""
+    def get_version(
+        self, caller: Caller, ref: names.VersionRef, read_time: datetime | None = None
+    ) -> ModelVersion:
+        """A version by number (soft-deleted included), ``latest`` or alias; with
+        ``read_time`` an alias resolves to the version it pointed at then."""
         self._auth.require(caller, ref.model_id, Action.READ)
+        if read_time is not None and ref.alias is not None:
+            if ref.is_latest:
+                raise InvalidArgument.field("read_time", "applies to aliases, not to latest")
+            at = self._alias_at(caller, ref.model_id, ref.alias, read_time)
+            ref = names.VersionRef(ref.model_id, number=at.version_number)
         return self._resolve(caller, ref)
 
     def list_versions(
@@ -467,7 +478,7 @@ class Registry:
                 refuse_if_depended_on(self._store, caller, version.model_id, version.number)
             now = self._clock()
             before, aliases = version.etag, sorted(version.aliases)
-            self._soft_delete_version(caller, version, now)
+            self._soft_delete_version(caller, version, now, "DeleteModelVersion")
             self._store.append_event(
                 change(
                     caller,
@@ -625,6 +636,7 @@ class Registry:
             self._require_unexpired(version, now, "be aliased")
             record = Alias(caller.tenant, model_id, alias, version.number, now)
             self._store.set_alias(record)
+            self._moved(caller, model_id, alias, version.number, now, "SetAlias")
             self._store.append_event(
                 change(
                     caller,
@@ -636,9 +648,14 @@ class Registry:
             )
         return record
 
-    def get_alias(self, caller: Caller, model_id: str, alias: str) -> Alias:
-        """An alias."""
+    def get_alias(
+        self, caller: Caller, model_id: str, alias: str, read_time: datetime | None = None
+    ) -> Alias:
+        """An alias; with ``read_time``, where it pointed then (from its history, which
+        outlives the alias and its model)."""
         self._auth.require(caller, model_id, Action.READ)
+        if read_time is not None:
+            return self._alias_at(caller, model_id, alias, read_time)
         return self._get_alias(caller, model_id, alias)
 
     def _get_alias(self, caller: Caller, model_id: str, alias: str) -> Alias:
@@ -662,8 +679,10 @@ class Registry:
             if not self._store.delete_alias(caller.tenant, model_id, alias):
                 self._get_alias(caller, model_id, alias)
                 return
+            now = self._clock()
+            self._moved(caller, model_id, alias, None, now, "DeleteAlias")
             self._store.append_event(
-                change(caller, "DeleteAlias", names.alias_name(model_id, alias), self._clock())
+                change(caller, "DeleteAlias", names.alias_name(model_id, alias), now)
             )
 
     # -- policies ----------------------------------------------------------------------------
@@ -711,6 +730,46 @@ class Registry:
                 )
             )
         return written
+
+    def list_alias_history(
+        self,
+        caller: Caller,
+        model_id: str,
+        alias: str | None,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[AliasMove], str]:
+        """Every move of one alias (or of all aliases of the model), oldest first, with who
+        made it; kept after the alias and its model are gone."""
+        self._auth.require(caller, model_id, Action.READ)
+        pager = Pager(page_size, page_token, self._tokens)
+        after = single_cursor(pager.cursor("alias-history", model_id, alias), int)
+        page = self._store.list_alias_moves(caller.tenant, model_id, alias, after, pager.size)
+        if not page.items and after is None:
+            self.get_model(caller, model_id)  # no history and no model: NOT_FOUND
+        return pager.reply(page)
+
+    def _alias_at(self, caller: Caller, model_id: str, alias: str, at: datetime) -> Alias:
+        move = self._store.alias_at(caller.tenant, model_id, alias, at)
+        if move is None or move.version_number is None:
+            raise NotFound(
+                f"alias {alias!r} of model {model_id!r} did not exist at {at.isoformat()}",
+                reason=Reason.ALIAS_NOT_FOUND,
+            )
+        return Alias(caller.tenant, model_id, alias, move.version_number, move.time)
+
+    def _moved(
+        self,
+        caller: Caller,
+        model_id: str,
+        alias: str,
+        number: int | None,
+        now: datetime,
+        method: str,
+    ) -> None:
+        move = AliasMove(caller.tenant, model_id, alias, number, now, caller.actor, method)
+        self._store.record_alias_move(move)
 
     # -- maintenance -------------------------------------------------------------------------
     def purge(self) -> tuple[int, int]:
@@ -827,9 +886,12 @@ class Registry:
                 reason=Reason.VERSION_DELETED,
             )
 
-    def _soft_delete_version(self, caller: Caller, version: ModelVersion, now: datetime) -> None:
+    def _soft_delete_version(
+        self, caller: Caller, version: ModelVersion, now: datetime, method: str
+    ) -> None:
         for alias in list(version.aliases):
             self._store.delete_alias(caller.tenant, version.model_id, alias)
+            self._moved(caller, version.model_id, alias, None, now, method)
         version.aliases = []
         version.delete_time = now
         version.purge_time = now + self._retention
@@ -839,7 +901,7 @@ class Registry:
 
     def _cascade_delete_versions(self, caller: Caller, model_id: str, now: datetime) -> None:
         for version in self._all_versions(caller, model_id, show_deleted=False):
-            self._soft_delete_version(caller, version, now)
+            self._soft_delete_version(caller, version, now, "DeleteModel")
 
     def _all_versions(
         self,

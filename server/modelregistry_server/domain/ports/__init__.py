@@ -32,7 +32,15 @@ Conventions for every adapter:
 
 from .api_keys import ApiKeyBook
 from .blobs import BlobInventory, BlobReader, BlobStore, StoredObject, UploadStaging
-from .catalog import AliasBook, ModelCatalog, Purger, RequestLog, StageHistory, VersionCatalog
+from .catalog import (
+    AliasBook,
+    AliasHistory,
+    ModelCatalog,
+    Purger,
+    RequestLog,
+    StageHistory,
+    VersionCatalog,
+)
 from .events import EventLog, EventScope
 from .files import BlobIntegrity, BlobReferences, FileCatalog, UploadSessions
 from .lineage import LineageIndex
@@ -44,6 +52,7 @@ from .secrets import ServerSecrets
 
 __all__ = [
     "AliasBook",
+    "AliasHistory",
     "ApiKeyBook",
     "BlobIntegrity",
     "BlobInventory",

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from ..entities import (
     Alias,
+    AliasMove,
     Model,
     ModelVersion,
     Page,
@@ -100,6 +101,25 @@ class AliasBook(Protocol):
 
     def list_aliases(self, tenant: str, model_id: str) -> list[Alias]:
         """All aliases of a model, ordered by name."""
+        ...
+
+
+class AliasHistory(Protocol):
+    """Every move of every alias, kept after the alias (and its model) are gone."""
+
+    def record_alias_move(self, move: AliasMove) -> None:
+        """Append a move (call in the transaction that makes it)."""
+        ...
+
+    def alias_at(self, tenant: str, model_id: str, alias: str, at: datetime) -> AliasMove | None:
+        """The last move of the alias at or before ``at``, or None if it had none yet."""
+        ...
+
+    def list_alias_moves(
+        self, tenant: str, model_id: str, alias: str | None, after: int | None, limit: int
+    ) -> Page[AliasMove]:
+        """Moves of one alias (or of every alias of the model), oldest first; the cursor is
+        ``(sequence,)``."""
         ...
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Protocol
 
 from .api_keys import ApiKeyBook
-from .catalog import AliasBook, ModelCatalog, Purger, RequestLog, StageHistory, VersionCatalog
+from .catalog import (
+    AliasBook,
+    AliasHistory,
+    ModelCatalog,
+    Purger,
+    RequestLog,
+    StageHistory,
+    VersionCatalog,
+)
 from .events import EventLog
 from .files import BlobIntegrity, BlobReferences, FileCatalog, UploadSessions
 from .lineage import LineageIndex
@@ -20,6 +28,7 @@ class MetadataStore(
     ModelPolicies,
     VersionCatalog,
     AliasBook,
+    AliasHistory,
     StageHistory,
     RequestLog,
     Purger,

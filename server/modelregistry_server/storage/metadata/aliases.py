@@ -1,10 +1,26 @@
-"""Aliases (the ``AliasBook`` port)."""
+"""Aliases and their history (the ``AliasBook`` and ``AliasHistory`` ports)."""
 
 from __future__ import annotations
 
-from ...domain.entities import Alias
+from datetime import datetime
+from typing import Any
+
+from ...domain.entities import Alias, AliasMove, Page
 from . import rows
-from .core import StoreCore, dicts, first
+from .core import StoreCore, check_limit, dicts, first
+
+
+def _move(row: dict[str, Any]) -> AliasMove:
+    return AliasMove(
+        tenant=row["tenant"],
+        model_id=row["model_id"],
+        alias=row["alias_name"],
+        version_number=row["version_number"],
+        time=rows.from_micros(row["move_time"]),
+        principal=row["principal"],
+        method=row["method"],
+        sequence=row["id"],
+    )
 
 
 class AliasRows(StoreCore):
@@ -59,3 +75,51 @@ class AliasRows(StoreCore):
                 .order_by(a.alias_name)
             )
             return [rows.alias_entity(r, tenant, model_id) for r in dicts(query)]
+
+    # -- history -------------------------------------------------------------------------------
+
+    def record_alias_move(self, move: AliasMove) -> None:
+        """Append a move (in the caller's transaction)."""
+        h = self._t.alias_history
+        with self._write():
+            h.insert(
+                tenant=move.tenant,
+                model_id=move.model_id,
+                alias_name=move.alias,
+                version_number=move.version_number,
+                move_time=rows.to_micros(move.time),
+                principal=move.principal,
+                method=move.method,
+            ).execute()
+
+    def alias_at(self, tenant: str, model_id: str, alias: str, at: datetime) -> AliasMove | None:
+        """The last move of the alias at or before ``at``."""
+        h = self._t.alias_history
+        with self._read():
+            row = first(
+                h.select()
+                .where(
+                    h.tenant == tenant,
+                    h.model_id == model_id,
+                    h.alias_name == alias,
+                    h.move_time <= rows.to_micros(at),
+                )
+                .order_by(h.move_time.desc(), h.id.desc())
+            )
+        return None if row is None else _move(row)
+
+    def list_alias_moves(
+        self, tenant: str, model_id: str, alias: str | None, after: int | None, limit: int
+    ) -> Page[AliasMove]:
+        """Moves oldest first; the cursor is ``(sequence,)``."""
+        check_limit(limit)
+        h = self._t.alias_history
+        query = h.select().where(h.tenant == tenant, h.model_id == model_id)
+        if alias is not None:
+            query = query.where(h.alias_name == alias)
+        if after is not None:
+            query = query.where(h.id > after)
+        with self._read():
+            found = dicts(query.order_by(h.id).limit(limit + 1))
+        items = [_move(r) for r in found[:limit]]
+        return Page(items=items, next_cursor=(items[-1].sequence,) if len(found) > limit else None)

@@ -254,7 +254,8 @@ def _v8(dialect: Dialect) -> list[str]:
 def _v9(dialect: Dialect) -> list[str]:
     """The event log: one row per change or refused call, numbered and hash-chained per
     tenant (``domain/events.py``), and one head row per tenant that serialises appends and
-    holds the chain's end and its anchor (the oldest kept event, after pruning)."""
+    holds the chain's end and its anchor (the oldest kept event, after pruning); the history
+    of aliases (every move, by whom), for point-in-time alias reads."""
     t = _types(dialect)
     pk, text = t["pk"], t["text"]
     big = "BIGINT NOT NULL"
@@ -272,6 +273,17 @@ def _v9(dialect: Dialect) -> list[str]:
         f"""CREATE TABLE event_heads (
             tenant {text} PRIMARY KEY, last_sequence {big}, last_hash {text},
             anchor_sequence {big}, anchor_hash {text})""",
+        f"""CREATE TABLE alias_history (
+            id {pk}, tenant {text}, model_id {text}, alias {text}, version_number BIGINT,
+            move_time {big}, principal {text}, method {text})""",
+        "CREATE INDEX alias_history_alias ON alias_history (tenant, model_id, alias, move_time)",
+        "CREATE INDEX alias_history_model ON alias_history (tenant, model_id, id)",
+        # Where every alias points now is where history starts (by whom is not known).
+        """INSERT INTO alias_history
+            (tenant, model_id, alias, version_number, move_time, principal, method)
+            SELECT a.tenant, m.model_id, a.alias, a.version_number, a.update_time, '',
+                'SetAlias'
+            FROM aliases a JOIN models m ON m.id = a.model_pk ORDER BY a.update_time""",
     ]
 
 
@@ -288,7 +300,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "server secrets (page token key)", _v6),
     Migration(7, "index blobs by integrity state (ListFiles filter)", _v7),
     Migration(8, "identity: API keys, model policies, upload owners", _v8),
-    Migration(9, "event log: events and per-tenant chain heads", _v9),
+    Migration(9, "event log: events, per-tenant chain heads, alias history", _v9),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

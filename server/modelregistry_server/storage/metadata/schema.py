@@ -318,6 +318,22 @@ class EventRow(_Row):
         table_name = "events"
 
 
+class AliasHistoryRow(_Row):
+    """``alias_history``: one move of an alias (``version_number`` NULL: removed)."""
+
+    id = peewee.BigAutoField()
+    tenant = peewee.TextField()
+    model_id = peewee.TextField()
+    alias_name = peewee.TextField(column_name="alias")
+    version_number = peewee.BigIntegerField(null=True)
+    move_time = peewee.BigIntegerField()
+    principal = peewee.TextField()
+    method = peewee.TextField()
+
+    class Meta:
+        table_name = "alias_history"
+
+
 class EventHeadRow(_Row):
     """``event_heads``: a tenant's last event and its chain's anchor."""
 
@@ -356,6 +372,7 @@ class Tables:
     api_keys: type[ApiKeyRow]
     events: type[EventRow]
     event_heads: type[EventHeadRow]
+    alias_history: type[AliasHistoryRow]
 
     def all(self) -> tuple[type[_Row], ...]:
         """Every row class."""
@@ -378,6 +395,7 @@ class Tables:
             self.api_keys,
             self.events,
             self.event_heads,
+            self.alias_history,
         )
 
 
@@ -402,6 +420,7 @@ def bind_tables(database: peewee.DatabaseProxy) -> Tables:
         api_keys=_bound(ApiKeyRow, database),
         events=_bound(EventRow, database),
         event_heads=_bound(EventHeadRow, database),
+        alias_history=_bound(AliasHistoryRow, database),
     )
 
 
