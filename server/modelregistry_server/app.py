@@ -381,7 +381,13 @@ def connect(config: Config) -> Backends:
         integrity=integrity,
     )
     api_keys = ApiKeys(store, clock=utc_now, page_tokens=tokens)
-    audit = Audit(store, page_tokens=tokens, clock=utc_now, retention=config.event_retention)
+    audit = Audit(
+        store,
+        page_tokens=tokens,
+        clock=utc_now,
+        retention=config.event_retention,
+        watch_poll_s=config.watch_poll_seconds,
+    )
     return Backends(store, blobs, registry, payloads, lineage, integrity, api_keys, audit)
 
 

@@ -60,6 +60,7 @@ class Config:
     jwt_leeway_seconds: float = 30
     api_keys: bool = False
     event_retention_days: float = 0
+    watch_poll_seconds: float = 1.0
 
     @property
     def retention(self) -> timedelta:
@@ -129,6 +130,8 @@ _HELP = {
     "but health; API keys are accepted anyway once any other authenticator is configured",
     "event_retention_days": "events older than this many days are removed by maintenance (the "
     "chain stays verifiable from the oldest kept event); 0 keeps them for ever",
+    "watch_poll_seconds": "how often a waiting WatchEvents stream looks for events committed by "
+    "other replicas (this server's own commits wake it at once)",
     "page_token_secret_file": "file whose bytes sign page tokens (at least 16; every replica "
     "needs the same); empty: a random secret kept in the metadata database",
     "jwt_public_keys": "JWT verification keys (RS256/ES256): a PEM file of public keys or "

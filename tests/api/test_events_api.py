@@ -88,6 +88,14 @@ def _unfinished_upload(client: RegistryClient, upload_id: str) -> None:
         stub.UploadFile(iter(requests), timeout=20, metadata=[("authorization", "Bearer ann")])
 
 
+def _watch_first(client: RegistryClient) -> Any:
+    watch = client.watch_events(after_cursor="events/0")
+    try:
+        return next(watch)
+    finally:
+        watch.close()
+
+
 def _steps() -> list[Step]:
     mr, pl, es, ac = (
         "/modelregistry.v1.ModelRegistry/",
@@ -156,6 +164,7 @@ def _steps() -> list[Step]:
         Step(mr + "UndeleteModel", lambda c: c.undelete_model("m"), "models/m"),
         Step(es + "ListEvents", lambda c: list(c.list_events())),
         Step(es + "VerifyEvents", lambda c: c.verify_events()),
+        Step(es + "WatchEvents", _watch_first),
         Step(ac + "GetCaller", lambda c: c.get_caller()),
         Step(
             ac + "CreateApiKey",

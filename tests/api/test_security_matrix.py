@@ -150,6 +150,9 @@ def _seed_more(client: RegistryClient) -> None:
     list(client.list_events(filter='resource = "models/m1*"', page_size=5))
     client.verify_events()
     list(client.list_alias_history("m1", "prod"))
+    watch = client.watch_events(after_cursor="events/0")
+    next(watch)
+    watch.close()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -238,6 +241,7 @@ TENANT_WIDE = frozenset(
         "GetCaller",
         "ListEvents",  # the caller's own tenant's log
         "VerifyEvents",
+        "WatchEvents",
     }
 )
 # Methods on a model that a viewer may call (reads), by requirement.

@@ -63,6 +63,7 @@ from modelregistry.client.names import (
     version_name,
 )
 from modelregistry.client.pager import Pager
+from modelregistry.client.watch import EventWatch
 
 __all__ = [
     "CLIENT_DOMAIN",
@@ -80,6 +81,7 @@ __all__ = [
     "CancelledError",
     "DataLossError",
     "DeadlineExceededError",
+    "EventWatch",
     "FailedPreconditionError",
     "FileName",
     "IntegrityError",

@@ -45,6 +45,7 @@ from modelregistry.client.transfers import (
     ProgressCallback,
 )
 from modelregistry.client.uploads import Uploader
+from modelregistry.client.watch import EventWatch
 from modelregistry.v1 import access_pb2 as ac
 from modelregistry.v1 import access_pb2_grpc as ac_grpc
 from modelregistry.v1 import events_pb2 as ev
@@ -630,6 +631,20 @@ class RegistryClient:
         lazily; ``filter`` e.g. ``'resource = "models/fraud*" AND principal = "user:ann"'``."""
         request = ev.ListEventsRequest(filter=filter, order_by=order_by, page_size=page_size)
         return self._pager(self._events.ListEvents, request, lambda page: page.events)
+
+    def watch_events(self, *, filter: str = "", after_cursor: str = "") -> EventWatch:
+        """Follow the event log: the matching events after ``after_cursor`` (an event name
+        or a previous watch's ``cursor``; ``""``: only new events, ``"events/0"``: from the
+        start), then new ones as they commit, for ever. Reconnects by itself from the last
+        cursor when the stream breaks (at most ``retries`` times in a row); ``close()`` it,
+        or use it as ``with contextlib.closing(reg.watch_events()) as events:``."""
+        return EventWatch(
+            self._call,
+            self._events,
+            filter=filter,
+            after_cursor=after_cursor,
+            retries=self._call.retries,
+        )
 
     def verify_events(self) -> ev.VerifyEventsResponse:
         """Walk the tenant's event chain (needs ``registry.admin``): ``ok``, or the first

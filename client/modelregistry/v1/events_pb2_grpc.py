@@ -47,6 +47,11 @@ class EventServiceStub:
                 request_serializer=modelregistry_dot_v1_dot_events__pb2.VerifyEventsRequest.SerializeToString,
                 response_deserializer=modelregistry_dot_v1_dot_events__pb2.VerifyEventsResponse.FromString,
                 _registered_method=True)
+        self.WatchEvents = channel.unary_stream(
+                '/modelregistry.v1.EventService/WatchEvents',
+                request_serializer=modelregistry_dot_v1_dot_events__pb2.WatchEventsRequest.SerializeToString,
+                response_deserializer=modelregistry_dot_v1_dot_events__pb2.WatchEventsResponse.FromString,
+                _registered_method=True)
 
 
 class EventServiceServicer:
@@ -71,6 +76,17 @@ class EventServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchEvents(self, request, context):
+        """Streams the events after `after_cursor` that match the filter, in order, then new ones
+        as they commit, without gaps or duplicates. Reconnecting with the last `cursor` received
+        continues exactly there, also after a server restart or on another replica. What a
+        caller may see is as for ListEvents. OUT_OF_RANGE `EVENTS_PRUNED` if retention removed
+        events after the cursor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -83,6 +99,11 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.VerifyEvents,
                     request_deserializer=modelregistry_dot_v1_dot_events__pb2.VerifyEventsRequest.FromString,
                     response_serializer=modelregistry_dot_v1_dot_events__pb2.VerifyEventsResponse.SerializeToString,
+            ),
+            'WatchEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvents,
+                    request_deserializer=modelregistry_dot_v1_dot_events__pb2.WatchEventsRequest.FromString,
+                    response_serializer=modelregistry_dot_v1_dot_events__pb2.WatchEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -142,6 +163,33 @@ class EventService:
             '/modelregistry.v1.EventService/VerifyEvents',
             modelregistry_dot_v1_dot_events__pb2.VerifyEventsRequest.SerializeToString,
             modelregistry_dot_v1_dot_events__pb2.VerifyEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/modelregistry.v1.EventService/WatchEvents',
+            modelregistry_dot_v1_dot_events__pb2.WatchEventsRequest.SerializeToString,
+            modelregistry_dot_v1_dot_events__pb2.WatchEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

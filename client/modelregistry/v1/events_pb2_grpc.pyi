@@ -44,6 +44,13 @@ class EventServiceStub:
     """Walks the tenant's hash chain from its anchor to its head and reports the first event
     that does not match (needs `registry.admin`).
     """
+    WatchEvents: _grpc.UnaryStreamMultiCallable[_events_pb2.WatchEventsRequest, _events_pb2.WatchEventsResponse]
+    """Streams the events after `after_cursor` that match the filter, in order, then new ones
+    as they commit, without gaps or duplicates. Reconnecting with the last `cursor` received
+    continues exactly there, also after a server restart or on another replica. What a
+    caller may see is as for ListEvents. OUT_OF_RANGE `EVENTS_PRUNED` if retention removed
+    events after the cursor.
+    """
 
 @_typing.type_check_only
 class EventServiceAsyncStub(EventServiceStub):
@@ -60,6 +67,13 @@ class EventServiceAsyncStub(EventServiceStub):
     VerifyEvents: _aio.UnaryUnaryMultiCallable[_events_pb2.VerifyEventsRequest, _events_pb2.VerifyEventsResponse]  # type: ignore[assignment]
     """Walks the tenant's hash chain from its anchor to its head and reports the first event
     that does not match (needs `registry.admin`).
+    """
+    WatchEvents: _aio.UnaryStreamMultiCallable[_events_pb2.WatchEventsRequest, _events_pb2.WatchEventsResponse]  # type: ignore[assignment]
+    """Streams the events after `after_cursor` that match the filter, in order, then new ones
+    as they commit, without gaps or duplicates. Reconnecting with the last `cursor` received
+    continues exactly there, also after a server restart or on another replica. What a
+    caller may see is as for ListEvents. OUT_OF_RANGE `EVENTS_PRUNED` if retention removed
+    events after the cursor.
     """
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -86,6 +100,19 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_events_pb2.VerifyEventsResponse, _abc.Awaitable[_events_pb2.VerifyEventsResponse]]:
         """Walks the tenant's hash chain from its anchor to its head and reports the first event
         that does not match (needs `registry.admin`).
+        """
+
+    @_abc_1.abstractmethod
+    def WatchEvents(
+        self,
+        request: _events_pb2.WatchEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_events_pb2.WatchEventsResponse], _abc.AsyncIterator[_events_pb2.WatchEventsResponse]]:
+        """Streams the events after `after_cursor` that match the filter, in order, then new ones
+        as they commit, without gaps or duplicates. Reconnecting with the last `cursor` received
+        continues exactly there, also after a server restart or on another replica. What a
+        caller may see is as for ListEvents. OUT_OF_RANGE `EVENTS_PRUNED` if retention removed
+        events after the cursor.
         """
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,6 +1,8 @@
-"""EventService servicer: the event log through gRPC (list, verify)."""
+"""EventService servicer: the event log through gRPC (list, verify, watch)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import grpc
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
@@ -69,6 +71,21 @@ class EventServicer(rpc_grpc.EventServiceServicer):
         return rpc.ListEventsResponse(
             events=[event_to_proto(e) for e in events], next_page_token=token
         )
+
+    def WatchEvents(
+        self, request: rpc.WatchEventsRequest, context: Ctx
+    ) -> Iterator[rpc.WatchEventsResponse]:
+        stream = self._audit.watch(
+            caller_of(context),
+            request.filter,
+            request.after_cursor,
+            cancelled=lambda: not context.is_active(),
+        )
+        for event, cursor in stream:
+            if event is None:
+                yield rpc.WatchEventsResponse(cursor=cursor)
+            else:
+                yield rpc.WatchEventsResponse(event=event_to_proto(event), cursor=cursor)
 
     def VerifyEvents(
         self, request: rpc.VerifyEventsRequest, context: Ctx

@@ -512,7 +512,9 @@ class ErrorMappingInterceptor(_Interceptor):
             try:
                 await self._admit(self._admission(method, context), sync)
                 admitted = True
-                async with self._stream_slot(sync.caller, download=True):
+                async with self._stream_slot(
+                    sync.caller, download=method.endswith("/DownloadFile")
+                ):
                     decoded = _decoded(decode, request)
                     messages = behavior(decoded, sync)
                     producer = _Producer(messages, self._stream_pool)

@@ -78,6 +78,7 @@ _BY_SERVICE: dict[str, dict[str, Requirement]] = {
     "modelregistry.v1.EventService": {
         "ListEvents": _R,  # registry.admin sees the tenant's log, others its models' changes
         "VerifyEvents": _A,
+        "WatchEvents": _R,  # sees what ListEvents would
     },
     "grpc.health.v1.Health": {"Check": Open.HEALTH, "List": Open.HEALTH, "Watch": Open.HEALTH},
     "grpc.reflection.v1alpha.ServerReflection": {"ServerReflectionInfo": Open.REFLECTION},

@@ -11,8 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from .entities import Page
+from .errors import InvalidArgument, OutOfRange, Reason
 from .events import Event, EventKind, Verification, system_change, verify_chain
 from .filter_parser import parse_filter
+from .filtering import And, Comparison, Expr, Op
 from .identity import Caller
 from .listing import EVENT_DEFAULT_ORDER, EVENT_SCHEMA, PageTokens, parse_order_by
 from .paging import Pager
@@ -22,6 +24,8 @@ from .ports.events import EventLog, EventScope
 log = logging.getLogger(__name__)
 
 VERIFY_BATCH = 1000
+WATCH_BATCH = 100  # events a watch holds in memory at once
+DEFAULT_WATCH_POLL_S = 1.0
 # Access events per principal: a burst of this many, then one per ACCESS_REFILL_S seconds;
 # beyond that they are counted and the count rides on the principal's next recorded one.
 ACCESS_BURST = 60
@@ -76,8 +80,10 @@ class Audit:
         clock: Callable[[], datetime],
         retention: timedelta | None = None,
         budget: AccessBudget | None = None,
+        watch_poll_s: float = DEFAULT_WATCH_POLL_S,
     ) -> None:
         self._store = store
+        self._poll = watch_poll_s
         self._tokens = page_tokens or PageTokens.random()
         self._clock = clock
         self._retention = retention  # None: keep events forever
@@ -129,6 +135,78 @@ class Audit:
                 return
             after = batch[-1].sequence
 
+    def watch(
+        self,
+        caller: Caller,
+        filter_text: str,
+        after_cursor: str,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> Iterator[tuple[Event | None, str]]:
+        """The events after ``after_cursor`` that match the filter, in sequence order, then
+        new ones as they commit, as ``(event, cursor)``; ``(None, cursor)`` reports progress
+        without an event (first at the start, then whenever non-matching events were
+        passed), so a client resuming from the last cursor it got neither misses nor repeats
+        anything. ``""`` starts at the current end of the log, ``events/0`` at its start.
+
+        At most :data:`WATCH_BATCH` events are held at a time: a slow reader is served from
+        the table at its own pace. Ends when ``cancelled()``; waits on commits of this
+        process and polls for those of other replicas.
+        """
+        expr = parse_filter(filter_text, EVENT_SCHEMA)
+        scope = self.scope_of(caller)
+        tenant = caller.tenant
+        head = self._store.event_head(tenant)
+        last = 0 if head is None else head.last_sequence
+        position = last if not after_cursor else _cursor_sequence(after_cursor)
+        if position > last:
+            raise InvalidArgument.field("after_cursor", f"names an event after the last ({last})")
+        if head is not None and position + 1 < head.anchor_sequence:
+            raise OutOfRange(
+                f"events up to {head.anchor_sequence - 1} were removed by retention; resume "
+                f"from events/{head.anchor_sequence - 1}",
+                reason=Reason.EVENTS_PRUNED,
+                metadata={"oldest_cursor": f"events/{head.anchor_sequence - 1}"},
+            )
+        yield None, f"events/{position}"
+        while not cancelled():
+            generation = self._store.event_generation()
+            head = self._store.event_head(tenant)
+            end = 0 if head is None else head.last_sequence
+            if end <= position:
+                self._store.wait_for_events(generation, self._poll)
+                continue
+            # Every event up to the head's sequence has committed (the head row is written in
+            # the same transaction as its event, after all earlier ones committed).
+            for event in self._between(tenant, expr, scope, position, end):
+                position = event.sequence
+                yield event, event.name
+            if position < end:  # passed events the filter or scope left out
+                position = end
+                yield None, f"events/{position}"
+
+    def _between(
+        self, tenant: str, expr: Expr | None, scope: EventScope, after: int, upto: int
+    ) -> Iterator[Event]:
+        window = And(
+            tuple(
+                e
+                for e in (
+                    Comparison("sequence", Op.GT, after),
+                    Comparison("sequence", Op.LE, upto),
+                    expr,
+                )
+                if e is not None
+            )
+        )
+        cursor: tuple[object, ...] | None = None
+        while True:
+            query = ListQuery(window, EVENT_DEFAULT_ORDER, True, WATCH_BATCH, cursor)
+            page = self._store.list_events(tenant, query, scope)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
     def record_access(
         self, caller: Caller, method: str, resource: str, outcome: str, summary: dict[str, Any]
     ) -> None:
@@ -171,3 +249,10 @@ class Audit:
                     system_change(tenant, "PruneEvents", "events", now, summary)
                 )
         return sum(removed.values())
+
+
+def _cursor_sequence(cursor: str) -> int:
+    prefix, _, number = cursor.partition("/")
+    if prefix != "events" or not number.isdigit() or len(number) > 18:
+        raise InvalidArgument.field("after_cursor", "must be an event name like events/42")
+    return int(number)

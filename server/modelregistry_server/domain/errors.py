@@ -65,6 +65,7 @@ class Reason(StrEnum):
     ROLE_MISSING = "ROLE_MISSING"
     ALIAS_PROTECTED = "ALIAS_PROTECTED"
     STAGE_PROTECTED = "STAGE_PROTECTED"
+    EVENTS_PRUNED = "EVENTS_PRUNED"
 
 
 @dataclass(frozen=True)

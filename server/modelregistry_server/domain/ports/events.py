@@ -47,6 +47,16 @@ class EventLog(Protocol):
         """Every tenant that has a chain head, sorted."""
         ...
 
+    def event_generation(self) -> int:
+        """A counter this process bumps after each commit that appended events."""
+        ...
+
+    def wait_for_events(self, generation: int, timeout: float) -> int:
+        """Wait until the counter differs from ``generation`` (an event was committed by
+        this process) or ``timeout`` seconds passed; returns the counter. Events committed by
+        other processes are seen by reading again (callers poll with the timeout)."""
+        ...
+
     def prune_events(self, before: datetime) -> dict[str, int]:
         """Delete every event older than ``before`` (in every tenant) and move each pruned
         chain's anchor to its oldest kept event, in one transaction; returns the number of

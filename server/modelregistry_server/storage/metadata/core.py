@@ -84,8 +84,11 @@ class StoreCore:
             if self._db.in_transaction():
                 yield
             else:
-                with self._backend.write_transaction():
-                    yield
+                try:
+                    with self._backend.write_transaction():
+                        yield
+                finally:
+                    self._transaction_ended()
 
     @contextmanager
     def connection(self) -> Iterator[None]:
@@ -94,6 +97,10 @@ class StoreCore:
         deadlines.check()
         with translated(), self._db.connection_context():
             yield
+
+    def _transaction_ended(self) -> None:
+        """Hook: the outermost write transaction of this thread committed or rolled back
+        (``self._db.in_transaction()`` is False again either way)."""
 
     def close(self) -> None:
         """Close every connection (pool included)."""

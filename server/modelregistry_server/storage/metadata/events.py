@@ -10,6 +10,7 @@ their transaction, so the head is never held while another lock is awaited.
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from ...domain.listing import EVENT_SCHEMA
 from ...domain.ports import ListQuery
 from ...domain.ports.events import EventScope
 from .core import StoreCore, check_limit, dicts, first, tuples
+from .database import Backend
 from .pages import fetch_page
 from .rows import from_micros, to_micros
 from .sql_filters import Collection, Column
@@ -81,8 +83,46 @@ def _entity(row: dict[str, Any]) -> Event:
     )
 
 
+class _Signal:
+    """Commits of events by this process: a counter and a condition to wait on."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.generation = 0
+        self.pending = threading.local()  # this thread's transaction appended
+
+    def bump(self) -> None:
+        with self.condition:
+            self.generation += 1
+            self.condition.notify_all()
+
+
 class EventRows(StoreCore):
     """``events`` and ``event_heads``."""
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend)
+        self._signal = _Signal()
+
+    def _transaction_ended(self) -> None:
+        super()._transaction_ended()
+        signal = self._signal
+        if getattr(signal.pending, "appended", False):
+            signal.pending.appended = False
+            # A rolled-back transaction also wakes watchers: they read, find nothing new and
+            # wait again (cheaper than telling commit from rollback here).
+            signal.bump()
+
+    def event_generation(self) -> int:
+        """The commit counter of this process (see the port)."""
+        return self._signal.generation
+
+    def wait_for_events(self, generation: int, timeout: float) -> int:
+        """Wait for the counter to move past ``generation``, at most ``timeout`` seconds."""
+        signal = self._signal
+        with signal.condition:
+            signal.condition.wait_for(lambda: signal.generation != generation, timeout)
+            return signal.generation
 
     def append_event(self, event: Event) -> Event:
         """Number, chain and insert ``event`` in the current transaction (see the module)."""
@@ -107,6 +147,7 @@ class EventRows(StoreCore):
             event.hash = chain_hash(event.prev_hash, event)
             e.insert(**_columns(event)).execute()
             h.update(last_hash=event.hash).where(h.tenant == event.tenant).execute()
+            self._signal.pending.appended = True
         return event
 
     def list_events(self, tenant: str, query: ListQuery, scope: EventScope) -> Page[Event]:
