@@ -18,7 +18,7 @@ from modelregistry_server.domain.events import Event, EventKind, chain_hash
 from modelregistry_server.domain.filter_parser import parse_filter
 from modelregistry_server.domain.identity import Caller, Permission
 from modelregistry_server.domain.listing import EVENT_DEFAULT_ORDER, EVENT_SCHEMA
-from modelregistry_server.domain.ports import EventScope, ListQuery
+from modelregistry_server.domain.ports import ALL_EVENTS, EventScope, ListQuery
 from modelregistry_server.domain.registry import Registry
 from modelregistry_server.domain.updates import Patch
 from modelregistry_server.storage.metadata import PeeweeMetadataStore
@@ -174,7 +174,7 @@ def test_listing_filters_pages_and_scopes(metadata_store: PeeweeMetadataStore) -
     _append(metadata_store, _event("t", 8, resource="events"))
     _append(metadata_store, _event("other", 1))
 
-    def page(text: str = "", scope: EventScope = EventScope.ALL, **kw: Any) -> list[int]:
+    def page(text: str = "", scope: EventScope = ALL_EVENTS, **kw: Any) -> list[int]:
         expr = parse_filter(text, EVENT_SCHEMA) if text else None
         query = ListQuery(expr, EVENT_DEFAULT_ORDER, True, kw.get("size", 100), kw.get("after"))
         found = metadata_store.list_events("t", query, scope)
@@ -186,18 +186,48 @@ def test_listing_filters_pages_and_scopes(metadata_store: PeeweeMetadataStore) -
     assert page("kind = ACCESS") == [7]
     assert page('event_time >= "2026-12-01T12:00:05Z"') == [5, 6, 7, 8]
     assert page("sequence > 2 AND sequence <= 4") == [3, 4]
-    assert page(scope=EventScope.MODEL_CHANGES) == list(range(1, 7))
     expr = parse_filter('model_id = "m2"', EVENT_SCHEMA)
     first = metadata_store.list_events(
-        "t", ListQuery(expr, EVENT_DEFAULT_ORDER, True, 1), EventScope.ALL
+        "t", ListQuery(expr, EVENT_DEFAULT_ORDER, True, 1), ALL_EVENTS
     )
     assert [e.sequence for e in first.items] == [2] and first.next_cursor is not None
     rest = metadata_store.list_events(
-        "t", ListQuery(expr, EVENT_DEFAULT_ORDER, True, 10, first.next_cursor), EventScope.ALL
+        "t", ListQuery(expr, EVENT_DEFAULT_ORDER, True, 10, first.next_cursor), ALL_EVENTS
     )
     assert [e.sequence for e in rest.items] == [5] and rest.next_cursor is None
     with pytest.raises(InvalidArgument):
         metadata_store.read_events("t", 0, 0)
+
+
+def test_non_admins_see_the_changes_of_models_they_own(
+    metadata_store: PeeweeMetadataStore,
+) -> None:
+    """Models without a policy: everyone owns them; with one: its owners. Access events,
+    events of other resources and of models gone from the catalog are for admins only."""
+    for model_id in ("open", "owned", "viewed"):
+        metadata_store.insert_model(make_model(model_id, tenant="t"))
+    _sql(metadata_store, "UPDATE models SET policy = '{}' WHERE model_id IN ('owned', 'viewed')")
+    for model_id, role in (("owned", "owner"), ("viewed", "viewer")):
+        _sql(
+            metadata_store,
+            "INSERT INTO model_members (tenant, model_pk, member, role) SELECT 't', id, "
+            f"'group:ml', '{role}' FROM models WHERE model_id = '{model_id}'",
+        )
+    resources = ["models/open", "models/owned/versions/1", "models/viewed", "models/gone", "events"]
+    for n, resource in enumerate(resources, start=1):
+        _append(metadata_store, _event("t", n, resource=resource))
+    _append(metadata_store, _event("t", 9, resource="models/open", kind=EventKind.ACCESS))
+
+    def seen(scope: EventScope) -> list[str]:
+        query = ListQuery(None, EVENT_DEFAULT_ORDER, True, 100)
+        return [e.resource for e in metadata_store.list_events("t", query, scope).items]
+
+    assert seen(EventScope(frozenset({"user:ann", "group:ml"}))) == [
+        "models/open",
+        "models/owned/versions/1",
+    ]
+    assert seen(EventScope(frozenset({"user:bob"}))) == ["models/open"]
+    assert len(seen(ALL_EVENTS)) == 6
 
 
 def test_pruning_anchors_the_chain_at_the_oldest_kept_event(

@@ -62,7 +62,8 @@ class EventServiceServicer:
 
     def ListEvents(self, request, context):
         """Lists events of the caller's tenant, oldest first. `registry.admin` sees every event;
-        other callers see the changes of models (and of what they hold).
+        other callers see the changes of the models they own (a model without a policy is
+        everyone's) and of what those models hold.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

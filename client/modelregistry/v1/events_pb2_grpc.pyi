@@ -38,7 +38,8 @@ class EventServiceStub:
     def __new__(cls, channel: _aio.Channel) -> EventServiceAsyncStub: ...
     ListEvents: _grpc.UnaryUnaryMultiCallable[_events_pb2.ListEventsRequest, _events_pb2.ListEventsResponse]
     """Lists events of the caller's tenant, oldest first. `registry.admin` sees every event;
-    other callers see the changes of models (and of what they hold).
+    other callers see the changes of the models they own (a model without a policy is
+    everyone's) and of what those models hold.
     """
     VerifyEvents: _grpc.UnaryUnaryMultiCallable[_events_pb2.VerifyEventsRequest, _events_pb2.VerifyEventsResponse]
     """Walks the tenant's hash chain from its anchor to its head and reports the first event
@@ -62,7 +63,8 @@ class EventServiceAsyncStub(EventServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListEvents: _aio.UnaryUnaryMultiCallable[_events_pb2.ListEventsRequest, _events_pb2.ListEventsResponse]  # type: ignore[assignment]
     """Lists events of the caller's tenant, oldest first. `registry.admin` sees every event;
-    other callers see the changes of models (and of what they hold).
+    other callers see the changes of the models they own (a model without a policy is
+    everyone's) and of what those models hold.
     """
     VerifyEvents: _aio.UnaryUnaryMultiCallable[_events_pb2.VerifyEventsRequest, _events_pb2.VerifyEventsResponse]  # type: ignore[assignment]
     """Walks the tenant's hash chain from its anchor to its head and reports the first event
@@ -89,7 +91,8 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_events_pb2.ListEventsResponse, _abc.Awaitable[_events_pb2.ListEventsResponse]]:
         """Lists events of the caller's tenant, oldest first. `registry.admin` sees every event;
-        other callers see the changes of models (and of what they hold).
+        other callers see the changes of the models they own (a model without a policy is
+        everyone's) and of what those models hold.
         """
 
     @_abc_1.abstractmethod

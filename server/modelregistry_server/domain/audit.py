@@ -19,7 +19,7 @@ from .identity import Caller
 from .listing import EVENT_DEFAULT_ORDER, EVENT_SCHEMA, PageTokens, parse_order_by
 from .paging import Pager
 from .ports import ListQuery, Transactions
-from .ports.events import EventLog, EventScope
+from .ports.events import ALL_EVENTS, EventLog, EventScope
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +103,16 @@ class Audit:
         expr = parse_filter(filter_text, EVENT_SCHEMA)
         order = parse_order_by(order_by, EVENT_SCHEMA, EVENT_DEFAULT_ORDER)
         scope = self.scope_of(caller)
-        cursor = pager.cursor("events", filter_text, order, scope.value)
+        cursor = pager.cursor("events", filter_text, order, scope.key)
         query = ListQuery(expr, order, True, pager.size, cursor)
         page: Page[Event] = self._store.list_events(caller.tenant, query, scope)
         return pager.reply(page)
 
     @staticmethod
     def scope_of(caller: Caller) -> EventScope:
-        """What of the tenant's log ``caller`` may read."""
-        return EventScope.ALL if caller.is_admin else EventScope.MODEL_CHANGES
+        """What of the tenant's log ``caller`` may read: all of it with registry.admin, else
+        the changes of the models it owns (a model without a policy: everyone does)."""
+        return ALL_EVENTS if caller.is_admin else EventScope(caller.members)
 
     def verify(self, caller: Caller) -> Verification:
         """Walk the caller's tenant's chain (the caller holds registry.admin)."""

@@ -41,7 +41,7 @@ from .catalog import (
     StageHistory,
     VersionCatalog,
 )
-from .events import EventLog, EventScope
+from .events import ALL_EVENTS, EventLog, EventScope
 from .files import BlobIntegrity, BlobReferences, FileCatalog, UploadSessions
 from .lineage import LineageIndex
 from .metadata import MetadataStore
@@ -51,6 +51,7 @@ from .scopes import Transactions
 from .secrets import ServerSecrets
 
 __all__ = [
+    "ALL_EVENTS",
     "AliasBook",
     "AliasHistory",
     "ApiKeyBook",

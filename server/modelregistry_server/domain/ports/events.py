@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Protocol
 
 from ..entities import Page
@@ -11,11 +11,21 @@ from ..events import Event, EventHead
 from .queries import ListQuery
 
 
-class EventScope(StrEnum):
-    """Which events of a tenant a listing may return."""
+@dataclass(frozen=True)
+class EventScope:
+    """Which events of a tenant a listing may return: all of them (``owners`` None, for
+    registry.admin), or the changes of the models that have no policy or that bind one of
+    ``owners`` as owner (and of what those models hold)."""
 
-    ALL = "ALL"  # registry.admin: the tenant's whole log
-    MODEL_CHANGES = "MODEL_CHANGES"  # changes of models (and what they hold) only
+    owners: frozenset[str] | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable text form (page tokens are bound to it)."""
+        return "all" if self.owners is None else "owned:" + ",".join(sorted(self.owners))
+
+
+ALL_EVENTS = EventScope()
 
 
 class EventLog(Protocol):

@@ -27,6 +27,8 @@ from .pages import fetch_page
 from .rows import from_micros, to_micros
 from .sql_filters import Collection, Column
 
+OWNER_ROLE = "owner"  # the policy role whose members read a model's events
+
 
 def event_collection(e: Any) -> Collection:
     """How ListEvents filters map to the columns of ``events``."""
@@ -152,10 +154,16 @@ class EventRows(StoreCore):
 
     def list_events(self, tenant: str, query: ListQuery, scope: EventScope) -> Page[Event]:
         """One keyset page of the tenant's events matching the query."""
-        e = self._t.events
+        e, m, mm = self._t.events, self._t.models, self._t.model_members
         conditions: list[Any] = []
-        if scope is EventScope.MODEL_CHANGES:
-            conditions = [e.kind == EventKind.CHANGE.value, e.model_id != ""]
+        if scope.owners is not None:
+            owning = mm.select(mm.model_pk).where(
+                mm.tenant == tenant, mm.member.in_(sorted(scope.owners)), mm.role == OWNER_ROLE
+            )
+            owned = m.select(m.model_id).where(
+                m.tenant == tenant, m.policy.is_null() | m.id.in_(owning)
+            )
+            conditions = [e.kind == EventKind.CHANGE.value, e.model_id.in_(owned)]
         with self._read():
             found, cursor = fetch_page(
                 event_collection(e), tenant, query, now_us=0, scope=conditions
