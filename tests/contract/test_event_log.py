@@ -102,6 +102,24 @@ def test_a_change_whose_event_cannot_be_written_is_rolled_back(
     assert [e.method for e in metadata_store.read_events("t", 0, 10)] == ["CreateModel"]
 
 
+def test_verification_during_appends_checks_up_to_the_head_it_read(
+    metadata_store: PeeweeMetadataStore,
+) -> None:
+    _seeded(metadata_store, 3)
+    audit = _audit(metadata_store)
+    reads = metadata_store.read_events
+
+    def appending(tenant: str, after: int, limit: int) -> list[Event]:
+        found = reads(tenant, after, limit)
+        if after == 0:  # another writer commits while the walk runs
+            _append(metadata_store, _event("t", 99))
+        return reads(tenant, after, limit) if after == 0 else found
+
+    metadata_store.read_events = appending  # type: ignore[method-assign]
+    result = audit.verify_tenant("t")
+    assert (result.ok, result.checked, result.last_sequence) == (True, 3, 3)
+
+
 def test_concurrent_appends_get_every_sequence_once(metadata_store: PeeweeMetadataStore) -> None:
     threads, each = 4, 15
     errors: list[BaseException] = []
@@ -140,6 +158,15 @@ def _seeded(store: PeeweeMetadataStore, count: int = 5) -> list[Event]:
         ("DELETE FROM events WHERE sequence = 5", 5, "missing"),
         ("DELETE FROM events WHERE sequence = 1", 1, "missing"),
         ("UPDATE event_heads SET last_hash = 'x'", 5, "head"),
+        (
+            "INSERT INTO events (tenant, sequence, event_time, kind, principal, method, resource, "
+            "model_id, outcome, request_id, etag_before, etag_after, summary, prev_hash, hash) "
+            "SELECT tenant, 6, event_time, kind, principal, method, resource, model_id, outcome, "
+            "request_id, etag_before, etag_after, summary, hash, 'h' FROM events "
+            "WHERE sequence = 5",
+            6,
+            "follows the chain head",
+        ),
     ],
 )
 def test_verification_fails_at_the_tampered_row(

@@ -7,12 +7,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from .entities import Page
 from .errors import InvalidArgument, OutOfRange, Reason
-from .events import Event, EventKind, Verification, system_change, verify_chain
+from .events import Event, EventHead, EventKind, Verification, system_change, verify_chain
 from .filter_parser import parse_filter
 from .filtering import And, Comparison, Expr, Op
 from .identity import Caller
@@ -119,19 +120,49 @@ class Audit:
         return self.verify_tenant(caller.tenant)
 
     def verify_tenant(self, tenant: str) -> Verification:
-        """Walk one tenant's chain from its anchor to its head."""
+        """Walk one tenant's chain from its anchor to the head read first (events appended
+        meanwhile are left for the next walk). A walk that pruning overtook (the anchor
+        moved) is repeated once."""
         head = self._store.event_head(tenant)
-        return verify_chain(tenant, head, self._all_events(tenant))
+        result = self._walk(tenant, head)
+        if not result.ok and head is not None:
+            again = self._store.event_head(tenant)
+            if again is not None and again.anchor_sequence != head.anchor_sequence:
+                result = self._walk(tenant, again)
+        return result
+
+    def _walk(self, tenant: str, head: EventHead | None) -> Verification:
+        upto = None if head is None else head.last_sequence
+        result = verify_chain(tenant, head, self._all_events(tenant, upto))
+        if result.ok and upto is not None:
+            result = self._nothing_beyond(tenant, result, upto)
+        return result
 
     def verify_all(self) -> list[Verification]:
         """Walk every tenant's chain."""
         return [self.verify_tenant(t) for t in self._store.event_tenants()]
 
-    def _all_events(self, tenant: str) -> Iterator[Event]:
+    def _nothing_beyond(self, tenant: str, result: Verification, upto: int) -> Verification:
+        """Fail if a row follows the head that no append made: an event committed after the
+        walk began has moved the head (read after the row) past it."""
+        beyond = self._store.read_events(tenant, upto, 1)
+        if not beyond:
+            return result
+        head = self._store.event_head(tenant)
+        sequence = beyond[0].sequence
+        if head is not None and head.last_sequence >= sequence:
+            return result
+        return replace(result, failed_sequence=sequence, reason="event follows the chain head")
+
+    def _all_events(self, tenant: str, upto: int | None) -> Iterator[Event]:
+        """The tenant's events in sequence order, up to ``upto`` (None: every one)."""
         after = 0
         while True:
             batch = self._store.read_events(tenant, after, VERIFY_BATCH)
-            yield from batch
+            for event in batch:
+                if upto is not None and event.sequence > upto:
+                    return
+                yield event
             if len(batch) < VERIFY_BATCH:
                 return
             after = batch[-1].sequence
