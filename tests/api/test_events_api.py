@@ -13,7 +13,12 @@ from typing import Any
 import grpc
 import pytest
 
-from modelregistry.client import PermissionDeniedError, RegistryClient, RegistryError
+from modelregistry.client import (
+    NotFoundError,
+    PermissionDeniedError,
+    RegistryClient,
+    RegistryError,
+)
 from modelregistry.v1 import events_pb2 as ev
 from modelregistry.v1 import payload_pb2_grpc as pl_grpc
 from modelregistry_server.api.authentication import Authentication, Credentials
@@ -30,6 +35,7 @@ TOKENS = {
     "ann": frozenset({Permission.ADMIN}),
     "rob": frozenset({Permission.READ}),
     "wes": frozenset({Permission.READ, Permission.CREATE, Permission.UPDATE}),
+    "eve": frozenset({Permission.READ}),
 }
 
 
@@ -291,6 +297,52 @@ def test_list_events_filters_pages_and_scopes(guarded: RegistryServer) -> None:
         with expect_error(PermissionDeniedError, "SCOPE_MISSING"):
             rob.verify_events()
         assert ann.verify_events().ok
+
+
+def test_model_policies_decide_whose_events_a_caller_sees(guarded: RegistryServer) -> None:
+    with _as(guarded, "ann") as ann, _as(guarded, "wes") as wes, _as(guarded, "rob") as rob:
+        ann.create_model("open")
+        ann.create_model("guarded")
+        ann.set_model_policy("guarded", {"owner": ["user:wes"], "viewer": ["user:rob"]})
+        wes.create_version("guarded")
+        owner_view = [(e.method, e.resource) for e in wes.list_events()]
+        assert owner_view == [
+            ("CreateModel", "models/open"),
+            ("CreateModel", "models/guarded"),
+            ("SetModelPolicy", "models/guarded"),
+            ("CreateModelVersion", "models/guarded/versions/1"),
+        ]
+        # A viewer sees the model, not who changed it; the policy-less model is everyone's.
+        assert [e.resource for e in rob.list_events()] == ["models/open"]
+        watch = rob.watch_events(after_cursor="events/0")
+        try:
+            assert next(watch).resource == "models/open"
+        finally:
+            watch.close()
+        (policy_event,) = ann.list_events_page(filter='method = "SetModelPolicy"').events
+        bindings = {
+            b["role"]: list(b["members"]) for b in policy_event.summary["policy"]["bindings"]
+        }
+        assert bindings == {"owner": ["user:wes"], "viewer": ["user:rob"]}
+
+
+def test_a_read_refused_by_a_policy_is_an_access_event(guarded: RegistryServer) -> None:
+    with _as(guarded, "ann") as ann, _as(guarded, "eve") as eve:
+        ann.create_model("guarded")
+        ann.set_model_policy("guarded", {"owner": ["user:ann"]})
+        before = _last(guarded)
+        with expect_error(NotFoundError, "MODEL_NOT_FOUND"):
+            eve.get_model("guarded")  # exactly what a missing model answers
+        with expect_error(NotFoundError, "MODEL_NOT_FOUND"):
+            eve.get_model("missing")  # a missing model: nothing recorded
+    (event,) = _events_after(guarded, before)
+    assert (event.kind, event.principal, event.method, event.resource, event.outcome) == (
+        EventKind.ACCESS,
+        "user:eve",
+        "GetModel",
+        "models/guarded",
+        "NOT_FOUND MODEL_NOT_FOUND",
+    )
 
 
 def test_verify_events_reports_the_first_tampered_row(guarded: RegistryServer) -> None:

@@ -1,8 +1,9 @@
 """Access events: what the serving edge records about calls that were refused or failed.
 
 Recorded (each in a transaction of its own, within the principal's budget, see
-``domain/audit.AccessBudget``): every PERMISSION_DENIED of an authenticated caller, and every
-failure of a mutating RPC (``api/permissions.MUTATING``). Not recorded: UNAUTHENTICATED (the
+``domain/audit.AccessBudget``): every PERMISSION_DENIED of an authenticated caller, every
+NOT_FOUND a model policy answered (``domain/errors.Hidden``), and every failure of a mutating
+RPC (``api/permissions.MUTATING``). Not recorded: UNAUTHENTICATED (the
 credentials prove no tenant to record it in, and an unauthenticated flood must not become
 writes; such calls are counted in the log only), and failed reads other than denials.
 """
@@ -17,7 +18,7 @@ import grpc
 from google.protobuf.message import Message
 
 from ..domain.audit import Audit
-from ..domain.errors import DomainError, PermissionDenied
+from ..domain.errors import DomainError, Hidden, PermissionDenied
 from ..domain.identity import Caller
 from ..domain.names import REQUEST_ID_RE
 from .errors import status_code_for
@@ -66,8 +67,9 @@ def resource_of(message: Any) -> str:
 
 
 def worth_recording(method: str, exc: BaseException) -> bool:
-    """Denials of any call, and failures of mutating ones."""
-    return isinstance(exc, PermissionDenied) or is_mutating(method)
+    """Denials of any call (PERMISSION_DENIED, and NOT_FOUND by policy), and failures of
+    mutating ones."""
+    return isinstance(exc, (PermissionDenied, Hidden)) or is_mutating(method)
 
 
 def _outcome(exc: BaseException) -> tuple[str, dict[str, Any]]:

@@ -61,7 +61,7 @@ from ..domain.errors import (
     ResourceExhausted,
 )
 from ..domain.identity import Caller
-from .access_events import request_id_of
+from .access_events import request_id_of, worth_recording
 from .authentication import ANONYMOUS, Authentication, Credentials
 from .errors import internal_status, to_status
 from .permissions import Requirement, requirement
@@ -524,7 +524,7 @@ class ErrorMappingInterceptor(_Interceptor):
                 raise
             except Exception as exc:
                 record = self._access_log
-                if admitted and record is not None and isinstance(exc, PermissionDenied):
+                if admitted and record is not None and worth_recording(method, exc):
                     await asyncio.get_running_loop().run_in_executor(
                         self._unary_pool, record, sync.caller, method, decoded, exc
                     )

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 
 from .entities import Stage
-from .errors import NotFound, PermissionDenied, Reason
+from .errors import Hidden, PermissionDenied, Reason
 from .identity import Caller
 from .policies import ModelPolicy, Role
 from .ports import ModelPolicies
@@ -69,7 +69,7 @@ def check(caller: Caller, model_id: str, policy: ModelPolicy | None, action: Act
     if action in granted(policy, roles):
         return
     if not roles:
-        raise NotFound(f"model {model_id!r} not found", reason=Reason.MODEL_NOT_FOUND)
+        raise Hidden(f"model {model_id!r} not found", reason=Reason.MODEL_NOT_FOUND)
     held = ", ".join(sorted(r.value for r in roles))
     reason = _DENIAL_REASONS.get(action, Reason.ROLE_MISSING)
     raise PermissionDenied(

@@ -138,6 +138,11 @@ class NotFound(_ExplicitReason):
     """The named resource does not exist (or is not visible to the caller)."""
 
 
+class Hidden(NotFound):
+    """NOT_FOUND for a resource that exists but the caller may not see: to the client exactly
+    a missing resource, to the event log a denial (an access event)."""
+
+
 class AlreadyExists(_ExplicitReason):
     """A resource with that name already exists."""
 

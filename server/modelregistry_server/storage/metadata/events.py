@@ -19,6 +19,7 @@ import peewee
 from ...domain.entities import Page
 from ...domain.events import Event, EventHead, EventKind, chain_hash
 from ...domain.listing import EVENT_SCHEMA
+from ...domain.policies import Role
 from ...domain.ports import ListQuery
 from ...domain.ports.events import EventScope
 from .core import StoreCore, check_limit, dicts, first, tuples
@@ -26,8 +27,6 @@ from .database import Backend
 from .pages import fetch_page
 from .rows import from_micros, to_micros
 from .sql_filters import Collection, Column
-
-OWNER_ROLE = "owner"  # the policy role whose members read a model's events
 
 
 def event_collection(e: Any) -> Collection:
@@ -158,7 +157,9 @@ class EventRows(StoreCore):
         conditions: list[Any] = []
         if scope.owners is not None:
             owning = mm.select(mm.model_pk).where(
-                mm.tenant == tenant, mm.member.in_(sorted(scope.owners)), mm.role == OWNER_ROLE
+                mm.tenant == tenant,
+                mm.member.in_(sorted(scope.owners)),
+                mm.role == Role.OWNER.value,
             )
             owned = m.select(m.model_id).where(
                 m.tenant == tenant, m.policy.is_null() | m.id.in_(owning)
