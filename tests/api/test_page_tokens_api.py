@@ -16,6 +16,7 @@ from modelregistry.v1 import model_registry_pb2 as mr
 from modelregistry.v1 import payload_pb2 as pl
 from modelregistry_server.app import RegistryServer, build_server
 from modelregistry_server.config import Config
+from modelregistry_server.domain.identity import DEFAULT_TENANT
 from modelregistry_server.domain.listing import MODEL_DEFAULT_ORDER, PageTokens, query_fingerprint
 from tests.api.registry_helpers import call, expect_error
 from tests.support.servers import serving
@@ -37,7 +38,7 @@ def _three_models(client: RegistryClient) -> str:
 
 def test_forged_tokens_are_rejected(client: RegistryClient) -> None:
     _three_models(client)
-    fingerprint = query_fingerprint("models", "", MODEL_DEFAULT_ORDER, False)
+    fingerprint = query_fingerprint(DEFAULT_TENANT, "models", "", MODEL_DEFAULT_ORDER, False)
     for token in (_unsigned(["a", 1], fingerprint), _unsigned(["a"], fingerprint) + ".AAAA"):
         with expect_error(InvalidArgumentError, "INVALID_PAGE_TOKEN", field="page_token"):
             client.list_models_page(page_size=1, page_token=token)
@@ -75,12 +76,12 @@ def test_signed_cursors_the_store_cannot_hold(
     _upload(client)
     tokens = PageTokens(server.store.page_token_secret())
     if method == "ListFiles":
-        token = tokens.encode((cursor,), query_fingerprint("files", "m", 1))
+        token = tokens.encode((cursor,), query_fingerprint(DEFAULT_TENANT, "files", "m", 1))
         request = pl.ListFilesRequest(parent="models/m/versions/1", page_token=token)
         with expect_error(InvalidArgumentError, "INVALID_PAGE_TOKEN", field="page_token"):
             client.list_files_page("m", 1, page_token=request.page_token)
         return
-    token = tokens.encode((cursor,), query_fingerprint("transitions", "m", 1))
+    token = tokens.encode((cursor,), query_fingerprint(DEFAULT_TENANT, "transitions", "m", 1))
     request = mr.ListStageTransitionsRequest(parent="models/m/versions/1", page_token=token)
     with expect_error(InvalidArgumentError, "INVALID_PAGE_TOKEN", field="page_token"):
         call(client, "ListStageTransitions", request)

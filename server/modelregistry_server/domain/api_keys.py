@@ -145,8 +145,8 @@ class ApiKeys:
     ) -> tuple[list[ApiKey], str]:
         """The caller's tenant's keys (revoked and expired ones too), oldest first."""
         _require_admin(caller)
-        pager = Pager(page_size, page_token, self._tokens)
-        cursor = typed_cursor(pager.cursor("api_keys", caller.tenant), int, int)
+        pager = Pager(page_size, page_token, self._tokens, tenant=caller.tenant)
+        cursor = typed_cursor(pager.cursor("api_keys"), int, int)
         after = None if cursor is None else (int(cursor[0]), int(cursor[1]))
         return pager.reply(self._store.list_api_keys(caller.tenant, after, pager.size))
 

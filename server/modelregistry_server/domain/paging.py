@@ -1,9 +1,10 @@
 """One pager for every List use case, and a reader of whole listings for internal use.
 
-A :class:`Pager` holds one call's page size (checked first), page token and the signer of
-tokens (:class:`~.listing.PageTokens`); the use case names the query the token must belong
-to once it knows it (:meth:`Pager.cursor`) and hands the store's page back
-(:meth:`Pager.reply`) to get the items and the next token.
+A :class:`Pager` holds one call's page size (checked first), page token, the signer of
+tokens (:class:`~.listing.PageTokens`) and the caller's tenant; the use case names the query
+the token must belong to once it knows it (:meth:`Pager.cursor`) and hands the store's page
+back (:meth:`Pager.reply`) to get the items and the next token. The tenant is part of every
+token's query, so a token issued in one tenant is refused in another.
 """
 
 from __future__ import annotations
@@ -22,16 +23,18 @@ MAX_PAGES = 1_000_000  # a store that never ends a listing is a bug, not a long 
 class Pager:
     """Paging of one List call."""
 
-    def __init__(self, page_size: int, page_token: str, tokens: PageTokens) -> None:
+    def __init__(self, page_size: int, page_token: str, tokens: PageTokens, *, tenant: str) -> None:
         self.size = check_page_size(page_size)
         self._token = page_token
         self._tokens = tokens
+        self._tenant = tenant
         self._fingerprint: str | None = None
 
     def cursor(self, *query: object) -> Cursor | None:
         """The cursor inside the token; INVALID_ARGUMENT unless it was issued for ``query``
-        (everything that shapes the listing: collection, parent, filter, order, flags)."""
-        self._fingerprint = query_fingerprint(*query)
+        (everything that shapes the listing: collection, parent, filter, order, flags) in
+        this pager's tenant."""
+        self._fingerprint = query_fingerprint(self._tenant, *query)
         return self._tokens.decode(self._token, self._fingerprint)
 
     def reply(self, page: Page[T]) -> tuple[list[T], str]:

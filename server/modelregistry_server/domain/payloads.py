@@ -634,7 +634,7 @@ class Payloads:
     ) -> tuple[list[UploadSession], str]:
         """The upload sessions targeting a version (unfinished and committed; by default
         ordered by upload id), so an upload whose id was lost can be found and resumed."""
-        pager = Pager(page_size, page_token, self._tokens)
+        pager = Pager(page_size, page_token, self._tokens, tenant=caller.tenant)
         expr = parse_filter(filter_text, UPLOAD_SCHEMA)
         order = parse_order_by(order_by, UPLOAD_SCHEMA, UPLOAD_DEFAULT_ORDER)
         version = self._registry.resolve(caller, ref)
@@ -686,7 +686,7 @@ class Payloads:
         """The files of a version, of every live version of a model or of every model
         (``parent``), matching the filter (fields of ``FILE_SCHEMA``, e.g.
         ``integrity = CORRUPTED``), ordered by model id, version number and file id."""
-        pager = Pager(page_size, page_token, self._tokens)
+        pager = Pager(page_size, page_token, self._tokens, tenant=caller.tenant)
         expr = parse_filter(filter_text, FILE_SCHEMA)
         model_id, number = parent.model_id, None
         if parent.version is not None:

@@ -203,7 +203,7 @@ class Registry:
         show_deleted: bool = False,
     ) -> tuple[list[Model], str]:
         """One page of models and the next page token."""
-        pager = Pager(page_size, page_token, self._tokens)
+        pager = Pager(page_size, page_token, self._tokens, tenant=caller.tenant)
         expr = parse_filter(filter_text, MODEL_SCHEMA)
         order = parse_order_by(order_by, MODEL_SCHEMA, MODEL_DEFAULT_ORDER)
         cursor = pager.cursor("models", filter_text, order, show_deleted)
@@ -407,7 +407,7 @@ class Registry:
         show_deleted: bool = False,
     ) -> tuple[list[ModelVersion], str]:
         """One page of versions of a model (or of every model when ``model_id`` is None)."""
-        pager = Pager(page_size, page_token, self._tokens)
+        pager = Pager(page_size, page_token, self._tokens, tenant=caller.tenant)
         expr = parse_filter(filter_text, VERSION_SCHEMA)
         order = parse_order_by(order_by, VERSION_SCHEMA, VERSION_DEFAULT_ORDER)
         cursor = pager.cursor("versions", model_id, filter_text, order, show_deleted)
@@ -605,7 +605,7 @@ class Registry:
         self, caller: Caller, ref: names.VersionRef, *, page_size: int = 0, page_token: str = ""
     ) -> tuple[list[StageTransition], str]:
         """The stage history of a version, oldest first."""
-        pager = Pager(page_size, page_token, self._tokens)
+        pager = Pager(page_size, page_token, self._tokens, tenant=caller.tenant)
         version = self.get_version(caller, ref)
         after = single_cursor(pager.cursor("transitions", version.model_id, version.number), int)
         page = self._store.list_transitions(
