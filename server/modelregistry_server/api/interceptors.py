@@ -349,7 +349,9 @@ class ErrorMappingInterceptor(_Interceptor):
             return grpc.stream_unary_rpc_method_handler(
                 self._client_stream(method, handler.stream_unary, decode), None, out
             )
-        return handler  # no bidirectional streams in our services
+        # No bidirectional streams in our services; one added later is refused, never served
+        # without admission.
+        return grpc.stream_stream_rpc_method_handler(_not_admitted(method), None, out)
 
     def use_authentication(self, authentication: Authentication) -> None:
         """Authenticate calls with ``authentication`` from now on (installed with the
@@ -595,6 +597,15 @@ class _Producer:
         close = getattr(self._messages, "close", None)
         if close is not None:
             await self._run(close)
+
+
+def _not_admitted(method: str) -> Callable[[Any, AioContext], AsyncIterator[Any]]:
+    async def refuse(_requests: Any, context: AioContext) -> AsyncIterator[Any]:
+        log.error("%s is a bidirectional stream, which the serving edge cannot admit", method)
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this method is not served")
+        yield  # pragma: no cover  (makes this a stream handler)
+
+    return refuse
 
 
 @dataclass(frozen=True)
