@@ -100,7 +100,7 @@ class Audit:
         order_by: str = "",
     ) -> tuple[list[Event], str]:
         """One page of the tenant's events (registry.admin) or of its models' changes."""
-        pager = Pager(page_size, page_token, self._tokens)
+        pager = Pager(page_size, page_token, self._tokens, tenant=caller.tenant)
         expr = parse_filter(filter_text, EVENT_SCHEMA)
         order = parse_order_by(order_by, EVENT_SCHEMA, EVENT_DEFAULT_ORDER)
         scope = self.scope_of(caller)

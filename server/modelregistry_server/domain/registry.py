@@ -743,7 +743,7 @@ class Registry:
         """Every move of one alias (or of all aliases of the model), oldest first, with who
         made it; kept after the alias and its model are gone."""
         self._auth.require(caller, model_id, Action.READ)
-        pager = Pager(page_size, page_token, self._tokens)
+        pager = Pager(page_size, page_token, self._tokens, tenant=caller.tenant)
         after = single_cursor(pager.cursor("alias-history", model_id, alias), int)
         page = self._store.list_alias_moves(caller.tenant, model_id, alias, after, pager.size)
         if not page.items and after is None:
