@@ -23,7 +23,7 @@ help:
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ./client -e '.[dev]'
+	$(PY) -m pip install -q -e './client[cli]' -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -38,12 +38,12 @@ run: $(STAMP)
 	$(PY) -m modelregistry_server $(if $(ADDR),--listen $(ADDR))
 
 lint: $(STAMP)
-	$(BIN)/ruff check server client/modelregistry/client tests scripts bench
-	$(BIN)/ruff format --check server client/modelregistry/client tests scripts bench
+	$(BIN)/ruff check server client/modelregistry/client client/modelregistry/cli tests scripts bench
+	$(BIN)/ruff format --check server client/modelregistry/client client/modelregistry/cli tests scripts bench
 	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
-	$(BIN)/mypy server/modelregistry_server client/modelregistry/client
+	$(BIN)/mypy server/modelregistry_server client/modelregistry/client client/modelregistry/cli
 
 node_modules/.bin/buf: package.json
 	npm install --no-audit --no-fund --silent
