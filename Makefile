@@ -6,15 +6,18 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/modelregistry/v1/*.proto)
 GEN_DIR := client
-# `make run` serves on $(ADDR) if set, else on MODELREGISTRY_LISTEN, else on 127.0.0.1:50051;
+# `make run` serves on $(ADDR) if set, else on MODELREGISTRY_LISTEN, else on 127.0.0.1:50051,
+# and the web interface on $(HTTP_ADDR), else MODELREGISTRY_HTTP_LISTEN, else 127.0.0.1:8080;
 # every other setting comes from the MODELREGISTRY_* environment or the server's defaults.
 ADDR ?=
+HTTP_ADDR ?= $(or $(MODELREGISTRY_HTTP_LISTEN),127.0.0.1:8080)
 
 .PHONY: help venv stubs check-stubs run test test-fast lint typecheck buf-lint check bench clean
 
 help:
 	@echo "make run        start the service (ADDR=host:port, MODELREGISTRY_* variables; defaults"
-	@echo "                127.0.0.1:50051, SQLite var/registry.db + var/blobs)"
+	@echo "                127.0.0.1:50051, SQLite var/registry.db + var/blobs) and the web"
+	@echo "                interface at http://127.0.0.1:8080 (HTTP_ADDR=host:port)"
 	@echo "make test       lint, type-check, stub drift check and the whole test suite"
 	@echo "make test-fast  the test suite without PostgreSQL, GCS emulator and slow tests"
 	@echo "make stubs      regenerate the Python stubs from proto/"
@@ -35,7 +38,7 @@ check-stubs: $(STAMP)
 	$(PY) scripts/gen_stubs.py --check --out $(GEN_DIR)
 
 run: $(STAMP)
-	$(PY) -m modelregistry_server $(if $(ADDR),--listen $(ADDR))
+	$(PY) -m modelregistry_server $(if $(ADDR),--listen $(ADDR)) --http-listen $(HTTP_ADDR)
 
 lint: $(STAMP)
 	$(BIN)/ruff check server client/modelregistry/client client/modelregistry/cli tests scripts bench

@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     service.start()
+    if service.http is not None:
+        scheme = "https" if service.http.tls else "http"
+        print(f"modelregistry web interface on {scheme}://{service.http.address}", flush=True)
     print(f"modelregistry listening on {service.address}", flush=True)
     stopping.wait()
     service.stop()

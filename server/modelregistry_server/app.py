@@ -32,27 +32,36 @@ from modelregistry.v1 import payload_pb2_grpc as payload_grpc
 from .api.access_events import AccessRecorder
 from .api.access_servicer import AccessServicer
 from .api.api_key_authenticator import ApiKeyAuthenticator
+from .api.authentication import Credentials
 from .api.deferred import DeferredServices
+from .api.errors import status_code_for
 from .api.event_servicer import EventServicer
 from .api.interceptors import ErrorMappingInterceptor, ServingLimits
 from .api.payload_servicer import PayloadServicer
+from .api.permissions import METHOD_REQUIREMENTS, requirement
 from .api.registry_servicer import ModelRegistryServicer
 from .api.tls import CertificateReloader, server_credentials
 from .config import Config
 from .domain.api_keys import ApiKeys
 from .domain.audit import Audit
-from .domain.errors import Unavailable
+from .domain.errors import DomainError, Unavailable
 from .domain.events import Verification
 from .domain.gc import GcReport
+from .domain.identity import Caller
 from .domain.integrity import Integrity, ScrubReport
 from .domain.lineage import Lineage
 from .domain.listing import MIN_SECRET_BYTES, PageTokens
 from .domain.payloads import Payloads
 from .domain.ports import BlobStore, MetadataStore
 from .domain.registry import Registry, utc_now
-from .security import build_authentication, check_exposure, tls_files
+from .security import StartRefused, build_authentication, check_exposure, tls_files
 from .storage.blobs import open_blob_store
 from .storage.metadata import open_metadata_store
+from .web.edge import Edge, Services, ServicesSlot
+from .web.serving import HttpServer
+from .web.site import create_app
+
+NO_GRPC = "none"  # --listen none: serve only the web interface
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -107,6 +116,7 @@ class Backends:
     integrity: Integrity
     api_keys: ApiKeys
     audit: Audit
+    secret: bytes = b""  # the server secret page tokens and web sessions derive from
 
     def close(self) -> None:
         """Stop the upload sync pool, then close the stores."""
@@ -171,7 +181,7 @@ class RegistryServer:
     """
 
     config: Config
-    server: grpc.aio.Server
+    server: grpc.aio.Server | None  # None with --listen none (only the web interface)
     port: int
     health: HealthServicer
     interceptor: ErrorMappingInterceptor
@@ -185,12 +195,22 @@ class RegistryServer:
     _threads: list[threading.Thread] = field(default_factory=list)
     # The TLS certificate in use and its reloading (None: plaintext); gRPC calls it.
     tls: CertificateReloader | None = None
+    # The web interface (--http-listen), and where it finds the use cases once connected.
+    http: HttpServer | None = None
+    _web: ServicesSlot = field(default_factory=ServicesSlot)
 
     @property
     def address(self) -> str:
-        """host:port the server is bound to."""
+        """host:port the gRPC server is bound to (``none`` without one)."""
+        if self.server is None:
+            return NO_GRPC
         host = self.config.listen.rsplit(":", 1)[0]
         return f"{host}:{self.port}"
+
+    @property
+    def http_address(self) -> str | None:
+        """host:port the web interface is bound to, or None without one."""
+        return None if self.http is None else self.http.address
 
     def _wired(self) -> Backends:
         if self._backends is None:
@@ -234,12 +254,17 @@ class RegistryServer:
 
     def start(self) -> None:
         """Start serving; health turns SERVING now, or once the database is reachable."""
-        self._loop.call(self.server.start())
+        if self.server is not None:
+            self._loop.call(self.server.start())
+            log.info("serving on %s", self.address)
+        if self.http is not None:
+            self._loop.call(self.http.start())
+            scheme = "https" if self.http.tls else "http"
+            log.info("web interface on %s://%s", scheme, self.http_address)
         if self._backends is not None:
             self._serving()
         else:
             self._spawn(self._keep_connecting, "connect")
-        log.info("serving on %s", self.address)
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -267,7 +292,7 @@ class RegistryServer:
                 backends.close()
                 return
             self._backends = backends
-            _install(self._gate, self._api_keys, self.config, backends, self.interceptor)
+            _install(self._gate, self._api_keys, self.config, backends, self.interceptor, self._web)
             log.info("database reachable: serving")
             self._serving()
             return
@@ -317,12 +342,16 @@ class RegistryServer:
                 log.exception("maintenance failed; will retry at the next interval")
 
     def stop(self, grace: float | None = None) -> None:
-        """Health turns NOT_SERVING, in-flight calls get ``grace`` seconds, then the executors
-        and the upload sync pool stop and the stores close."""
+        """Health turns NOT_SERVING, in-flight calls (gRPC and web alike) get ``grace``
+        seconds, then the executors and the upload sync pool stop and the stores close."""
         self._loop.call(self.health.enter_graceful_shutdown())
         self._stopping.set()
         self._loop.call(
-            self.server.stop(self.config.shutdown_grace_seconds if grace is None else grace)
+            _drain(
+                self.server,
+                self.http,
+                self.config.shutdown_grace_seconds if grace is None else grace,
+            )
         )
         for thread in self._threads:
             if thread is not threading.current_thread():
@@ -332,6 +361,16 @@ class RegistryServer:
             pool.shutdown(wait=True)
         if self._backends is not None:
             self._backends.close()
+
+
+async def _drain(server: grpc.aio.Server | None, http: HttpServer | None, grace: float) -> None:
+    """Stop the gRPC server and the web server together, each giving its calls ``grace``."""
+    stops: list[Coroutine[Any, Any, None]] = []
+    if server is not None:
+        stops.append(server.stop(grace))
+    if http is not None:
+        stops.append(http.stop(grace))
+    await asyncio.gather(*stops)
 
 
 def _step(name: str, run: Callable[[], T], failed_result: T, failed: list[str]) -> T:
@@ -344,16 +383,22 @@ def _step(name: str, run: Callable[[], T], failed_result: T, failed: list[str]) 
         return failed_result
 
 
-def page_tokens(config: Config, store: MetadataStore) -> PageTokens:
-    """Page tokens signed with the configured secret file, else the database's own secret."""
+def server_secret(config: Config, store: MetadataStore) -> bytes:
+    """The configured secret file's bytes, else the database's own secret: page tokens are
+    signed with it, and web session cookies sealed with a key derived from it."""
     if config.page_token_secret_file:
         secret = Path(config.page_token_secret_file).read_bytes().strip()
         if len(secret) < MIN_SECRET_BYTES:
             raise ValueError(
                 f"{config.page_token_secret_file} must hold at least {MIN_SECRET_BYTES} bytes"
             )
-        return PageTokens(secret)
-    return PageTokens(store.page_token_secret())
+        return secret
+    return store.page_token_secret()
+
+
+def page_tokens(config: Config, store: MetadataStore) -> PageTokens:
+    """Page tokens signed with the configured secret file, else the database's own secret."""
+    return PageTokens(server_secret(config, store))
 
 
 def connect(config: Config) -> Backends:
@@ -361,7 +406,8 @@ def connect(config: Config) -> Backends:
     store = open_metadata_store(config.database_url, max_connections=config.db_max_connections)
     try:
         blobs = open_blob_store(config.blob_url, timeout_seconds=config.blob_timeout_seconds)
-        tokens = page_tokens(config, store)
+        secret = server_secret(config, store)
+        tokens = PageTokens(secret)
     except BaseException:
         store.close()
         raise
@@ -388,7 +434,7 @@ def connect(config: Config) -> Backends:
         retention=config.event_retention,
         watch_poll_s=config.watch_poll_seconds,
     )
-    return Backends(store, blobs, registry, payloads, lineage, integrity, api_keys, audit)
+    return Backends(store, blobs, registry, payloads, lineage, integrity, api_keys, audit, secret)
 
 
 def verify_event_log(database_url: str) -> list[Verification]:
@@ -407,6 +453,7 @@ def _install(
     config: Config,
     b: Backends,
     interceptor: ErrorMappingInterceptor,
+    web: ServicesSlot,
 ) -> None:
     registry = ModelRegistryServicer(b.registry, b.payloads, b.lineage, utc_now)
     payload = PayloadServicer(b.payloads, config.download_chunk_bytes)
@@ -422,6 +469,26 @@ def _install(
             lambda server: events_grpc.add_EventServiceServicer_to_server(events, server),
         ],
         b.store.connection,
+    )
+    web.install(Services(b.registry, b.payloads, b.lineage, b.audit, b.store.connection, b.secret))
+
+
+def web_edge(interceptor: ErrorMappingInterceptor) -> Edge:
+    """The web adapter's admission: the gRPC edge's own authentication (whichever is
+    installed on the interceptor) and the one RPC -> permission table; its errors named by
+    the one error table."""
+
+    def admit(bearer: str | None, rpc: str) -> Caller:
+        return interceptor.authentication.admit(Credentials(bearer=bearer), requirement(rpc))
+
+    def code_of(error: DomainError) -> str:
+        return status_code_for(error).name
+
+    return Edge(
+        admit=admit,
+        auth_enabled=lambda: interceptor.authentication.enabled,
+        code_of=code_of,
+        rpcs=frozenset(METHOD_REQUIREMENTS),
     )
 
 
@@ -462,16 +529,28 @@ def build_server(config: Config) -> RegistryServer:
         unary_scope=gate.scope,
         authentication=authentication,
     )
+    if config.listen == NO_GRPC and not config.http_listen:
+        raise StartRefused("--listen none serves only the web interface: give --http-listen")
+    web = ServicesSlot()
     loop = _Loop()
     backends: Backends | None = None
+    http: HttpServer | None = None
+    server: grpc.aio.Server | None = None
     try:
         server, health_servicer, port = loop.call(_serve(config, gate, interceptor, credentials))
         try:
+            if config.http_listen:
+                http = HttpServer(
+                    create_app(web_edge(interceptor), web, unary_pool, secure_cookies=bool(files)),
+                    config.http_listen,
+                    grace_seconds=config.shutdown_grace_seconds,
+                    tls=(config.tls_cert, config.tls_key) if files else None,
+                )
             backends = connect(config)
         except Unavailable as exc:
             log.warning("database unreachable at start-up (%s); serving NOT_SERVING", exc)
         except BaseException:
-            loop.call(server.stop(None))  # frees the port
+            loop.call(_drain(server, http, 0))  # frees the ports
             raise
     except BaseException:
         loop.close()
@@ -479,7 +558,7 @@ def build_server(config: Config) -> RegistryServer:
         stream_pool.shutdown()
         raise
     if backends is not None:
-        _install(gate, api_keys, config, backends, interceptor)
+        _install(gate, api_keys, config, backends, interceptor, web)
     return RegistryServer(
         config,
         server,
@@ -493,6 +572,8 @@ def build_server(config: Config) -> RegistryServer:
         lambda: connect(config),
         backends,
         tls=reloader,
+        http=http,
+        _web=web,
     )
 
 
@@ -526,7 +607,9 @@ async def _serve(
     gate: DeferredServices,
     interceptor: ErrorMappingInterceptor,
     credentials: grpc.ServerCredentials | None,
-) -> tuple[grpc.aio.Server, HealthServicer, int]:
+) -> tuple[grpc.aio.Server | None, HealthServicer, int]:
+    if config.listen == NO_GRPC:
+        return None, HealthServicer(), 0
     server = grpc.aio.server(
         interceptors=[interceptor],
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,

@@ -21,6 +21,7 @@ class Config:
     """Everything ``build_server`` needs."""
 
     listen: str = "127.0.0.1:50051"
+    http_listen: str = ""
     database_url: str = "sqlite:///var/registry.db"
     blob_url: str = "file://var/blobs"
     max_workers: int = 16
@@ -90,7 +91,10 @@ CHOICES: Mapping[str, tuple[str, ...]] = {
 }
 
 _HELP = {
-    "listen": "address to listen on, host:port (port 0 picks a free port)",
+    "listen": "gRPC address to listen on, host:port (port 0 picks a free port); none: serve "
+    "only the web interface (--http-listen), e.g. a web replica on the same database and store",
+    "http_listen": "address of the web interface, host:port (port 0 picks a free port); empty: "
+    "no web interface",
     "database_url": "sqlite:///path.db or postgresql://user:pass@host:port/db",
     "blob_url": "file://dir or gs://bucket/prefix",
     "max_workers": "threads running unary calls (health never waits for them)",

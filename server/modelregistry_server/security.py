@@ -117,12 +117,17 @@ def is_loopback(listen: str) -> bool:
 
 
 def check_exposure(config: Config, authentication: Authentication) -> None:
-    """StartRefused if ``config`` listens beyond loopback with authentication off and without
-    an explicit ``--auth none``."""
-    if authentication.enabled or config.auth == "none" or is_loopback(config.listen):
+    """StartRefused if ``config`` listens beyond loopback (gRPC or the web interface) with
+    authentication off and without an explicit ``--auth none``."""
+    if authentication.enabled or config.auth == "none":
+        return
+    for listen in (config.listen, config.http_listen):
+        if listen and listen != "none" and not is_loopback(listen):
+            break
+    else:
         return
     raise StartRefused(
-        f"refusing to serve {config.listen} without authentication: configure an "
+        f"refusing to serve {listen} without authentication: configure an "
         "authenticator (--jwt-public-keys, --api-keys, --tls-identities-file) or pass "
         "--auth none to let every caller in as anonymous with every scope"
     )

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -125,9 +126,12 @@ def test_make_run_honours_addr_and_modelregistry_variables(tmp_path: Path) -> No
         "MODELREGISTRY_LISTEN": "127.0.0.1:1",  # ADDR wins over it
         "MODELREGISTRY_MAINTENANCE_INTERVAL_SECONDS": "0",
     }
-    with _make_run(tmp_path, env, "ADDR=127.0.0.1:0") as served:
+    with _make_run(tmp_path, env, "ADDR=127.0.0.1:0", "HTTP_ADDR=127.0.0.1:0") as served:
         host, port = served.address.rsplit(":", 1)
         assert (host, port != "1", port != "0") == ("127.0.0.1", True, True)
+        assert served.web_url.startswith("http://127.0.0.1:"), "make run serves the web too"
+        with urllib.request.urlopen(f"{served.web_url}/models", timeout=10) as page:
+            assert page.status == 200
         with RegistryClient(served.address, timeout=10) as client:
             client.create_model("via-make")
             client.create_version("via-make")
@@ -139,6 +143,7 @@ def test_make_run_honours_addr_and_modelregistry_variables(tmp_path: Path) -> No
 def test_make_run_listens_on_modelregistry_listen_without_addr(tmp_path: Path) -> None:
     env = {
         "MODELREGISTRY_LISTEN": "127.0.0.1:0",
+        "MODELREGISTRY_HTTP_LISTEN": "127.0.0.1:0",
         "MODELREGISTRY_DATABASE_URL": sqlite_url(tmp_path / "db"),
         "MODELREGISTRY_BLOB_URL": (tmp_path / "blobs").as_uri(),
         "MODELREGISTRY_MAINTENANCE_INTERVAL_SECONDS": "0",

@@ -19,7 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-_READY = re.compile(r"modelregistry listening on (\S+:\d+)")
+_READY = re.compile(r"modelregistry listening on (\S+:\d+|none)")
+_WEB_READY = re.compile(r"modelregistry web interface on (https?://\S+:\d+)")
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
@@ -62,7 +63,8 @@ class ServerProcess:
         self._env = dict(os.environ if env is None else env)
         self.log = log
         self._preexec_fn = preexec_fn
-        self.address = ""
+        self.address = ""  # "none" with --listen none
+        self.web_url = ""  # with --http-listen: http://host:port
         self._process: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
 
@@ -96,6 +98,9 @@ class ServerProcess:
                 raise RuntimeError(f"server did not start in {START_TIMEOUT_S}s") from None
             if line is None:
                 raise RuntimeError(f"server exited at start-up:\n{self.log.read_text()[-4000:]}")
+            web = _WEB_READY.search(line)
+            if web:
+                self.web_url = web.group(1)
             found = _READY.search(line)
             if found:
                 self.address = found.group(1)

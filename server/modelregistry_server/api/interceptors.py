@@ -353,6 +353,11 @@ class ErrorMappingInterceptor(_Interceptor):
         # without admission.
         return grpc.stream_stream_rpc_method_handler(_not_admitted(method), None, out)
 
+    @property
+    def authentication(self) -> Authentication:
+        """The authentication calls are admitted with (the web adapter admits with it too)."""
+        return self._authentication
+
     def use_authentication(self, authentication: Authentication) -> None:
         """Authenticate calls with ``authentication`` from now on (installed with the
         backends: API keys live in the database)."""
