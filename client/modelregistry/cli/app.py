@@ -27,7 +27,15 @@ failed precondition, aborted), 130 interrupted.
 """
 
 
+class _Ordered(click.Group):
+    """Lists its commands in the order they were added (``commands.ALL``), everyday first."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
 @click.group(
+    cls=_Ordered,
     name="modelregistry",
     help=_HELP,
     params=global_params(),

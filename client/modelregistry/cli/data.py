@@ -3,8 +3,9 @@ document has the same keys whatever is set), in the order of the ``.proto``.
 
 Deliberate departures from protobuf's JSON mapping, for scripts: 64-bit integers are numbers
 (not strings), enum values lose their type prefix (``PRODUCTION``, not ``STAGE_PRODUCTION``),
-unset timestamps are ``null`` (an unset message has its empty fields), and map entries are
-sorted by key.
+unset timestamps are ``null`` (an unset message has its empty fields), map entries are
+sorted by key, and whole numbers in parameters (``google.protobuf.Struct`` holds doubles) are
+integers.
 """
 
 from __future__ import annotations
@@ -42,6 +43,17 @@ def _scalar(field: Any, value: Any) -> Any:
     return value
 
 
+def _integral(value: Any) -> Any:
+    """Struct numbers are doubles: ``64.0`` is shown as the ``64`` it was written as."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    return value
+
+
 def _timestamp(ts: Timestamp) -> str | None:
     if not ts.seconds and not ts.nanos:
         return None
@@ -55,7 +67,7 @@ def to_data(message: Message) -> Any:
         assert isinstance(message, Timestamp)
         return _timestamp(message)
     if descriptor.full_name in _WELL_KNOWN_JSON:
-        return json_format.MessageToDict(message)
+        return _integral(json_format.MessageToDict(message))
     out: dict[str, Any] = {}
     for field in descriptor.fields:
         value = getattr(message, field.name)

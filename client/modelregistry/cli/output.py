@@ -29,7 +29,8 @@ __all__ = ["Output", "Table", "cell", "when"]
 
 
 def cell(value: Any) -> str:
-    """A value as table text: compact JSON for lists and dicts, "" for None."""
+    """A value as table text: compact JSON for lists and dicts, "" for None and for a dict
+    of empty values (an unset message)."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -37,7 +38,7 @@ def cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, dict | list):
-        if not value:
+        if not value or (isinstance(value, dict) and not any(value.values())):
             return ""
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return str(value)

@@ -5,12 +5,13 @@ compare``) a bare ``N``, ``:N`` or ``@ALIAS`` takes the model of the one before 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import click
 
 from modelregistry.client import LATEST
 
-__all__ = ["VersionSpec", "parse_version", "parse_versions"]
+__all__ = ["VERSION", "VersionSpec", "parse_version", "parse_versions"]
 
 
 @dataclass(frozen=True)
@@ -65,3 +66,17 @@ def parse_versions(specs: tuple[str, ...]) -> list[VersionSpec]:
     for spec in specs:
         out.append(parse_version(spec, out[-1].model if out else None))
     return out
+
+
+def _version_spec(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Converts version arguments and options (one or several) to :class:`VersionSpec`."""
+    try:
+        if isinstance(value, tuple):
+            return tuple(parse_version(str(v)) for v in value)
+        return None if value is None else parse_version(str(value))
+    except click.BadParameter as e:
+        raise click.BadParameter(e.message, ctx=ctx, param=param) from None
+
+
+#: Keyword arguments of a version argument or option: ``@click.argument("version", **VERSION)``.
+VERSION: dict[str, Any] = {"callback": _version_spec, "metavar": "MODEL[:N|@ALIAS]"}

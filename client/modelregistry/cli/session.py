@@ -150,13 +150,16 @@ class Session:
         """The registry client for these settings (built once; closed at exit)."""
         if self._client is None:
             s = self.settings
+            pems = {"ca_file": s.ca_file, "cert_file": s.cert_file, "key_file": s.key_file}
+            if s.tls is False:  # plaintext forced: certificates not given as flags are unused
+                pems = {k: v for k, v in pems.items() if s.sources.get(k) == "flag"}
             try:
                 self._client = RegistryClient(
                     s.address,
                     token=s.token,
-                    root_certificates=s.ca_file,
-                    client_certificate=s.cert_file,
-                    client_key=s.key_file,
+                    root_certificates=pems.get("ca_file"),
+                    client_certificate=pems.get("cert_file"),
+                    client_key=pems.get("key_file"),
                     tls=s.tls,
                     timeout=s.timeout,
                 )

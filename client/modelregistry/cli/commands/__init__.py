@@ -11,12 +11,20 @@ from __future__ import annotations
 import click
 
 from modelregistry.cli.commands.admin import config_group, whoami
+from modelregistry.cli.commands.aliases import aliases
+from modelregistry.cli.commands.events import events
+from modelregistry.cli.commands.files import files
 from modelregistry.cli.commands.models import models
+from modelregistry.cli.commands.versions import versions
 
 __all__ = ["ALL"]
 
 ALL: list[click.Command] = [
     models,
+    versions,
+    aliases,
+    files,
+    events,
     config_group,
     whoami,
 ]
