@@ -4,9 +4,7 @@ backfill of rows written before the lineage schema step, and the indexes the que
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +26,7 @@ from modelregistry_server.domain.ports import LineageIndex, ListQuery, MetadataS
 from modelregistry_server.storage.metadata import PeeweeMetadataStore, open_metadata_store, rows
 from modelregistry_server.storage.metadata.database import open_database
 from modelregistry_server.storage.metadata.migrations import LATEST_VERSION, migrate, schema_version
+from tests.support.query_plans import plan, statements
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=1)
@@ -392,41 +391,6 @@ def test_rows_written_before_lineage_are_backfilled(metadata_url: str) -> None:
 
 
 # -- the queries use the indexes ---------------------------------------------------------------
-
-
-class _Statements(logging.Handler):
-    """Collects the (sql, params) peewee logs for every statement it runs."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.seen: list[tuple[str, tuple[Any, ...]]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if isinstance(record.msg, tuple) and len(record.msg) == 2:
-            sql, params = record.msg
-            self.seen.append((sql, tuple(params or ())))
-
-
-@contextmanager
-def statements() -> Iterator[_Statements]:
-    logger = logging.getLogger("peewee")
-    handler, level = _Statements(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
-def plan(store: PeeweeMetadataStore, sql: str, params: tuple[Any, ...]) -> str:
-    """The query plan of one statement, as text."""
-    db: Any = store.backend.database
-    explain = "EXPLAIN QUERY PLAN" if store.backend.dialect == "sqlite" else "EXPLAIN"
-    with store.connection():
-        rows = db.execute_sql(f"{explain} {sql}", params).fetchall()
-    return "\n".join(str(r[-1]) for r in rows)
 
 
 BULK = 3000

@@ -172,13 +172,29 @@ class StoreCore:
                 result[owner][key] = value
         return result
 
-    def _replace_pairs(self, table: Any, tenant: str, owner: int, pairs: Mapping[str, Any]) -> None:
+    def _replace_pairs(
+        self,
+        table: Any,
+        tenant: str,
+        owner: int,
+        pairs: Mapping[str, Any],
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         table.delete().where(table.owner == owner).execute()
-        self._insert_pairs(table, tenant, owner, pairs)
+        self._insert_pairs(table, tenant, owner, pairs, extra)
 
-    def _insert_pairs(self, table: Any, tenant: str, owner: int, pairs: Mapping[str, Any]) -> None:
-        """Labels or metrics of a new owner (one statement, none if empty)."""
+    def _insert_pairs(
+        self,
+        table: Any,
+        tenant: str,
+        owner: int,
+        pairs: Mapping[str, Any],
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Labels or metrics of a new owner (one statement, none if empty); ``extra`` holds
+        columns every row repeats (a metric's ``model_pk``)."""
         if pairs:
+            common = {"tenant": tenant, "owner": owner, **(extra or {})}
             table.insert_many(
-                [{"tenant": tenant, "owner": owner, "key": k, "value": v} for k, v in pairs.items()]
+                [{**common, "key": k, "value": v} for k, v in pairs.items()]
             ).as_rowcount().execute()

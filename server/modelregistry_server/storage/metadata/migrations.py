@@ -287,6 +287,48 @@ def _v9(dialect: Dialect) -> list[str]:
     ]
 
 
+def _v10(dialect: Dialect) -> list[str]:
+    """Metric-ordered listings walk an index instead of sorting every match: each metric row
+    carries its version's ``model_pk`` (NOT NULL, filled from ``versions``), and
+    ``version_metrics`` is indexed by (tenant, model_pk, key, value, owner) in both value
+    directions, and by (tenant, key, value DESC, owner) beside the ascending
+    ``version_metrics_key_value`` for listings across models. Ties sort by ``owner``
+    ascending in both directions, so each direction needs its own index."""
+    indexes = [
+        "CREATE INDEX version_metrics_model_value"
+        " ON version_metrics (tenant, model_pk, key, value, owner)",
+        "CREATE INDEX version_metrics_model_value_desc"
+        " ON version_metrics (tenant, model_pk, key, value DESC, owner)",
+        "CREATE INDEX version_metrics_key_value_desc"
+        " ON version_metrics (tenant, key, value DESC, owner)",
+    ]
+    if dialect == "postgresql":
+        return [
+            "ALTER TABLE version_metrics ADD COLUMN model_pk BIGINT REFERENCES models (id)",
+            "UPDATE version_metrics SET model_pk = v.model_pk FROM versions v"
+            " WHERE v.id = version_metrics.owner",
+            "ALTER TABLE version_metrics ALTER COLUMN model_pk SET NOT NULL",
+            *indexes,
+        ]
+    # SQLite adds a NOT NULL column only with a default; rebuild the table instead, so a
+    # writer that forgot the column fails instead of filing its metrics under no model.
+    t = _types(dialect)
+    text, double = t["text"], t["double"]
+    return [
+        f"""CREATE TABLE version_metrics_v10 (
+            tenant {text}, owner BIGINT NOT NULL REFERENCES versions (id), key {text},
+            value {double}, model_pk BIGINT NOT NULL REFERENCES models (id),
+            PRIMARY KEY (owner, key))""",
+        "INSERT INTO version_metrics_v10 (tenant, owner, key, value, model_pk)"
+        " SELECT m.tenant, m.owner, m.key, m.value, v.model_pk"
+        " FROM version_metrics m JOIN versions v ON v.id = m.owner",
+        "DROP TABLE version_metrics",
+        "ALTER TABLE version_metrics_v10 RENAME TO version_metrics",
+        "CREATE INDEX version_metrics_key_value ON version_metrics (tenant, key, value, owner)",
+        *indexes,
+    ]
+
+
 def _execute(db: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return db.execute_sql(sql, params)
 
@@ -301,6 +343,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "index blobs by integrity state (ListFiles filter)", _v7),
     Migration(8, "identity: API keys, model policies, upload owners", _v8),
     Migration(9, "event log: events, per-tenant chain heads, alias history", _v9),
+    Migration(10, "index metrics by model and value in both directions (metric order)", _v10),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

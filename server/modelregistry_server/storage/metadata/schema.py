@@ -124,12 +124,14 @@ class VersionLabelRow(_Row):
 
 
 class VersionMetricRow(_Row):
-    """``version_metrics``: one metric of a version."""
+    """``version_metrics``: one metric of a version; ``model_pk`` is copied from the version
+    so that one model's versions can be walked in the order of a metric (migration 10)."""
 
     tenant = peewee.TextField()
     owner = peewee.BigIntegerField()
     key = peewee.TextField()
     value = peewee.DoubleField()
+    model_pk = peewee.BigIntegerField()
 
     class Meta:
         table_name = "version_metrics"

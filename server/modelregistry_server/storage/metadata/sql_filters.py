@@ -288,6 +288,33 @@ def _like(column: Sql, pattern: str) -> Sql:
     )
 
 
+def implied_bounds(
+    expr: Expr | None, field: str, spec: FieldSpec, column: Sql
+) -> tuple[list[Sql], bool]:
+    """What a filter requires of one map field (``metrics.x``) in every matching row: the
+    conditions on ``column`` (the side table's value) and whether the key must be present.
+
+    Only comparisons the filter ANDs at its top level count. Each one requires the key (every
+    comparison on a map key does, see the module docstring) and, unless it is a presence test
+    (``:*``), holds a condition on the value. The filter itself still applies them; these let
+    an index walk start and stop where the matches can be.
+    """
+    conjuncts: list[Expr] = [] if expr is None else [expr]
+    bounds: list[Sql] = []
+    present = False
+    while conjuncts:
+        item = conjuncts.pop()
+        if isinstance(item, And):
+            conjuncts.extend(item.operands)
+            continue
+        if not isinstance(item, Comparison) or item.field != field or item.prefix:
+            continue
+        present = True
+        if not (item.op is Op.HAS and item.value is None):
+            bounds.append(_scalar_condition(item, column, spec))
+    return bounds, present
+
+
 # -- order and keyset --------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from ...domain.errors import AlreadyExists, NotFound, Reason
 from ...domain.ports import ListQuery
 from . import rows, side_rows
 from .core import StoreCore, chunks, first, tuples
+from .metric_pages import fetch_metric_page, metric_order_key
 from .pages import fetch_page
 from .policies import visible_condition
 
@@ -35,7 +36,13 @@ class VersionRows(StoreCore):
             )
             side_rows.write_side_rows(self._t, version.tenant, pk, columns, before={})
             self._insert_pairs(self._t.version_labels, version.tenant, pk, version.labels)
-            self._insert_pairs(self._t.version_metrics, version.tenant, pk, version.metrics)
+            self._insert_pairs(
+                self._t.version_metrics,
+                version.tenant,
+                pk,
+                version.metrics,
+                {"model_pk": model_pk},
+            )
 
     def get_version(
         self, tenant: str, model_id: str, number: int, *, for_update: bool = False
@@ -89,7 +96,9 @@ class VersionRows(StoreCore):
         columns = rows.version_mutable_columns(version)
         with self._write():
             before = first(
-                v.select(v.id, *(getattr(v, c) for c in side_rows.source_columns())).where(
+                v.select(
+                    v.id, v.model_pk, *(getattr(v, c) for c in side_rows.source_columns())
+                ).where(
                     v.tenant == version.tenant,
                     v.model_id == version.model_id,
                     v.number == version.number,
@@ -100,11 +109,17 @@ class VersionRows(StoreCore):
                     f"version {version.number} of model {version.model_id!r} does not exist",
                     reason=Reason.VERSION_NOT_FOUND,
                 )
-            pk = before.pop("id")
+            pk, model_pk = before.pop("id"), before.pop("model_pk")
             v.update(**columns).where(v.id == pk).execute()
             side_rows.write_side_rows(self._t, version.tenant, pk, columns, before)
             self._replace_pairs(self._t.version_labels, version.tenant, pk, version.labels)
-            self._replace_pairs(self._t.version_metrics, version.tenant, pk, version.metrics)
+            self._replace_pairs(
+                self._t.version_metrics,
+                version.tenant,
+                pk,
+                version.metrics,
+                {"model_pk": model_pk},
+            )
 
     def count_versions(self, tenant: str, model_id: str, *, include_deleted: bool) -> int:
         """How many versions the model has."""
@@ -124,10 +139,14 @@ class VersionRows(StoreCore):
         scope = [] if model_id is None else [v.model_id == model_id]
         if query.visible_to is not None:
             scope.append(visible_condition(self._t, tenant, v.model_pk, query.visible_to))
+        listing, now_us = self._versions_listing, rows.to_micros(now)
         with self._read(snapshot=True):
-            found, cursor = fetch_page(
-                self._versions_listing, tenant, query, now_us=rows.to_micros(now), scope=scope
-            )
+            if metric_order_key(query, listing) is not None:
+                found, cursor = fetch_metric_page(
+                    listing, self._t.models, tenant, model_id, query, now_us=now_us, scope=scope
+                )
+            else:
+                found, cursor = fetch_page(listing, tenant, query, now_us=now_us, scope=scope)
             items = self._versions(tenant, found)
         return Page(items=items, next_cursor=cursor)
 
