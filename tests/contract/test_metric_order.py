@@ -9,6 +9,7 @@ import random
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import peewee
@@ -19,10 +20,11 @@ from modelregistry_server.domain.filter_parser import parse_filter
 from modelregistry_server.domain.listing import VERSION_SCHEMA
 from modelregistry_server.domain.policies import Binding, ModelPolicy, Role
 from modelregistry_server.domain.ports import ListQuery, OrderKey
-from modelregistry_server.storage.metadata import PeeweeMetadataStore, rows
+from modelregistry_server.storage.metadata import PeeweeMetadataStore, open_metadata_store, rows
 from modelregistry_server.storage.metadata.database import open_database
 from modelregistry_server.storage.metadata.migrations import LATEST_VERSION, migrate
 from modelregistry_server.storage.metadata.pages import fetch_page
+from tests.support.metadata_fixtures import sqlite_url
 from tests.support.query_plans import plan, statements
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -374,3 +376,23 @@ def test_metrics_written_before_migration_10_are_filed_under_their_model(
             )
     finally:
         backend.close()
+
+
+def test_labels_and_metrics_of_a_page_are_read_by_owner(tmp_path: Path) -> None:
+    """On SQLite without planner statistics (every new database until the first maintenance
+    ANALYZE), the labels and metrics of a page's versions are looked up through the primary
+    key (owner, key), not through a tenant-leading index holding the tenant's every row (what
+    SQLite picked for ``tenant = ? AND owner IN (...)``). PostgreSQL weighs the IN list by
+    its statistics and reads a table this small in full."""
+    store = open_metadata_store(sqlite_url(tmp_path))
+    try:
+        bulk_seed(store)
+        query = ListQuery(order_by=(OrderKey("create_time"),), page_size=100)
+        with statements() as log:
+            store.list_versions("a", "bulk", query, NOW)
+        for table in ("version_labels", "version_metrics"):
+            reads = [plan(store, sql, p) for sql, p in log.seen if f'FROM "{table}"' in sql]
+            assert len(reads) == 1, (table, reads)
+            assert f"sqlite_autoindex_{table}_1 (owner=?)" in reads[0], (table, reads[0])
+    finally:
+        store.close()

@@ -162,14 +162,21 @@ class StoreCore:
         return pk
 
     def _pairs(self, table: Any, tenant: str, owners: Iterable[int]) -> dict[int, dict[str, Any]]:
-        """Labels or metrics of several owners: ``{owner: {key: value}}``."""
+        """Labels or metrics of several owners: ``{owner: {key: value}}``.
+
+        Found by owner alone, through the primary key (owner ids are tenant-scoped already):
+        with ``tenant = ?`` in the query, SQLite without planner statistics walks the tenant's
+        whole ``(tenant, key, value, owner)`` index instead of looking up a page's owners.
+        A row of another tenant is still never attached (checked here; there is none).
+        """
         result: dict[int, dict[str, Any]] = {owner: {} for owner in owners}
         for chunk in chunks(list(result)):
-            query = table.select(table.owner, table.key, table.value).where(
-                table.tenant == tenant, table.owner.in_(chunk)
+            query = table.select(table.owner, table.key, table.value, table.tenant).where(
+                table.owner.in_(chunk)
             )
-            for owner, key, value in tuples(query):
-                result[owner][key] = value
+            for owner, key, value, owner_tenant in tuples(query):
+                if owner_tenant == tenant:
+                    result[owner][key] = value
         return result
 
     def _replace_pairs(
