@@ -17,6 +17,8 @@ every handler of our services the interceptor
 - records refused calls and failed mutating calls as access events
   (``api/access_events.py``), on a worker thread;
 - sets the call's deadline for the thread (:mod:`..domain.deadlines`);
+- lets a server stream hand out ``bytes`` that are already its serialised messages (the
+  response serializer passes them through), so a download frames its data once;
 - decodes requests itself: gRPC answers bytes that do not parse as the request message with
   INTERNAL "Exception deserializing request!", so handlers are re-registered with no request
   deserializer and each message (every one of a request stream too) is parsed inside the
@@ -343,7 +345,9 @@ class ErrorMappingInterceptor(_Interceptor):
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._server_stream(method, handler.unary_stream, decode), None, out
+                self._server_stream(method, handler.unary_stream, decode),
+                None,
+                _preserialised(out),
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
@@ -602,6 +606,18 @@ class _Producer:
         close = getattr(self._messages, "close", None)
         if close is not None:
             await self._run(close)
+
+
+def _preserialised(serialize: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """A response serializer that passes ``bytes`` through: a stream servicer may hand out
+    messages it serialised itself (DownloadFile's frames)."""
+    if serialize is None:
+        return None
+
+    def out(message: Any) -> bytes:
+        return message if type(message) is bytes else serialize(message)
+
+    return out
 
 
 def _not_admitted(method: str) -> Callable[[Any, AioContext], AsyncIterator[Any]]:

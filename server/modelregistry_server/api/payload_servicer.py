@@ -19,6 +19,7 @@ from ..domain.identity import Caller
 from ..domain.integrity import CheckedRead
 from ..domain.payloads import Payloads, UploadRequest
 from . import converters as conv
+from . import download_frames as frames
 from .callers import caller_of
 
 Ctx = grpc.ServicerContext
@@ -92,9 +93,12 @@ class PayloadServicer(rpc_grpc.PayloadServiceServicer):
         )
         return conv.file_to_proto(record)
 
-    def DownloadFile(
+    # The frames are serialised DownloadFileResponse messages, which the stubs cannot type.
+    def DownloadFile(  # type: ignore[override]
         self, request: rpc.DownloadFileRequest, context: Ctx
-    ) -> Iterator[rpc.DownloadFileResponse]:
+    ) -> Iterator[bytes]:
+        """The messages as serialised ``DownloadFileResponse`` frames (``download_frames``):
+        the serving edge passes ``bytes`` to gRPC as they are."""
         ref = names.parse_file_name(request.name)
         return _DownloadMessages(self._payloads, caller_of(context), ref, request, self._chunk)
 
@@ -159,10 +163,11 @@ def message_bytes(accepted: int, chunk: int) -> int:
     return min(chunk, FIRST_MESSAGE_BYTES) if accepted < RAMP_BYTES else chunk
 
 
-class _DownloadMessages(Iterator[rpc.DownloadFileResponse]):
-    """The messages of one DownloadFile. The file is opened by the first ``next`` (on a
-    stream thread); :meth:`park` lets go of the reader's blocks while the client reads
-    nothing (the serving edge calls it), and the next message resumes where it stopped."""
+class _DownloadMessages(Iterator[bytes]):
+    """The messages of one DownloadFile, serialised (see ``download_frames``). The file is
+    opened by the first ``next`` (on a stream thread); :meth:`park` lets go of the reader's
+    blocks while the client reads nothing (the serving edge calls it), and the next message
+    resumes where it stopped."""
 
     def __init__(
         self,
@@ -184,7 +189,7 @@ class _DownloadMessages(Iterator[rpc.DownloadFileResponse]):
         self._sent = False
         self._done = False
 
-    def __next__(self) -> rpc.DownloadFileResponse:
+    def __next__(self) -> bytes:
         if self._done:
             raise StopIteration
         if self._reader is None:
@@ -197,10 +202,11 @@ class _DownloadMessages(Iterator[rpc.DownloadFileResponse]):
             self._done = True
             if self._sent:
                 raise StopIteration
-        message = rpc.DownloadFileResponse(offset=self._offset, data=data)
+        head = b""
         if not self._sent:  # the first message (of an empty file or range too) has the file
-            message.file.CopyFrom(conv.file_to_proto(self._record))
+            head = frames.file_field(conv.file_to_proto(self._record).SerializeToString())
             self._sent = True
+        message = frames.frame(self._offset, data, head)
         self._offset += len(data)
         self._accepted += len(data)
         return message

@@ -369,10 +369,13 @@ class CheckedRead:
             self._block = self._next_block()
 
     def buffered(self) -> bool:
-        """Whether the next :meth:`read` hands out bytes of the current block, already in
-        memory (no I/O)."""
+        """Whether the next :meth:`read` returns without I/O or waiting: it hands out bytes
+        of the current block, or the next block is already read and checked (read ahead)."""
         block = self._block
-        return block is not None and self.position < min(block.start + len(block.data), self._end)
+        if block is not None and self.position < min(block.start + len(block.data), self._end):
+            return True
+        ready = getattr(self._blocks, "ready", None)
+        return ready is not None and self.position < self._end and bool(ready())
 
     def _next_block(self) -> _Block:
         deadlines.check()

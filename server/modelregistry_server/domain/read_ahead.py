@@ -74,6 +74,10 @@ class ReadAhead(Iterator[T], Generic[T]):
             raise StopIteration
         return item
 
+    def ready(self) -> bool:
+        """Whether :func:`next` returns without waiting (an item or the end is queued)."""
+        return self._ended or not self._queue.empty()
+
     def close(self) -> None:
         """Stop the helper (it closes ``items``); no further items."""
         self._ended = True
