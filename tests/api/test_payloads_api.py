@@ -152,6 +152,31 @@ class _Pipe:
         return self._data.read(size)
 
 
+class _CountingReader(io.BytesIO):
+    """A seekable source that counts the bytes read from it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.bytes_read = 0
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        data = super().read(size)
+        self.bytes_read += len(data)
+        return data
+
+
+def test_client_reads_a_file_once_and_the_server_checks_the_digest_at_the_end(
+    client: RegistryClient,
+) -> None:
+    v = draft(client)
+    data = data_of(3 * MiB + 17, seed=41)
+    source = _CountingReader(data)
+    file = client.upload_file("m", v, source)
+    assert source.bytes_read == len(data)  # hashed while sending, not before
+    assert file.sha256 == sha256_hex(data)
+    assert download(client, "m", v, "payload") == data
+
+
 def test_several_files_with_path_like_ids_and_content_types(client: RegistryClient) -> None:
     n = draft(client)
     files = {

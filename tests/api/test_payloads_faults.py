@@ -42,6 +42,7 @@ from tests.support.payload_helpers import (
     full_upload,
     header,
     raw_stub,
+    raw_upload,
     resume_upload,
     sha256_hex,
     stored_blobs,
@@ -146,6 +147,104 @@ def test_digest_mismatch_discards_the_session(
         file = full_upload(stub, NAME, "digest", data)
     assert file.sha256 == sha256_hex(data)
     assert download(client, "m", v1) == data
+
+
+# -- the digest at the end of the stream -----------------------------------------------------------
+def finish(sha256: str) -> pl.UploadFileRequest:
+    return pl.UploadFileRequest(finish=pl.UploadFinish(sha256=sha256))
+
+
+def _changes(client: RegistryClient) -> list[str]:
+    """The change events (a failed call is recorded too, as an access event)."""
+    return [f"{e.method} {e.resource}" for e in client.list_events(filter="kind = CHANGE")]
+
+
+def test_trailing_digest_mismatch_publishes_nothing(
+    server: RegistryServer, client: RegistryClient, v1: int
+) -> None:
+    root = blob_root(server.config.blob_url)
+    data = data_of(2 * PIECE + 5, seed=21)
+    changes = _changes(client)
+    head = header(NAME, "trailing", size=len(data))
+    with raw_stub(server.address) as stub:
+        err = upload_error(stub, [head, *chunks_of(data, 64 * KiB), finish(sha256_hex(b"other"))])
+    assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "DIGEST_MISMATCH")
+    assert [f for f, _ in err.field_violations] == ["finish.sha256"]
+    assert_nothing_visible(client, "m", v1)
+    # Discarded like a wrong header digest: no session, no stored bytes, no blob row, no change.
+    with pytest.raises(NotFoundError):
+        client.get_upload_status("trailing")
+    assert stored_uploads(root) == []
+    assert stored_blobs(root) == []
+    assert server.store.get_blob(sha256_hex(data)) is None
+    assert _changes(client) == changes
+
+
+def test_trailing_digest_that_matches_publishes(
+    server: RegistryServer, client: RegistryClient, v1: int
+) -> None:
+    data = data_of(PIECE + 7, seed=22)
+    head = header(NAME, "trailing-ok", size=len(data))
+    with raw_stub(server.address) as stub:
+        file = raw_upload(stub, [head, *chunks_of(data, 64 * KiB), finish(sha256_hex(data))])
+    assert (file.size_bytes, file.sha256) == (len(data), sha256_hex(data))
+    assert download(client, "m", v1) == data
+    assert server.store.get_blob(sha256_hex(data)) is not None
+
+
+@pytest.mark.parametrize("correct", [True, False], ids=["matching", "wrong"])
+def test_trailing_digest_of_a_resumed_upload_covers_every_byte(
+    server: RegistryServer, client: RegistryClient, v1: int, correct: bool
+) -> None:
+    data = data_of(2 * PIECE + 11, seed=23)
+    # The first stream stops after two pieces without a finish (as a dropped stream does).
+    head = header(NAME, "resumed", size=len(data))
+    with raw_stub(server.address) as stub:
+        err = upload_error(stub, [head, *chunks_of(data[: 2 * PIECE], 64 * KiB)])
+        assert err.reason == "SIZE_MISMATCH"
+        committed = client.get_upload_status("resumed").committed_size_bytes
+        assert committed == 2 * PIECE
+        # The resumed stream carries only the tail; its finish declares the whole file's
+        # digest, which the server checks against the committed prefix too.
+        digest = sha256_hex(data if correct else data[committed:])
+        rest = header(NAME, "resumed", size=len(data), write_offset=committed)
+        requests = [rest, *chunks_of(data, 64 * KiB, committed), finish(digest)]
+        if correct:
+            file = raw_upload(stub, requests)
+            assert file.sha256 == sha256_hex(data)
+            assert download(client, "m", v1) == data
+        else:
+            err = upload_error(stub, requests)
+            assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "DIGEST_MISMATCH")
+            assert_nothing_visible(client, "m", v1)
+
+
+def test_trailing_digest_of_an_empty_file(
+    server: RegistryServer, client: RegistryClient, v1: int
+) -> None:
+    with raw_stub(server.address) as stub:
+        file = raw_upload(stub, [header(NAME, "empty"), finish(sha256_hex(b""))])
+    assert (file.size_bytes, file.sha256) == (0, sha256_hex(b""))
+
+
+def test_malformed_trailing_digest_and_messages_after_it_are_refused(
+    server: RegistryServer, client: RegistryClient, v1: int
+) -> None:
+    data = data_of(3000, seed=25)
+    with raw_stub(server.address) as stub:
+        bad = [header(NAME, "bad-finish"), chunk(0, data), finish("ABC")]
+        err = upload_error(stub, bad)
+        assert (err.code, [f for f, _ in err.field_violations]) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            ["finish.sha256"],
+        )
+        late = [header(NAME, "late"), chunk(0, data), finish(sha256_hex(data)), chunk(3000, b"x")]
+        err = upload_error(stub, late)
+        assert (err.code, [f for f, _ in err.field_violations]) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            ["finish"],
+        )
+    assert_nothing_visible(client, "m", v1)
 
 
 # -- chunk framing --------------------------------------------------------------------------------

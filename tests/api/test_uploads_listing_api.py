@@ -73,10 +73,16 @@ def unfinished(client: RegistryClient, file_id: str = "payload") -> list[pl.Uplo
 
 
 def crash_mid_upload(
-    server: RegistryServer, path: Path, *, file_id: str = "payload", pieces: int = 3
+    server: RegistryServer,
+    path: Path,
+    *,
+    file_id: str = "payload",
+    pieces: int = 3,
+    sha256: str | None = None,
 ) -> pl.UploadStatus:
     """Upload ``path`` with a client that dies once ``pieces`` pieces are committed (its
-    stream is cut, the client dropped); returns the session it left, found by listing."""
+    stream is cut, the client dropped); returns the session it left, found by listing.
+    With ``sha256`` the crashed upload declared its digest in the header."""
     observer = RegistryClient(server.address, timeout=WAIT_S)
     doomed = RegistryClient(server.address, timeout=WAIT_S, chunk_size=64 * KiB)
 
@@ -90,7 +96,7 @@ def crash_mid_upload(
             raise ClientCrashed
 
     with pytest.raises(ClientCrashed):
-        doomed.upload_file("m", 1, path, file_id=file_id, progress=progress)
+        doomed.upload_file("m", 1, path, file_id=file_id, progress=progress, sha256=sha256)
     doomed.close()
     del doomed
 
@@ -291,7 +297,33 @@ def test_other_bytes_to_the_same_file_start_their_own_upload(
 ) -> None:
     first = tmp_path / "first.bin"
     first.write_bytes(data_of(4 * PIECE, seed=3))
-    left = crash_mid_upload(server, first, pieces=2)
+    crash_mid_upload(server, first, pieces=2)
+    # Same size, other bytes. The crashed client hashed while sending, so its session
+    # declares no sha256 and is continued; the digest at the end refuses it (the session is
+    # discarded, nothing of it published) and the client uploads its bytes anew.
+    other = data_of(4 * PIECE, seed=4)
+    writes.clear()
+    file = client.upload_file("m", v1, io.BytesIO(other))
+    anew = [offset for offset, _ in writes].index(0)
+    assert writes[0][0] == 2 * PIECE and sum(n for _, n in writes[:anew]) == 2 * PIECE
+    assert sum(n for _, n in writes[anew:]) == len(other)
+    assert file.sha256 == sha256_hex(other)
+    assert unfinished(client) == []
+    out = io.BytesIO()
+    client.download_file("m", v1, out)
+    assert out.getvalue() == other
+
+
+def test_other_bytes_leave_an_upload_that_declared_its_digest_alone(
+    server: RegistryServer,
+    client: RegistryClient,
+    v1: int,
+    tmp_path: Path,
+    writes: list[tuple[int, int]],
+) -> None:
+    first = tmp_path / "first.bin"
+    first.write_bytes(data_of(4 * PIECE, seed=3))
+    left = crash_mid_upload(server, first, pieces=2, sha256=sha256_hex(first.read_bytes()))
     # Same size, other bytes: the sha256 differs, so the session is not continued.
     other = data_of(4 * PIECE, seed=4)
     writes.clear()

@@ -4,7 +4,21 @@ requests of every RPC, for tests that replay them (the fuzz test, the security m
 from __future__ import annotations
 
 import grpc
+from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import Message
+
+import modelregistry.v1.payload_pb2  # noqa: F401  (registers the request types looked up below)
+
+
+def _as_message(path: str, request: object) -> Message:
+    """A request as its message: the client sends some already serialised (upload chunks)."""
+    if isinstance(request, Message):
+        return request
+    assert isinstance(request, bytes), type(request)
+    full = path.strip("/").replace("/", ".")
+    method = descriptor_pool.Default().FindMethodByName(full)
+    message: Message = message_factory.GetMessageClass(method.input_type).FromString(request)
+    return message
 
 
 class Recorder(
@@ -30,7 +44,7 @@ class Recorder(
 
     def intercept_stream_unary(self, continuation, details, requests):  # type: ignore[no-untyped-def]
         kept = list(requests)
-        self._keep(details, kept)
+        self._keep(details, [_as_message(details.method, r) for r in kept])
         return continuation(details, iter(kept))
 
     def by_method(self) -> dict[str, list[Message]]:

@@ -77,6 +77,8 @@ class FakePayload(pl_grpc.PayloadServiceServicer):
         self.aliases: dict[str, str] = {}
         self.uploads: dict[str, Upload] = {}
         self.headers: list[pl.UploadHeader] = []
+        # The sha256 of every finish message received.
+        self.finishes: list[str] = []
         self.chunks: list[tuple[int, int]] = []
         self.status_calls = 0
         self.download_requests: list[pl.DownloadFileRequest] = []
@@ -132,7 +134,14 @@ class FakePayload(pl_grpc.PayloadServiceServicer):
         if header.write_offset != upload.size:
             abort(context, grpc.StatusCode.ABORTED, "wrong offset", "WRONG_OFFSET")
         in_stream = 0
+        finish: pl.UploadFinish | None = None
         for request in request_iterator:
+            assert finish is None, "a message after the finish"
+            if request.WhichOneof("kind") == "finish":
+                finish = request.finish
+                with self.lock:
+                    self.finishes.append(finish.sha256)
+                continue
             assert request.WhichOneof("kind") == "chunk"
             chunk = request.chunk
             with self.lock:
@@ -161,10 +170,11 @@ class FakePayload(pl_grpc.PayloadServiceServicer):
         else:
             file = describe(header.name, bytes(upload.data))
             self.files[header.name] = bytes(upload.data)
+        for declared in (header.sha256, "" if finish is None else finish.sha256):
+            if declared and declared != file.sha256:
+                abort(context, grpc.StatusCode.INVALID_ARGUMENT, "digest", "DIGEST_MISMATCH")
         if self.tamper_sha:
             file.sha256 = "0" * 64
-        if header.sha256 and header.sha256 != file.sha256:
-            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "digest", "DIGEST_MISMATCH")
         upload.file = file
         self.meta[header.name] = file
         if self.lose_upload_response:
@@ -337,12 +347,66 @@ def test_upload_path_sends_header_then_chunks_with_offsets(
     assert header.upload_id == "u-1"
     assert header.write_offset == 0
     assert header.HasField("size_bytes") and header.size_bytes == len(data)
-    assert header.sha256 == hashlib.sha256(data).hexdigest()
+    assert header.sha256 == ""  # hashed while sending: declared at the end of the stream
+    assert payload.finishes == [hashlib.sha256(data).hexdigest()]
     assert header.content_type == "application/onnx"
     assert payload.chunks == [(i * CHUNK, CHUNK) for i in range(5)] + [(5 * CHUNK, 123)]
     assert payload.files[NAME] == data
     assert file.sha256 == hashlib.sha256(data).hexdigest()
     assert file.size_bytes == len(data)
+
+
+class CountingReader(io.BytesIO):
+    """A seekable source that counts the bytes read from it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.bytes_read = 0
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        data = super().read(size)
+        self.bytes_read += len(data)
+        return data
+
+
+def test_upload_reads_the_source_once_and_declares_its_digest_at_the_end(
+    client: RegistryClient, payload: FakePayload
+) -> None:
+    data = blob(7 * CHUNK + 5)
+    source = CountingReader(data)
+    payload.listing = []  # no unfinished upload to continue
+    file = client.upload_file("fraud", 1, source)
+    assert source.bytes_read == len(data)  # hashing first would read it twice
+    assert file.sha256 == hashlib.sha256(data).hexdigest()
+    assert payload.headers[0].sha256 == ""
+    assert payload.finishes == [file.sha256]
+
+
+def test_upload_resumed_after_a_drop_declares_the_digest_of_the_whole_file(
+    client: RegistryClient, payload: FakePayload
+) -> None:
+    data = blob(10 * CHUNK + 7)
+    payload.upload_drops = [4 * CHUNK]
+    payload.lost_tail = 1000
+    client.upload_file("fraud", 1, io.BytesIO(data))
+    # The bytes re-sent from the committed size are not hashed again: the resumed stream's
+    # finish carries the digest of the file (the fake refuses any other).
+    assert [h.write_offset for h in payload.headers] == [0, 4 * CHUNK - 1000]
+    assert payload.finishes == [hashlib.sha256(data).hexdigest()]
+    assert payload.files[NAME] == data
+
+
+def test_upload_resumed_beyond_what_it_hashed_reads_the_gap_to_hash_it(
+    client: RegistryClient, payload: FakePayload
+) -> None:
+    data = blob(6 * CHUNK)
+    old = payload.uploads["earlier"] = Upload(header=pl.UploadHeader(name=NAME))
+    old.data += data[: 4 * CHUNK]
+    old.size = 4 * CHUNK
+    file = client.upload_file("fraud", 1, io.BytesIO(data), upload_id="earlier")
+    assert [h.write_offset for h in payload.headers] == [4 * CHUNK]
+    assert payload.finishes == [hashlib.sha256(data).hexdigest()]
+    assert file.sha256 == hashlib.sha256(data).hexdigest()
 
 
 def test_upload_generates_an_upload_id_and_uses_the_file_id(
@@ -537,36 +601,80 @@ def test_upload_looks_for_an_unfinished_upload_of_the_same_bytes(
 ) -> None:
     payload.listing = []
     data = blob(3 * CHUNK)
+    digest = hashlib.sha256(data).hexdigest()
     file_id = 'odd "name"*/x'
-    client.upload_file("fraud", 1, io.BytesIO(data), file_id=file_id)
+    source = CountingReader(data)
+    client.upload_file("fraud", 1, source, file_id=file_id)
+    # An unfinished upload to the same file of the same size is looked for; as there is
+    # none, the file is sent without hashing it first.
     (request,) = payload.list_requests
     assert request.parent == "models/fraud/versions/1"
-    assert request.filter == (
-        'state = ACTIVE AND file_id = "odd \\"name\\"\\*/x"'
-        f' AND size_bytes = {len(data)} AND sha256 = "{hashlib.sha256(data).hexdigest()}"'
-    )
+    prefix = f'state = ACTIVE AND file_id = "odd \\"name\\"\\*/x" AND size_bytes = {len(data)}'
+    assert request.filter == prefix
     assert request.order_by == "committed_size_bytes desc, update_time desc"
     assert request.page_size == 1
     assert payload.headers[0].write_offset == 0  # nothing found: a new upload
+    assert source.bytes_read == len(data)
+    # With the digest given, the upload of exactly these bytes is looked for.
+    client.upload_file("fraud", 1, io.BytesIO(data), file_id=file_id, sha256=digest)
+    assert payload.list_requests[1].filter == prefix + f' AND sha256 = "{digest}"'
 
 
+@pytest.mark.parametrize("declared", [False, True], ids=["digest-at-end", "digest-declared"])
 def test_upload_continues_the_unfinished_upload_it_finds(
-    client: RegistryClient, payload: FakePayload
+    client: RegistryClient, payload: FakePayload, declared: bool
 ) -> None:
     data = blob(5 * CHUNK + 7)
+    digest = hashlib.sha256(data).hexdigest()
     old = payload.uploads["crashed"] = Upload(header=pl.UploadHeader(name=NAME))
     old.data += data[: 2 * CHUNK]
     old.size = 2 * CHUNK
     payload.listing = [
-        pl.UploadStatus(upload_id="crashed", name=NAME, committed_size_bytes=2 * CHUNK)
+        pl.UploadStatus(
+            upload_id="crashed",
+            name=NAME,
+            committed_size_bytes=2 * CHUNK,
+            sha256=digest if declared else "",
+        )
     ]
     sent: list[int] = []
-    file = client.upload_file("fraud", 1, io.BytesIO(data), progress=lambda n, _: sent.append(n))
+    source = CountingReader(data)
+    file = client.upload_file("fraud", 1, source, progress=lambda n, _: sent.append(n))
+    filters = [r.filter.rsplit(" AND ", 1)[1] for r in payload.list_requests]
+    if declared:
+        # The upload found declared its sha256: the file is hashed first to match it.
+        assert filters == [f"size_bytes = {len(data)}", f'sha256 = "{digest}"']
+        assert source.bytes_read == 2 * len(data) - 2 * CHUNK
+    else:
+        # It declared none (it hashed while sending): continued, its committed prefix read
+        # (to hash it) but not sent, the digest of the whole file declared at the end.
+        assert filters == [f"size_bytes = {len(data)}"]
+        assert source.bytes_read == len(data)
+        assert payload.finishes == [digest]
     (header,) = payload.headers
     assert (header.upload_id, header.write_offset) == ("crashed", 2 * CHUNK)
     assert payload.chunks[0] == (2 * CHUNK, CHUNK)
     assert sum(n for _, n in payload.chunks) == len(data) - 2 * CHUNK
     assert sent[0] == 3 * CHUNK and sent[-1] == len(data)
+    assert file.sha256 == digest
+    assert payload.files[NAME] == data
+
+
+def test_upload_that_continued_other_bytes_starts_its_own(
+    client: RegistryClient, payload: FakePayload
+) -> None:
+    data = blob(4 * CHUNK)
+    old = payload.uploads["other"] = Upload(header=pl.UploadHeader(name=NAME))
+    old.data += blob(2 * CHUNK)  # same file and size, other bytes, no digest declared
+    old.size = 2 * CHUNK
+    payload.listing = [pl.UploadStatus(upload_id="other", name=NAME, committed_size_bytes=old.size)]
+    file = client.upload_file("fraud", 1, io.BytesIO(data))
+    # Continued, refused by the digest at its end, then sent whole as a new upload.
+    assert [(h.upload_id == "other", h.write_offset) for h in payload.headers] == [
+        (True, 2 * CHUNK),
+        (False, 0),
+    ]
+    assert payload.finishes == [hashlib.sha256(data).hexdigest()] * 2
     assert file.sha256 == hashlib.sha256(data).hexdigest()
     assert payload.files[NAME] == data
 
@@ -814,3 +922,23 @@ def test_no_channel_retries_when_disabled(fake: tuple[FakePayload, int]) -> None
     with RegistryClient(f"127.0.0.1:{port}", retries=0) as c, pytest.raises(UnavailableError):
         c.get_file("fraud", 1)
     assert payload.get_file_calls == 1
+
+
+def test_a_download_left_early_or_failing_stops_its_hashing_thread(
+    client: RegistryClient, payload: FakePayload
+) -> None:
+    payload.put(NAME, blob(6 * CHUNK))
+    before = sum(t.name == "sha256" for t in threading.enumerate())
+    chunks = client.iter_file("fraud", 1)
+    next(chunks)
+    next(chunks)
+    chunks.close()
+    payload.corrupt_at = CHUNK
+    with pytest.raises(IntegrityError):
+        b"".join(client.iter_file("fraud", 1))
+    deadline = threading.Event()
+    for _ in range(500):
+        if sum(t.name == "sha256" for t in threading.enumerate()) == before:
+            break
+        deadline.wait(0.01)
+    assert sum(t.name == "sha256" for t in threading.enumerate()) == before

@@ -46,6 +46,7 @@ from modelregistry.client.transfers import (
 )
 from modelregistry.client.uploads import Uploader
 from modelregistry.client.watch import EventWatch
+from modelregistry.client.wire import TransferCalls
 from modelregistry.v1 import access_pb2 as ac
 from modelregistry.v1 import access_pb2_grpc as ac_grpc
 from modelregistry.v1 import events_pb2 as ev
@@ -160,8 +161,9 @@ class RegistryClient:
         self._payload = pl_grpc.PayloadServiceStub(self._channel)
         self._events = ev_grpc.EventServiceStub(self._channel)
         self._chunk_size = chunk_size
-        self._uploader = Uploader(self._call, self._payload, chunk_size)
-        self._downloader = Downloader(self._call, self._payload)
+        transfers = TransferCalls(self._channel)
+        self._uploader = Uploader(self._call, self._payload, transfers, chunk_size)
+        self._downloader = Downloader(self._call, transfers)
         self._access = Access(self._call, ac_grpc.AccessServiceStub(self._channel))
 
     # --- plumbing ----------------------------------------------------------------------------
@@ -765,18 +767,22 @@ class RegistryClient:
     ) -> res.File:
         """Upload a file to a DRAFT version in ``chunk_size`` chunks and return it.
 
-        ``source`` is a path or a binary stream (read from its current position). For paths and
-        seekable streams the size is declared and the SHA-256 computed first (one extra read)
-        unless given, so the server verifies the whole file; non-seekable streams are sent
-        without size or digest, hashed while streaming and checked against the stored file.
+        ``source`` is a path or a binary stream (read from its current position), read once:
+        its SHA-256 is computed while sending and declared in the stream's last message, so
+        the server verifies the whole file before it becomes visible (``sha256`` declares it
+        in the header instead). For paths and seekable streams the size is declared too;
+        non-seekable streams are sent without a size.
         A dropped stream is resumed from the committed size reported by GetUploadStatus, at
         most ``max_resumes`` times (default: ``retries``), with jittered exponential back-off;
         a non-seekable source can only restart if nothing was read from it yet. Passing the
         ``upload_id`` of an interrupted upload continues it from its committed size (seekable
         sources; one GetUploadStatus call first). Without an ``upload_id`` and with
-        ``resume_unfinished`` (the default), an unfinished upload of the same bytes to the same
-        file (same file id, declared size and sha256; found with one ListUploads call) is
-        continued from its committed size, for example after the process crashed mid-upload.
+        ``resume_unfinished`` (the default), an unfinished upload to the same file of the same
+        declared size (found with one ListUploads call) is continued from its committed size,
+        for example after the process crashed mid-upload: if it declared a sha256, only when
+        that is the source's (the source is then hashed before sending); if not, its
+        committed prefix is read and hashed, and should the server refuse the digest (other
+        bytes) the source is uploaded anew.
         ``progress(bytes_sent, total)`` runs after each chunk, on gRPC's sending thread (after
         a resume ``bytes_sent`` restarts from the committed size); an exception from it or
         from the source aborts the upload and is re-raised here.

@@ -4,7 +4,6 @@ size, sha256 and crc32c; files are written beside their destination and renamed 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Callable, Generator
 from typing import cast
@@ -14,9 +13,10 @@ import grpc
 
 from modelregistry.client.calls import Invoker
 from modelregistry.client.errors import IntegrityError, RegistryError
+from modelregistry.client.hashing import BackgroundSha256
 from modelregistry.client.transfers import BinaryWriter, ProgressCallback, resumable
+from modelregistry.client.wire import DownloadMessage, TransferCalls
 from modelregistry.v1 import payload_pb2 as pl
-from modelregistry.v1 import payload_pb2_grpc as pl_grpc
 from modelregistry.v1 import resources_pb2 as res
 
 __all__ = ["Downloader"]
@@ -25,9 +25,9 @@ __all__ = ["Downloader"]
 class Downloader:
     """Reads files through ``PayloadService.DownloadFile``."""
 
-    def __init__(self, invoke: Invoker, stub: pl_grpc.PayloadServiceStub) -> None:
+    def __init__(self, invoke: Invoker, transfers: TransferCalls) -> None:
         self._invoke = invoke
-        self._stub = stub
+        self._download = transfers.download
 
     def iter_bytes(
         self,
@@ -92,8 +92,24 @@ class Downloader:
         verify: bool,
         meta: list[res.File],
     ) -> Generator[bytes, None, None]:
+        # Hashed on a helper thread while the next message is received.
+        digest = BackgroundSha256()
+        try:
+            yield from self._received(name, offset, limit, progress, verify, meta, digest)
+        finally:
+            digest.close()  # stops the helper of a download that failed or was abandoned
+
+    def _received(
+        self,
+        name: str,
+        offset: int,
+        limit: int,
+        progress: ProgressCallback | None,
+        verify: bool,
+        meta: list[res.File],
+        digest: BackgroundSha256,
+    ) -> Generator[bytes, None, None]:
         whole = offset == 0 and limit == 0
-        digest = hashlib.sha256()
         crc = 0
         received = 0
         total: int | None = None
@@ -103,12 +119,12 @@ class Downloader:
             request = pl.DownloadFileRequest(
                 name=name, offset=offset + received, limit=limit - received if limit else 0
             )
-            call: grpc.CallIterator[pl.DownloadFileResponse] | None = None
+            call: grpc.CallIterator[DownloadMessage] | None = None
             try:
-                call = self._invoke(self._stub.DownloadFile, request, transfer=True)
+                call = self._invoke(self._download, request, transfer=True)
                 with self._invoke.translated():
                     for message in call:
-                        if message.HasField("file"):
+                        if message.file is not None:
                             if file is None:
                                 file = message.file
                                 meta.append(file)

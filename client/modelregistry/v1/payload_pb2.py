@@ -27,43 +27,45 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from modelregistry.v1 import resources_pb2 as modelregistry_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emodelregistry/v1/payload.proto\x12\x10modelregistry.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a modelregistry/v1/resources.proto\"\x93\x01\n\x0cUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tupload_id\x18\x02 \x01(\t\x12\x14\n\x0cwrite_offset\x18\x03 \x01(\x03\x12\x17\n\nsize_bytes\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\tB\r\n\x0b_size_bytes\"+\n\x0bUploadChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"}\n\x11UploadFileRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.modelregistry.v1.UploadHeaderH\x00\x12.\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1d.modelregistry.v1.UploadChunkH\x00\x42\x06\n\x04kind\"B\n\x13\x44ownloadFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x03\"Z\n\x14\x44ownloadFileResponse\x12$\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x16.modelregistry.v1.File\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x1e\n\x0eGetFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Y\n\x10ListFilesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"S\n\x11ListFilesResponse\x12%\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x16.modelregistry.v1.File\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x16GetUploadStatusRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\"\xcc\x02\n\x0cUploadStatus\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1c\n\x14\x63ommitted_size_bytes\x18\x03 \x01(\x03\x12\x17\n\nsize_bytes\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12,\n\x05state\x18\x05 \x01(\x0e\x32\x1d.modelregistry.v1.UploadState\x12$\n\x04\x66ile\x18\x06 \x01(\x0b\x32\x16.modelregistry.v1.File\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x66ile_id\x18\x08 \x01(\t\x12\x0e\n\x06sha256\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b_size_bytes\"(\n\x13\x43\x61ncelUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\"m\n\x12ListUploadsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x10\n\x08order_by\x18\x05 \x01(\t\"_\n\x13ListUploadsResponse\x12/\n\x07uploads\x18\x01 \x03(\x0b\x32\x1e.modelregistry.v1.UploadStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11VerifyFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*`\n\x0bUploadState\x12\x1c\n\x18UPLOAD_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13UPLOAD_STATE_ACTIVE\x10\x01\x12\x1a\n\x16UPLOAD_STATE_COMMITTED\x10\x02\x32\xac\x05\n\x0ePayloadService\x12K\n\nUploadFile\x12#.modelregistry.v1.UploadFileRequest\x1a\x16.modelregistry.v1.File(\x01\x12_\n\x0c\x44ownloadFile\x12%.modelregistry.v1.DownloadFileRequest\x1a&.modelregistry.v1.DownloadFileResponse0\x01\x12\x43\n\x07GetFile\x12 .modelregistry.v1.GetFileRequest\x1a\x16.modelregistry.v1.File\x12T\n\tListFiles\x12\".modelregistry.v1.ListFilesRequest\x1a#.modelregistry.v1.ListFilesResponse\x12[\n\x0fGetUploadStatus\x12(.modelregistry.v1.GetUploadStatusRequest\x1a\x1e.modelregistry.v1.UploadStatus\x12M\n\x0c\x43\x61ncelUpload\x12%.modelregistry.v1.CancelUploadRequest\x1a\x16.google.protobuf.Empty\x12Z\n\x0bListUploads\x12$.modelregistry.v1.ListUploadsRequest\x1a%.modelregistry.v1.ListUploadsResponse\x12I\n\nVerifyFile\x12#.modelregistry.v1.VerifyFileRequest\x1a\x16.modelregistry.v1.Fileb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emodelregistry/v1/payload.proto\x12\x10modelregistry.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a modelregistry/v1/resources.proto\"\x93\x01\n\x0cUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tupload_id\x18\x02 \x01(\t\x12\x14\n\x0cwrite_offset\x18\x03 \x01(\x03\x12\x17\n\nsize_bytes\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\tB\r\n\x0b_size_bytes\"+\n\x0bUploadChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x1e\n\x0cUploadFinish\x12\x0e\n\x06sha256\x18\x01 \x01(\t\"\xaf\x01\n\x11UploadFileRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.modelregistry.v1.UploadHeaderH\x00\x12.\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1d.modelregistry.v1.UploadChunkH\x00\x12\x30\n\x06\x66inish\x18\x03 \x01(\x0b\x32\x1e.modelregistry.v1.UploadFinishH\x00\x42\x06\n\x04kind\"B\n\x13\x44ownloadFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x03\"Z\n\x14\x44ownloadFileResponse\x12$\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x16.modelregistry.v1.File\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x1e\n\x0eGetFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Y\n\x10ListFilesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"S\n\x11ListFilesResponse\x12%\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x16.modelregistry.v1.File\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x16GetUploadStatusRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\"\xcc\x02\n\x0cUploadStatus\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1c\n\x14\x63ommitted_size_bytes\x18\x03 \x01(\x03\x12\x17\n\nsize_bytes\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12,\n\x05state\x18\x05 \x01(\x0e\x32\x1d.modelregistry.v1.UploadState\x12$\n\x04\x66ile\x18\x06 \x01(\x0b\x32\x16.modelregistry.v1.File\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x66ile_id\x18\x08 \x01(\t\x12\x0e\n\x06sha256\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b_size_bytes\"(\n\x13\x43\x61ncelUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\"m\n\x12ListUploadsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x10\n\x08order_by\x18\x05 \x01(\t\"_\n\x13ListUploadsResponse\x12/\n\x07uploads\x18\x01 \x03(\x0b\x32\x1e.modelregistry.v1.UploadStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11VerifyFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*`\n\x0bUploadState\x12\x1c\n\x18UPLOAD_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13UPLOAD_STATE_ACTIVE\x10\x01\x12\x1a\n\x16UPLOAD_STATE_COMMITTED\x10\x02\x32\xac\x05\n\x0ePayloadService\x12K\n\nUploadFile\x12#.modelregistry.v1.UploadFileRequest\x1a\x16.modelregistry.v1.File(\x01\x12_\n\x0c\x44ownloadFile\x12%.modelregistry.v1.DownloadFileRequest\x1a&.modelregistry.v1.DownloadFileResponse0\x01\x12\x43\n\x07GetFile\x12 .modelregistry.v1.GetFileRequest\x1a\x16.modelregistry.v1.File\x12T\n\tListFiles\x12\".modelregistry.v1.ListFilesRequest\x1a#.modelregistry.v1.ListFilesResponse\x12[\n\x0fGetUploadStatus\x12(.modelregistry.v1.GetUploadStatusRequest\x1a\x1e.modelregistry.v1.UploadStatus\x12M\n\x0c\x43\x61ncelUpload\x12%.modelregistry.v1.CancelUploadRequest\x1a\x16.google.protobuf.Empty\x12Z\n\x0bListUploads\x12$.modelregistry.v1.ListUploadsRequest\x1a%.modelregistry.v1.ListUploadsResponse\x12I\n\nVerifyFile\x12#.modelregistry.v1.VerifyFileRequest\x1a\x16.modelregistry.v1.Fileb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelregistry.v1.payload_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_UPLOADSTATE']._serialized_start=1503
-  _globals['_UPLOADSTATE']._serialized_end=1599
+  _globals['_UPLOADSTATE']._serialized_start=1586
+  _globals['_UPLOADSTATE']._serialized_end=1682
   _globals['_UPLOADHEADER']._serialized_start=149
   _globals['_UPLOADHEADER']._serialized_end=296
   _globals['_UPLOADCHUNK']._serialized_start=298
   _globals['_UPLOADCHUNK']._serialized_end=341
-  _globals['_UPLOADFILEREQUEST']._serialized_start=343
-  _globals['_UPLOADFILEREQUEST']._serialized_end=468
-  _globals['_DOWNLOADFILEREQUEST']._serialized_start=470
-  _globals['_DOWNLOADFILEREQUEST']._serialized_end=536
-  _globals['_DOWNLOADFILERESPONSE']._serialized_start=538
-  _globals['_DOWNLOADFILERESPONSE']._serialized_end=628
-  _globals['_GETFILEREQUEST']._serialized_start=630
-  _globals['_GETFILEREQUEST']._serialized_end=660
-  _globals['_LISTFILESREQUEST']._serialized_start=662
-  _globals['_LISTFILESREQUEST']._serialized_end=751
-  _globals['_LISTFILESRESPONSE']._serialized_start=753
-  _globals['_LISTFILESRESPONSE']._serialized_end=836
-  _globals['_GETUPLOADSTATUSREQUEST']._serialized_start=838
-  _globals['_GETUPLOADSTATUSREQUEST']._serialized_end=881
-  _globals['_UPLOADSTATUS']._serialized_start=884
-  _globals['_UPLOADSTATUS']._serialized_end=1216
-  _globals['_CANCELUPLOADREQUEST']._serialized_start=1218
-  _globals['_CANCELUPLOADREQUEST']._serialized_end=1258
-  _globals['_LISTUPLOADSREQUEST']._serialized_start=1260
-  _globals['_LISTUPLOADSREQUEST']._serialized_end=1369
-  _globals['_LISTUPLOADSRESPONSE']._serialized_start=1371
-  _globals['_LISTUPLOADSRESPONSE']._serialized_end=1466
-  _globals['_VERIFYFILEREQUEST']._serialized_start=1468
-  _globals['_VERIFYFILEREQUEST']._serialized_end=1501
-  _globals['_PAYLOADSERVICE']._serialized_start=1602
-  _globals['_PAYLOADSERVICE']._serialized_end=2286
+  _globals['_UPLOADFINISH']._serialized_start=343
+  _globals['_UPLOADFINISH']._serialized_end=373
+  _globals['_UPLOADFILEREQUEST']._serialized_start=376
+  _globals['_UPLOADFILEREQUEST']._serialized_end=551
+  _globals['_DOWNLOADFILEREQUEST']._serialized_start=553
+  _globals['_DOWNLOADFILEREQUEST']._serialized_end=619
+  _globals['_DOWNLOADFILERESPONSE']._serialized_start=621
+  _globals['_DOWNLOADFILERESPONSE']._serialized_end=711
+  _globals['_GETFILEREQUEST']._serialized_start=713
+  _globals['_GETFILEREQUEST']._serialized_end=743
+  _globals['_LISTFILESREQUEST']._serialized_start=745
+  _globals['_LISTFILESREQUEST']._serialized_end=834
+  _globals['_LISTFILESRESPONSE']._serialized_start=836
+  _globals['_LISTFILESRESPONSE']._serialized_end=919
+  _globals['_GETUPLOADSTATUSREQUEST']._serialized_start=921
+  _globals['_GETUPLOADSTATUSREQUEST']._serialized_end=964
+  _globals['_UPLOADSTATUS']._serialized_start=967
+  _globals['_UPLOADSTATUS']._serialized_end=1299
+  _globals['_CANCELUPLOADREQUEST']._serialized_start=1301
+  _globals['_CANCELUPLOADREQUEST']._serialized_end=1341
+  _globals['_LISTUPLOADSREQUEST']._serialized_start=1343
+  _globals['_LISTUPLOADSREQUEST']._serialized_end=1452
+  _globals['_LISTUPLOADSRESPONSE']._serialized_start=1454
+  _globals['_LISTUPLOADSRESPONSE']._serialized_end=1549
+  _globals['_VERIFYFILEREQUEST']._serialized_start=1551
+  _globals['_VERIFYFILEREQUEST']._serialized_end=1584
+  _globals['_PAYLOADSERVICE']._serialized_start=1685
+  _globals['_PAYLOADSERVICE']._serialized_end=2369
 # @@protoc_insertion_point(module_scope)

@@ -73,7 +73,10 @@ class UploadHeader(_message.Message):
     size_bytes: _builtins.int
     """Total size in bytes, if known. The upload fails unless exactly this many bytes arrive."""
     sha256: _builtins.str
-    """Lowercase hex SHA-256 of the whole file, if known. Verified before the file is visible."""
+    """Lowercase hex SHA-256 of the whole file, if known before sending. Verified before the
+    file is visible. A client that hashes while it sends leaves this empty and declares the
+    digest in the stream's last message (`UploadFinish`) instead.
+    """
     content_type: _builtins.str
     """Media type; default `application/octet-stream`."""
     def __init__(
@@ -123,6 +126,32 @@ class UploadChunk(_message.Message):
 Global___UploadChunk: _TypeAlias = UploadChunk  # noqa: Y015
 
 @_typing.final
+class UploadFinish(_message.Message):
+    """Optional last message of an upload stream: what the client computed while sending."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHA256_FIELD_NUMBER: _builtins.int
+    sha256: _builtins.str
+    """Required. Lowercase hex SHA-256 of the whole file (every byte from offset 0, also when
+    this stream resumed an upload). Checked before the file becomes visible; a mismatch
+    discards the upload with INVALID_ARGUMENT `DIGEST_MISMATCH` (field `finish.sha256`),
+    as a wrong header sha256 does.
+    """
+    def __init__(
+        self,
+        *,
+        sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sha256", b"sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadFinish: _TypeAlias = UploadFinish  # noqa: Y015
+
+@_typing.final
 class UploadFileRequest(_message.Message):
     """One message of an upload stream."""
 
@@ -130,25 +159,31 @@ class UploadFileRequest(_message.Message):
 
     HEADER_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
+    FINISH_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def header(self) -> Global___UploadHeader:
         """First message only."""
 
     @_builtins.property
     def chunk(self) -> Global___UploadChunk:
-        """Every later message."""
+        """Every message between the header and the finish."""
+
+    @_builtins.property
+    def finish(self) -> Global___UploadFinish:
+        """Last message only, if sent."""
 
     def __init__(
         self,
         *,
         header: Global___UploadHeader | None = ...,
         chunk: Global___UploadChunk | None = ...,
+        finish: Global___UploadFinish | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "kind", b"kind"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "finish", b"finish", "header", b"header", "kind", b"kind"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "kind", b"kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "finish", b"finish", "header", b"header", "kind", b"kind"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["header", "chunk", "finish"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

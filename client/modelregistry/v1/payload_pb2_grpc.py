@@ -84,10 +84,11 @@ class PayloadServiceServicer:
     """
 
     def UploadFile(self, request_iterator, context):
-        """Uploads one file. The first message is a header, then data chunks in order. The file
-        becomes visible only after every byte is durably stored and the size and (if declared)
-        sha256 match. An interrupted upload can be resumed with the same `upload_id` from the
-        committed size reported by GetUploadStatus.
+        """Uploads one file. The first message is a header, then data chunks in order, and
+        optionally a last `finish` message carrying the sha256 the client computed while
+        sending. The file becomes visible only after every byte is durably stored and the size
+        and every declared sha256 (header, finish) match. An interrupted upload can be resumed
+        with the same `upload_id` from the committed size reported by GetUploadStatus.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -36,10 +36,11 @@ class PayloadServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PayloadServiceAsyncStub: ...
     UploadFile: _grpc.StreamUnaryMultiCallable[_payload_pb2.UploadFileRequest, _resources_pb2.File]
-    """Uploads one file. The first message is a header, then data chunks in order. The file
-    becomes visible only after every byte is durably stored and the size and (if declared)
-    sha256 match. An interrupted upload can be resumed with the same `upload_id` from the
-    committed size reported by GetUploadStatus.
+    """Uploads one file. The first message is a header, then data chunks in order, and
+    optionally a last `finish` message carrying the sha256 the client computed while
+    sending. The file becomes visible only after every byte is durably stored and the size
+    and every declared sha256 (header, finish) match. An interrupted upload can be resumed
+    with the same `upload_id` from the committed size reported by GetUploadStatus.
     """
     DownloadFile: _grpc.UnaryStreamMultiCallable[_payload_pb2.DownloadFileRequest, _payload_pb2.DownloadFileResponse]
     """Streams a file (or a byte range of it). The first message carries the file's metadata.
@@ -71,10 +72,11 @@ class PayloadServiceAsyncStub(PayloadServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     UploadFile: _aio.StreamUnaryMultiCallable[_payload_pb2.UploadFileRequest, _resources_pb2.File]  # type: ignore[assignment]
-    """Uploads one file. The first message is a header, then data chunks in order. The file
-    becomes visible only after every byte is durably stored and the size and (if declared)
-    sha256 match. An interrupted upload can be resumed with the same `upload_id` from the
-    committed size reported by GetUploadStatus.
+    """Uploads one file. The first message is a header, then data chunks in order, and
+    optionally a last `finish` message carrying the sha256 the client computed while
+    sending. The file becomes visible only after every byte is durably stored and the size
+    and every declared sha256 (header, finish) match. An interrupted upload can be resumed
+    with the same `upload_id` from the committed size reported by GetUploadStatus.
     """
     DownloadFile: _aio.UnaryStreamMultiCallable[_payload_pb2.DownloadFileRequest, _payload_pb2.DownloadFileResponse]  # type: ignore[assignment]
     """Streams a file (or a byte range of it). The first message carries the file's metadata.
@@ -109,10 +111,11 @@ class PayloadServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_payload_pb2.UploadFileRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_resources_pb2.File, _abc.Awaitable[_resources_pb2.File]]:
-        """Uploads one file. The first message is a header, then data chunks in order. The file
-        becomes visible only after every byte is durably stored and the size and (if declared)
-        sha256 match. An interrupted upload can be resumed with the same `upload_id` from the
-        committed size reported by GetUploadStatus.
+        """Uploads one file. The first message is a header, then data chunks in order, and
+        optionally a last `finish` message carrying the sha256 the client computed while
+        sending. The file becomes visible only after every byte is durably stored and the size
+        and every declared sha256 (header, finish) match. An interrupted upload can be resumed
+        with the same `upload_id` from the committed size reported by GetUploadStatus.
         """
 
     @_abc_1.abstractmethod

@@ -17,7 +17,7 @@ from ..domain.entities import FileRecord
 from ..domain.errors import Cancelled, InvalidArgument
 from ..domain.identity import Caller
 from ..domain.integrity import CheckedRead
-from ..domain.payloads import Payloads, UploadRequest
+from ..domain.payloads import Payloads, UploadFinish, UploadItem, UploadRequest
 from . import converters as conv
 from . import download_frames as frames
 from .callers import caller_of
@@ -25,16 +25,24 @@ from .callers import caller_of
 Ctx = grpc.ServicerContext
 
 
-def _chunks(requests: Iterator[rpc.UploadFileRequest]) -> Iterator[tuple[int, bytes]]:
-    """The data messages after the header as ``(offset, data)``; a vanished client is
-    reported as CANCELLED."""
+def _chunks(requests: Iterator[rpc.UploadFileRequest]) -> Iterator[UploadItem]:
+    """The messages after the header: chunks as ``(offset, data)``, then the finish if the
+    client sends one (nothing may follow it); a vanished client is reported as CANCELLED."""
     try:
+        finished = False
         for message in requests:
-            if message.WhichOneof("kind") != "chunk":
+            kind = message.WhichOneof("kind")
+            if finished:
+                raise InvalidArgument.field("finish", "must be the last message of the stream")
+            if kind == "chunk":
+                yield message.chunk.offset, message.chunk.data
+            elif kind == "finish":
+                finished = True
+                yield UploadFinish(message.finish.sha256)
+            else:
                 raise InvalidArgument.field(
-                    "chunk", "every message after the header must be a chunk"
+                    "chunk", "every message after the header must be a chunk or the finish"
                 )
-            yield message.chunk.offset, message.chunk.data
     except grpc.RpcError:
         raise Cancelled("the client cancelled the upload or the connection dropped") from None
 

@@ -1,13 +1,14 @@
 """Use cases for the files of versions: verified resumable uploads, downloads, sealing, GC.
 
 Upload protocol (see ``payload.proto``): a header naming the target file and a client-chosen
-``upload_id``, then chunks at increasing offsets. Bytes go to the blob store in *pieces*; after
-each piece is durable the session's ``committed_size`` advances in the metadata store, so a
-client can resume from it after a dropped connection, a server restart or on another replica.
-The sha256/crc32c state cannot be saved, so a resumed session re-reads its committed prefix
-to rebuild it. At the end the size and declared sha256 are checked, the bytes become the
-content-addressed blob ``sha256/<hex>`` (stored once however many files share it) and the file
-row is inserted: only then is the file visible.
+``upload_id``, then chunks at increasing offsets, then optionally a finish carrying the sha256
+the client computed while sending (so it reads its file once). Bytes go to the blob store in
+*pieces*; after each piece is durable the session's ``committed_size`` advances in the metadata
+store, so a client can resume from it after a dropped connection, a server restart or on
+another replica. The sha256/crc32c state cannot be saved, so a resumed session re-reads its
+committed prefix to rebuild it. At the end the size and every declared sha256 (header,
+finish) are checked, the bytes become the content-addressed blob ``sha256/<hex>`` (stored once
+however many files share it) and the file row is inserted: only then is the file visible.
 """
 
 from __future__ import annotations
@@ -91,6 +92,18 @@ CANCEL_GRACE_S = 0.2
 
 
 @dataclass(frozen=True)
+class UploadFinish:
+    """The last message of an upload stream: the sha256 the client computed while sending."""
+
+    sha256: str
+
+
+# What an upload stream carries after its header: chunks as ``(offset, data)``, then
+# optionally an UploadFinish (nothing may follow it).
+UploadItem = tuple[int, bytes] | UploadFinish
+
+
+@dataclass(frozen=True)
 class UploadRequest:
     """The header of an upload stream, as the domain sees it."""
 
@@ -141,7 +154,7 @@ class _ChunkFeed:
 
     def __init__(
         self,
-        chunks: Iterator[tuple[int, bytes]],
+        chunks: Iterator[UploadItem],
         offset: int,
         declared_size: int | None,
         digests: _Digests,
@@ -155,6 +168,9 @@ class _ChunkFeed:
         self._digests = digests
         self._max_chunk = max_chunk
         self.exhausted = False
+        # The sha256 of the stream's finish message, once it arrived (it proves the stream
+        # complete, as a declared size does).
+        self.finish_sha256: str | None = None
         self._pending: bytes | None = None
 
     def has_more(self) -> bool:
@@ -176,11 +192,19 @@ class _ChunkFeed:
     def _next(self) -> bytes | None:
         while True:
             try:
-                offset, data = next(self._chunks)
+                item = next(self._chunks)
             except StopIteration:
                 self.exhausted = True
                 return None
             self._check()
+            if isinstance(item, UploadFinish):
+                if not SHA256_RE.fullmatch(item.sha256):
+                    raise InvalidArgument.field(
+                        "finish.sha256", "must be 64 lowercase hex characters"
+                    )
+                self.finish_sha256 = item.sha256
+                continue
+            offset, data = item
             if offset != self.offset:
                 raise OutOfRange(
                     f"chunk offset {offset} does not follow the {self.offset} bytes received",
@@ -252,7 +276,7 @@ class Payloads:
         self,
         caller: Caller,
         request: UploadRequest,
-        chunks: Iterator[tuple[int, bytes]],
+        chunks: Iterator[UploadItem],
         cancelled: Callable[[float], bool] = lambda grace: False,
     ) -> FileRecord:
         """Receive one upload stream; returns the visible file once it is whole and verified.
@@ -282,7 +306,7 @@ class Payloads:
         self,
         caller: Caller,
         request: UploadRequest,
-        chunks: Iterator[tuple[int, bytes]],
+        chunks: Iterator[UploadItem],
         cancelled: Callable[[float], bool],
     ) -> FileRecord:
         session = self._open_session(caller, request)
@@ -334,7 +358,7 @@ class Payloads:
         caller: Caller,
         session: UploadSession,
         sid: str,
-        chunks: Iterator[tuple[int, bytes]],
+        chunks: Iterator[UploadItem],
         cancelled: Callable[[float], bool],
     ) -> FileRecord:
         digests = _Digests(self._integrity.new_hasher())
@@ -357,14 +381,19 @@ class Payloads:
                 reason=Reason.SIZE_MISMATCH,
             )
         sha = digests.sha.hexdigest()
-        if session.declared_sha256 and sha != session.declared_sha256:
-            self._discard(caller, session.upload_id, sid)
-            raise InvalidArgument.field(
-                "header.sha256",
-                f"content has sha256 {sha}, not the declared {session.declared_sha256}; "
-                "the upload was discarded",
-                reason=Reason.DIGEST_MISMATCH,
-            )
+        declared = (
+            ("header.sha256", session.declared_sha256),
+            ("finish.sha256", feed.finish_sha256),
+        )
+        for field, expected in declared:
+            if expected and sha != expected:
+                self._discard(caller, session.upload_id, sid)
+                raise InvalidArgument.field(
+                    field,
+                    f"content has sha256 {sha}, not the declared {expected}; "
+                    "the upload was discarded",
+                    reason=Reason.DIGEST_MISMATCH,
+                )
         return self._publish(caller, session, sid, committed, sha, digests.blocks)
 
     def _open_session(self, caller: Caller, request: UploadRequest) -> UploadSession:
@@ -479,7 +508,7 @@ class Payloads:
                 start = stored
                 stored += self._blobs.write_upload(sid, start, feed.piece(self._piece_bytes))
                 if feed.exhausted:  # the tail is neither counted nor published if the call died
-                    _check_not_cancelled(cancelled, session.declared_size, stored)
+                    _check_not_cancelled(cancelled, self._complete(session, feed, stored))
                     checked = True
                 if pending is not None:
                     committed = pending.result()
@@ -493,8 +522,13 @@ class Payloads:
                 with contextlib.suppress(Exception):
                     pending.result()
         if not checked:
-            _check_not_cancelled(cancelled, session.declared_size, committed)
+            _check_not_cancelled(cancelled, self._complete(session, feed, committed))
         return committed
+
+    @staticmethod
+    def _complete(session: UploadSession, feed: _ChunkFeed, received: int) -> bool:
+        """Whether the stream proved itself whole: its declared size arrived, or its finish."""
+        return session.declared_size == received or feed.finish_sha256 is not None
 
     def _sync_and_advance(
         self, caller: Caller, upload_id: str, sid: str, expected: int, new_size: int
@@ -896,13 +930,12 @@ def _uploads_in_progress(version: ModelVersion, pending: list[UploadSession]) ->
     )
 
 
-def _check_not_cancelled(
-    cancelled: Callable[[float], bool], declared_size: int | None, received: int
-) -> None:
-    """At the end of the stream: raise Cancelled if the caller went away. Unless the declared
-    size arrived (which proves the stream whole), wait a moment for a cancellation in flight:
-    without a declared size the end of the stream is the only sign of completeness."""
-    if cancelled(0 if declared_size == received else CANCEL_GRACE_S):
+def _check_not_cancelled(cancelled: Callable[[float], bool], complete: bool) -> None:
+    """At the end of the stream: raise Cancelled if the caller went away. Unless the stream
+    proved itself whole (``complete``: its declared size or its finish arrived), wait a
+    moment for a cancellation in flight: otherwise the end of the stream is the only sign of
+    completeness."""
+    if cancelled(0 if complete else CANCEL_GRACE_S):
         raise Cancelled("the client cancelled the upload or the connection dropped")
 
 
