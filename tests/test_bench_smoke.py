@@ -42,7 +42,7 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
     assert len(results["load_average"]["end"]) == 3
 
     rows = results["rows"]
-    assert {r["scenario"] for r in rows} == {"P1", "P4"}
+    assert {r["scenario"] for r in rows} == {"P1", "P1u", "P4"}
     for row in rows:
         assert {"metric", "unit", "measured", "baseline", "ratio", "target", "verdict"} <= set(row)
         assert row["verdict"] in {"pass", "MISS", "info"}
