@@ -20,6 +20,7 @@ from .database import Backend
 from .errors import translated
 from .pages import file_collection, model_collection, upload_collection, version_collection
 from .schema import Tables, bind_tables
+from .version_reads import version_reads
 
 T = TypeVar("T")
 Conflict = Callable[[], DomainError]
@@ -67,6 +68,7 @@ class StoreCore:
         self._versions_listing = version_collection(self._t)
         self._uploads_listing = upload_collection(self._t)
         self._files_listing = file_collection(self._t)
+        self._version_reads = version_reads(self._t, self._db.param)
 
     @property
     def backend(self) -> Backend:
@@ -116,6 +118,17 @@ class StoreCore:
                     yield
             else:
                 yield
+
+    def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run a statement whose text is built once (see :mod:`.version_reads`) and return
+        its rows; through ``execute_sql`` like every statement peewee sends."""
+        db: Any = self._db  # peewee's execute_sql is untyped
+        cursor = db.execute_sql(sql, params)
+        try:
+            found: list[tuple[Any, ...]] = cursor.fetchall()
+        finally:
+            cursor.close()
+        return found
 
     def _write(self) -> AbstractContextManager[None]:
         return self.transaction()
