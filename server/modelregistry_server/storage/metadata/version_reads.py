@@ -8,6 +8,11 @@ without a transaction, and its text is built here once and sent with parameters 
 database's ``execute_sql``. Each result row starts with its kind (the version row, a label,
 a metric, an alias); the other parts leave the version's columns NULL.
 
+On SQLite the driver keeps each connection's compiled statements (sqlite3's statement cache);
+on PostgreSQL planning the union costs about 1 ms, more than running it, so each connection
+``PREPARE``s the two statements once (:attr:`VersionReads.setup`) and a read is an
+``EXECUTE`` of one of them.
+
 Only the hot single-version reads use this (GetModelVersion by number and ``latest``); locked
 reads for writes and listings stay with peewee.
 """
@@ -34,6 +39,7 @@ class VersionReads:
     by_number: str
     latest: str
     columns: tuple[str, ...]  # field names, as :func:`rows.version_entity` reads them
+    setup: tuple[str, ...] = ()  # run once on each connection before the first read
     ready: str = str(VersionState.READY)
 
     def number_params(self, tenant: str, model_id: str, number: int) -> tuple[Any, ...]:
@@ -62,8 +68,9 @@ class VersionReads:
         return None if row is None else rows.version_entity(row, labels, metrics, aliases)
 
 
-def version_reads(tables: Tables, param: str) -> VersionReads:
-    """Build the statements for ``tables`` with the driver's placeholder ``param``."""
+def version_reads(tables: Tables, dialect: str, param: str) -> VersionReads:
+    """Build the statements for ``tables`` in ``dialect`` with the driver's placeholder
+    ``param``."""
     fields = tables.versions._meta.sorted_fields
     names = tuple(f.name for f in fields)
     selected = ", ".join(f'v."{f.column_name}"' for f in fields)
@@ -73,7 +80,7 @@ def version_reads(tables: Tables, param: str) -> VersionReads:
     aliases = tables.aliases._meta.table_name
     alias = tables.aliases.alias_name.column_name
     versions = tables.versions._meta.table_name
-    p = param
+    p = _MARK
 
     def statement(match: str) -> str:
         return (
@@ -93,4 +100,29 @@ def version_reads(tables: Tables, param: str) -> VersionReads:
         f'"tenant" = {p} AND "model_id" = {p} AND "state" = {p} AND "delete_time" IS NULL '
         f'AND ("expire_time" IS NULL OR "expire_time" > {p}) ORDER BY "number" DESC LIMIT 1'
     )
-    return VersionReads(by_number, latest, names)
+    if dialect != "postgresql":
+        return VersionReads(by_number.replace(_MARK, param), latest.replace(_MARK, param), names)
+    setup = tuple(
+        f"PREPARE {name} AS {_numbered(text)}"
+        for name, text in ((_BY_NUMBER, by_number), (_LATEST, latest))
+    )
+    return VersionReads(
+        _execute(_BY_NUMBER, by_number.count(_MARK), param),
+        _execute(_LATEST, latest.count(_MARK), param),
+        names,
+        setup,
+    )
+
+
+_MARK = "\x00"  # a parameter, until the dialect's placeholders are known
+_BY_NUMBER, _LATEST = "modelregistry_version_by_number", "modelregistry_latest_version"
+
+
+def _numbered(text: str) -> str:
+    """``text`` with its parameters as ``$1``, ``$2``… (what PREPARE takes)."""
+    parts = text.split(_MARK)
+    return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+
+
+def _execute(name: str, count: int, param: str) -> str:
+    return f"EXECUTE {name} ({', '.join(param for _ in range(count))})"

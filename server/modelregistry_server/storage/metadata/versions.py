@@ -44,7 +44,8 @@ class VersionRows(StoreCore):
         if not for_update:  # one statement, its text built once (see .version_reads)
             reads = self._version_reads
             with self._read():
-                found = self._fetch(reads.by_number, reads.number_params(tenant, model_id, number))
+                params = reads.number_params(tenant, model_id, number)
+                found = self._fetch(reads.by_number, params, reads.setup)
             return reads.entity(found)
         v = self._t.versions
         with self._write():
@@ -75,7 +76,7 @@ class VersionRows(StoreCore):
         reads = self._version_reads
         params = reads.latest_params(tenant, model_id, rows.to_micros(now))
         with self._read():
-            return reads.entity(self._fetch(reads.latest, params))
+            return reads.entity(self._fetch(reads.latest, params, reads.setup))
 
     def save_version(self, version: ModelVersion) -> None:
         """Write every mutable field (labels, metrics included) of an existing version."""
