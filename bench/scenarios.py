@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -569,13 +570,60 @@ def _realistic_version(client: RegistryClient, model: str) -> str:
     return version.name
 
 
+@contextlib.contextmanager
+def postgres_database(ctx: Context, scenario: str) -> Iterator[str | None]:
+    """The URL of a database on a throwaway PostgreSQL cluster (as the tests start one,
+    ``tests/support/postgres.py``), or None without its binaries; removed on exit."""
+    try:
+        from tests.support.postgres import PostgresCluster, find_bindir
+    except ImportError:
+        bindir = None
+    else:
+        bindir = find_bindir()
+    if bindir is None:
+        ctx.log(f"{scenario}: no PostgreSQL binaries, PostgreSQL run skipped")
+        yield None
+        return
+    cluster = PostgresCluster(bindir)
+    try:
+        cluster.start()
+        yield cluster.create_database()
+    finally:
+        cluster.destroy()
+
+
+def _skipped_backend(scenario: str, why: str = "no PostgreSQL binaries") -> Row:
+    return Row(scenario, "PostgreSQL runs", "", None, note=why)
+
+
+def _failed_backend(ctx: Context, scenario: str, exc: Exception) -> Row:
+    """The row of a PostgreSQL run that failed (the SQLite rows of the scenario stay)."""
+    why = f"PostgreSQL run failed: {type(exc).__name__}: {exc}"[:300]
+    ctx.log(f"{scenario}: {why}")
+    return _skipped_backend(scenario, why)
+
+
 def p4_unary(ctx: Context) -> Outcome:
     """GetModelVersion calls/s and latency vs an empty unary RPC (health Check) on the same
-    server, at each concurrency."""
+    server, at each concurrency: on SQLite, then on PostgreSQL."""
+    rows, data = _p4_on(ctx, "SQLite")
+    with postgres_database(ctx, "P4") as url:
+        if url is None:
+            rows.append(_skipped_backend("P4"))
+        else:
+            try:
+                pg_rows, data["postgresql"] = _p4_on(ctx, "PostgreSQL", "--database-url", url)
+            except Exception as exc:  # the SQLite rows stay
+                pg_rows = [_failed_backend(ctx, "P4", exc)]
+            rows += pg_rows
+    return Outcome(rows, data)
+
+
+def _p4_on(ctx: Context, backend: str, *extra: str) -> tuple[list[Row], dict[str, Any]]:
     s = ctx.settings
     runs: dict[str, dict[str, Any]] = {}
     rows: list[Row] = []
-    with registry(ctx, "p4") as reg:
+    with registry(ctx, f"p4-{backend.lower()}", *extra) as reg:
         name = _realistic_version(reg.client, "bench")
         warmup = min(0.5, s.p4_seconds / 2)
         for c in s.p4_concurrency:
@@ -599,14 +647,14 @@ def p4_unary(ctx: Context) -> Outcome:
             base = runs[f"health@{c}"]
             ours = runs[f"get-version@{c}"]
             ctx.log(
-                f"P4 c={c}: health {base['calls_per_s']:.0f}/s, GetModelVersion "
+                f"P4 {backend} c={c}: health {base['calls_per_s']:.0f}/s, GetModelVersion "
                 f"{ours['calls_per_s']:.0f}/s p50 {ours['latency_ms']['p50']:.2f} "
                 f"p99 {ours['latency_ms']['p99']:.2f} ms"
             )
             rows.append(
                 Row(
                     "P4",
-                    f"GetModelVersion calls/s @{c}",
+                    f"GetModelVersion calls/s @{c}, {backend}",
                     "calls/s",
                     round(ours["calls_per_s"]),
                     round(base["calls_per_s"]),
@@ -624,7 +672,7 @@ def p4_unary(ctx: Context) -> Outcome:
                 rows.append(
                     Row(
                         "P4",
-                        "GetModelVersion p99 @8",
+                        f"GetModelVersion p99 @8, {backend}",
                         "ms",
                         round(ours["latency_ms"]["p99"], 2),
                         round(base["latency_ms"]["p99"], 2),
@@ -636,12 +684,12 @@ def p4_unary(ctx: Context) -> Outcome:
         missed_c = 8 if 8 in s.p4_concurrency else s.p4_concurrency[0]
         ctx.profile_if_missed(
             rows,
-            "P4",
+            "P4" if backend == "SQLite" else f"P4-{backend.lower()}",
             reg.child.pid,
             lambda: run_loadgen(reg.child.address, "get-version", name, missed_c, 4.0, 0.2),
             gil=True,
         )
-    return Outcome(rows, {"version_name": name, "runs": runs})
+    return rows, {"version_name": name, "runs": runs}
 
 
 # --- P5 -------------------------------------------------------------------------------------
@@ -697,16 +745,32 @@ def seed_versions(db_url: str, model_id: str, count: int) -> float:
 
 
 def p5_listing(ctx: Context) -> Outcome:
-    """Filtered, metric-ordered pages of 100 over many versions: first page and a deep one."""
-    s = ctx.settings
+    """Filtered, metric-ordered pages of 100 over many versions: first page and a deep one,
+    on SQLite, then on PostgreSQL."""
     work = ctx.work / "p5"
     work.mkdir(parents=True, exist_ok=True)
-    ctx.log(f"P5: inserting {s.p5_versions} versions through the metadata store")
-    seed_seconds = seed_versions(
-        f"sqlite:///{work.absolute() / 'registry.db'}", "sweep", s.p5_versions
-    )
-    ctx.log(f"P5: inserted in {seed_seconds:.0f} s")
-    child = procs.start_registry(work)
+    outcome = _p5_on(ctx, "SQLite", work, f"sqlite:///{work.absolute() / 'registry.db'}")
+    with postgres_database(ctx, "P5") as url:
+        if url is None:
+            outcome.rows.append(_skipped_backend("P5"))
+        else:
+            try:
+                pg = _p5_on(ctx, "PostgreSQL", ctx.work / "p5-pg", url, "--database-url", url)
+            except Exception as exc:  # the SQLite rows stay
+                outcome.rows.append(_failed_backend(ctx, "P5", exc))
+            else:
+                outcome.rows += pg.rows
+                outcome.data["postgresql"] = pg.data
+    return outcome
+
+
+def _p5_on(ctx: Context, backend: str, work: Path, db_url: str, *extra: str) -> Outcome:
+    s = ctx.settings
+    work.mkdir(parents=True, exist_ok=True)
+    ctx.log(f"P5 {backend}: inserting {s.p5_versions} versions through the metadata store")
+    seed_seconds = seed_versions(db_url, "sweep", s.p5_versions)
+    ctx.log(f"P5 {backend}: inserted in {seed_seconds:.0f} s")
+    child = procs.start_registry(work, *extra)
     channel = transfers.open_channel(child.address)
     stub = mr_grpc.ModelRegistryStub(channel)
 
@@ -746,7 +810,7 @@ def p5_listing(ctx: Context) -> Outcome:
         rows = [
             Row(
                 "P5",
-                f"ListModelVersions first page p50 ({s.p5_versions:,} versions)",
+                f"ListModelVersions first page p50 ({s.p5_versions:,} versions), {backend}",
                 "ms",
                 round(first_p50, 2),
                 None,
@@ -757,7 +821,7 @@ def p5_listing(ctx: Context) -> Outcome:
             ),
             Row(
                 "P5",
-                f"ListModelVersions page {depth + 1} p50",
+                f"ListModelVersions page {depth + 1} p50, {backend}",
                 "ms",
                 round(deep_p50, 2),
                 None,
@@ -768,7 +832,7 @@ def p5_listing(ctx: Context) -> Outcome:
             ),
             Row(
                 "P5",
-                f"  page {depth + 1} vs first page",
+                f"  page {depth + 1} vs first page, {backend}",
                 "ms",
                 round(deep_p50, 2),
                 round(first_p50, 2),
@@ -779,7 +843,7 @@ def p5_listing(ctx: Context) -> Outcome:
         ]
         ctx.profile_if_missed(
             rows,
-            "P5",
+            "P5" if backend == "SQLite" else f"P5-{backend.lower()}",
             child.pid,
             lambda: [page(t) for t in ["", token] * s.p5_samples],
         )
@@ -871,22 +935,23 @@ def mlflow_server(python: str, work: Path) -> Iterator[tuple[str, subprocess.Pop
         procs.stop_group(popen, timeout=30)
 
 
-def _p6_rows(ctx: Context, data: dict[str, Any], gets: dict[str, dict[str, Any]]) -> list[Row]:
+def _rate(result: dict[str, Any]) -> float:
+    return float(result["calls"] / result["seconds"])
+
+
+def _p6_rows(ctx: Context, data: dict[str, Any], runs: dict[str, dict[str, Any]]) -> list[Row]:
     """Table rows of P6 from the peer results (latency summaries go into ``data``)."""
     s = ctx.settings
-    rates: dict[str, float] = {}
-    for key, result in gets.items():
+    for key, result in runs.items():
         lat = result.pop("latencies_ms")
-        rates[key] = result["calls"] / result["seconds"]
-        data[f"get_{key}"] = {"calls_per_s": rates[key], "latency_ms": stats.latency_summary(lat)}
+        summary: dict[str, Any] = {"latency_ms": stats.latency_summary(lat)}
+        if "seconds" in result:
+            summary["calls_per_s"] = _rate(result)
+        data[key] = {**result, **summary}
+    rows: list[Row] = []
     mlflow_s = stats.median(data["mlflow_create_s"])
     ours_s = stats.median(data["ours_create_s"])
-    ctx.log(
-        f"P6 get-version/s: ours {rates['ours']:.0f}, MLflow {rates['mlflow_reuse']:.0f} "
-        f"(reused connection), {rates['mlflow_fresh']:.0f} (new connection per call)"
-    )
-    three = Target("ratio_min", 3, "ours ≥ 3x faster")
-    rows = [
+    rows.append(
         Row(
             "P6",
             f"create version + upload {_mib(s.size)} (speed-up)",
@@ -895,36 +960,110 @@ def _p6_rows(ctx: Context, data: dict[str, Any], gets: dict[str, dict[str, Any]]
             round(mlflow_s, 2),
             "MLflow: run + log_artifact + create_model_version",
             ratio(mlflow_s, ours_s),
-            three,
+            Target("ratio_min", 1.2, "ours ≥ 1.2x faster"),
             note=f"MLflow {s.size / mlflow_s / 1e6:.0f} MB/s, "
-            f"ours {s.size / ours_s / 1e6:.0f} MB/s",
-        ),
+            f"ours {s.size / ours_s / 1e6:.0f} MB/s (ours fsyncs and verifies)",
+        )
+    )
+    mlflow_dl = stats.median(data["mlflow_download_s"])
+    ours_dl = stats.median(data["ours_download_s"])
+    rows.append(
         Row(
             "P6",
-            "get-version calls/s @1 vs MLflow, new connection per call",
-            "calls/s",
-            round(rates["ours"]),
-            round(rates["mlflow_fresh"]),
-            "MLflow REST, no keep-alive stall",
-            ratio(rates["ours"], rates["mlflow_fresh"]),
-            three,
-        ),
+            f"download {_mib(s.size)} to a file (speed-up)",
+            "s",
+            round(ours_dl, 2),
+            round(mlflow_dl, 2),
+            "MLflow: download_artifacts",
+            ratio(mlflow_dl, ours_dl),
+            Target("ratio_min", 2, "ours ≥ 2x faster"),
+            note=f"MLflow {s.size / mlflow_dl / 1e6:.0f} MB/s, "
+            f"ours {s.size / ours_dl / 1e6:.0f} MB/s (ours checks sha256 + crc32c)",
+        )
+    )
+    mlflow_cv = data["mlflow_versions"]["latency_ms"]["p50"]
+    ours_cv = data["ours_versions"]["latency_ms"]["p50"]
+    rows.append(
         Row(
             "P6",
-            "get-version calls/s @1 vs MLflow as users see it",
+            "create a version, p50 (speed-up)",
+            "ms",
+            round(ours_cv, 2),
+            round(mlflow_cv, 2),
+            f"MLflow: create_model_version, {data['ours_versions']['calls']} calls each",
+            ratio(mlflow_cv, ours_cv),
+            Target("ratio_min", 10, "ours ≥ 10x faster"),
+            note=f"p99 MLflow {data['mlflow_versions']['latency_ms']['p99']:.1f}, "
+            f"ours {data['ours_versions']['latency_ms']['p99']:.1f} ms",
+        )
+    )
+    rows.append(
+        Row(
+            "P6",
+            "search a page of 100 versions, calls/s",
             "calls/s",
-            round(rates["ours"]),
-            round(rates["mlflow_reuse"]),
-            "MlflowClient (keep-alive connection)",
-            ratio(rates["ours"], rates["mlflow_reuse"]),
-            three,
-        ),
-    ]
+            round(data["ours_search"]["calls_per_s"], 1),
+            round(data["mlflow_search"]["calls_per_s"], 1),
+            "MLflow: search_model_versions, max_results 100",
+            ratio(data["ours_search"]["calls_per_s"], data["mlflow_search"]["calls_per_s"]),
+            Target("ratio_min", 5, "ours ≥ 5x"),
+            note=f"pages of {data['ours_search']['page']} / {data['mlflow_search']['page']}; "
+            f"p50 ours {data['ours_search']['latency_ms']['p50']:.1f}, "
+            f"MLflow {data['mlflow_search']['latency_ms']['p50']:.1f} ms",
+        )
+    )
+    for c in P6_CONCURRENCY:
+        ours = data[f"ours_get@{c}"]
+        ctx.log(
+            f"P6 get-version/s @{c}: ours {ours['calls_per_s']:.0f}, MLflow "
+            f"{data[f'mlflow_reuse@{c}']['calls_per_s']:.0f} (reused connections), "
+            f"{data[f'mlflow_fresh@{c}']['calls_per_s']:.0f} (new connection per call)"
+        )
+        for mode, label, target in (
+            ("reuse", "as users see it", Target("ratio_min", 10, "ours ≥ 10x")),
+            ("fresh", "new connection per call", Target("ratio_min", 5, "ours ≥ 5x")),
+        ):
+            peer = data[f"mlflow_{mode}@{c}"]
+            rows.append(
+                Row(
+                    "P6",
+                    f"get-version calls/s @{c} vs MLflow, {label}",
+                    "calls/s",
+                    round(ours["calls_per_s"]),
+                    round(peer["calls_per_s"]),
+                    "MlflowClient (keep-alive connection)"
+                    if mode == "reuse"
+                    else "MLflow REST, no keep-alive stall",
+                    ratio(ours["calls_per_s"], peer["calls_per_s"]),
+                    target,
+                    note=f"p50 ours {ours['latency_ms']['p50']:.2f}, "
+                    f"MLflow {peer['latency_ms']['p50']:.2f} ms",
+                )
+            )
+    ours_rss = data["ours_idle_rss_bytes"] / MiB
+    mlflow_rss = data["mlflow_idle_rss_bytes"] / MiB
+    rows.append(
+        Row(
+            "P6",
+            "idle RSS (ours / MLflow)",
+            "MiB",
+            round(ours_rss, 1),
+            round(mlflow_rss, 1),
+            "mlflow server --workers 2, whole process tree",
+            ratio(ours_rss, mlflow_rss),
+            Target("ratio_max", 1 / 20, "≤ 1/20"),
+        )
+    )
     return rows
 
 
+P6_CONCURRENCY = (1, 8)
+P6_VERSIONS = 100  # create-version calls on each side: also what the search pages over
+
+
 def p6_mlflow(ctx: Context) -> Outcome:
-    """MLflow as a peer: create a version + upload the artifact, and get-version calls/s."""
+    """MLflow as a peer: create + upload, download, create version, search, get-version at
+    1 and 8 concurrent callers, idle RSS."""
     s = ctx.settings
     python, how = find_mlflow_python(s.mlflow_python)
     if python is None:
@@ -939,70 +1078,81 @@ def p6_mlflow(ctx: Context) -> Outcome:
         "size_bytes": s.size,
         "mlflow_create_s": [],
         "ours_create_s": [],
+        "mlflow_download_s": [],
+        "ours_download_s": [],
     }
     try:
         with mlflow_server(python, work) as (uri, popen), registry(ctx, "p6-ours") as reg:
             data["mlflow_idle_rss_bytes"] = procs.tree_rss(popen.pid)
             data["ours_idle_rss_bytes"] = reg.child.tree_rss()
+            mlflow_args = ("--tracking-uri", uri)
+            ours_args = ("--target", reg.child.address)
+            first: dict[str, Any] = {}
             for i in range(s.repeats):
-                m = _peer(python, "mlflow-create", "--tracking-uri", uri, "--file", str(artifact))
-                o = _peer(
-                    sys.executable,
-                    "registry-create",
-                    "--target",
-                    reg.child.address,
-                    "--file",
-                    str(artifact),
-                )
+                m = _peer(python, "mlflow-create", *mlflow_args, "--file", str(artifact))
+                o = _peer(sys.executable, "registry-create", *ours_args, "--file", str(artifact))
+                first = first or m
                 data["mlflow_create_s"].append(round(m["seconds"], 3))
                 data["ours_create_s"].append(round(o["seconds"], 3))
                 ctx.log(
                     f"P6 #{i + 1}: create+upload MLflow {m['seconds']:.2f} s, "
                     f"ours {o['seconds']:.2f} s"
                 )
-            seconds = str(s.p6_get_seconds)
-            gets = {
-                "mlflow_reuse": _peer(
+            for i in range(s.repeats):
+                dest = work / f"download-{i}"
+                dest.mkdir()
+                m = _peer(
+                    python, "mlflow-download", *mlflow_args, "--run-id", first["run_id"],
+                    "--path", f"model/{artifact.name}", "--dest", str(dest),
+                )  # fmt: skip
+                shutil.rmtree(dest)
+                dest.mkdir()
+                o = _peer(
+                    sys.executable, "registry-download", *ours_args, "--version", "1",
+                    "--dest", str(dest / artifact.name),
+                )  # fmt: skip
+                shutil.rmtree(dest)
+                if m["bytes"] != s.size or o["bytes"] != s.size:
+                    raise RuntimeError(f"P6 downloads got {m['bytes']} / {o['bytes']} bytes")
+                data["mlflow_download_s"].append(round(m["seconds"], 3))
+                data["ours_download_s"].append(round(o["seconds"], 3))
+                ctx.log(
+                    f"P6 #{i + 1}: download MLflow {m['seconds']:.2f} s, ours {o['seconds']:.2f} s"
+                )
+            count = str(P6_VERSIONS)
+            runs = {
+                "mlflow_versions": _peer(
                     python,
-                    "mlflow-get",
-                    "--tracking-uri",
-                    uri,
-                    "--mode",
-                    "reuse",
-                    "--seconds",
-                    seconds,
+                    "mlflow-versions",
+                    *mlflow_args,
+                    "--count",
+                    count,
+                    "--run-id",
+                    first["run_id"],
+                    "--source",
+                    first["source"],
                 ),
-                "mlflow_fresh": _peer(
-                    python,
-                    "mlflow-get",
-                    "--tracking-uri",
-                    uri,
-                    "--mode",
-                    "fresh",
-                    "--seconds",
-                    seconds,
-                ),
-                "ours": _peer(
-                    sys.executable,
-                    "registry-get",
-                    "--target",
-                    reg.child.address,
-                    "--seconds",
-                    seconds,
+                "ours_versions": _peer(
+                    sys.executable, "registry-versions", *ours_args, "--count", count
                 ),
             }
-            rows = _p6_rows(ctx, data, gets)
+            seconds = ("--seconds", str(s.p6_get_seconds))
+            runs["mlflow_search"] = _peer(python, "mlflow-search", *mlflow_args, *seconds)
+            runs["ours_search"] = _peer(sys.executable, "registry-search", *ours_args, *seconds)
+            for c in P6_CONCURRENCY:
+                each = (*seconds, "--concurrency", str(c))
+                for mode in ("reuse", "fresh"):
+                    runs[f"mlflow_{mode}@{c}"] = _peer(
+                        python, "mlflow-get", *mlflow_args, "--mode", mode, *each
+                    )
+                runs[f"ours_get@{c}"] = _peer(sys.executable, "registry-get", *ours_args, *each)
+            rows = _p6_rows(ctx, data, runs)
             ctx.profile_if_missed(
                 rows[:1],
                 "P6",
                 reg.child.pid,
                 lambda: _peer(
-                    sys.executable,
-                    "registry-create",
-                    "--target",
-                    reg.child.address,
-                    "--file",
-                    str(artifact),
+                    sys.executable, "registry-create", *ours_args, "--file", str(artifact)
                 ),
             )
     except Exception as exc:  # MLflow failing must not stop the run

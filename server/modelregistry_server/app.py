@@ -41,6 +41,7 @@ from .api.payload_servicer import PayloadServicer
 from .api.permissions import METHOD_REQUIREMENTS, requirement
 from .api.registry_servicer import ModelRegistryServicer
 from .api.tls import CertificateReloader, server_credentials
+from .api.workers import Workers
 from .config import Config
 from .domain.api_keys import ApiKeys
 from .domain.audit import Audit
@@ -186,7 +187,7 @@ class RegistryServer:
     health: HealthServicer
     interceptor: ErrorMappingInterceptor
     _loop: _Loop
-    _pools: tuple[futures.ThreadPoolExecutor, ...]
+    _pools: tuple[futures.Executor, ...]
     _gate: DeferredServices
     _api_keys: ApiKeyAuthenticator
     _connect: Callable[[], Backends]
@@ -508,7 +509,7 @@ def build_server(config: Config) -> RegistryServer:
     files = tls_files(config)
     credentials, reloader = (None, None) if files is None else server_credentials(files)
     gate = DeferredServices(SERVICES)
-    unary_pool = futures.ThreadPoolExecutor(config.max_workers, thread_name_prefix="unary")
+    unary_pool = Workers(config.max_workers, thread_name_prefix="unary")
     # A stream holds at most one thread at a time, so with this many no stream waits for one.
     stream_pool = futures.ThreadPoolExecutor(config.max_streams, thread_name_prefix="stream")
     interceptor = ErrorMappingInterceptor(

@@ -1,4 +1,4 @@
-"""SQL statement budgets of the hot write paths, on every metadata backend.
+"""SQL statement budgets of the hot write and read paths, on every metadata backend.
 
 Every statement the store sends goes through the peewee database's ``execute_sql`` (BEGIN and
 SAVEPOINT included; COMMIT goes through the driver and is not counted). The budgets are the
@@ -31,6 +31,10 @@ CREATE_VERSION_BUDGET = 10
 # compare-and-set; publish: blob touch, then version status (locked), blob touch, version row
 # id, file INSERT, counter UPDATE, session UPDATE; the event (3 statements, as above).
 SMALL_UPLOAD_BUDGET = 15
+# GetModelVersion by number or ``latest``: the version row, its labels, metrics and aliases in
+# one statement (no BEGIN: one statement is one snapshot); by alias, the alias lookup first.
+GET_VERSION_BUDGET = 1
+GET_VERSION_BY_ALIAS_BUDGET = 2
 CALLER = Caller(tenant="default", subject="test")
 
 
@@ -110,3 +114,38 @@ def test_small_upload_budget(
     assert not rewrites, "adding a file must not touch the version's labels or metrics"
     version_writes = [sql for sql in seen if sql.startswith('UPDATE "versions"')]
     assert len(version_writes) == 1 and '"labels"' not in version_writes[0]
+
+
+def test_get_model_version_budget(
+    use_cases: tuple[Registry, Payloads], metadata_store: PeeweeMetadataStore
+) -> None:
+    registry, payloads = use_cases
+    values = version_values()
+    values["metrics"]["precise"] = 0.1 + 0.2  # needs all 17 digits to round-trip
+    values["labels"]["emoji"] = "\N{ROCKET} ünïcode"
+    first = registry.create_version(CALLER, "m", values)
+    second = registry.create_version(CALLER, "m", {})
+    for version in (first, second):
+        payloads.seal(CALLER, names.VersionRef("m", number=version.number), version.etag)
+    for alias in ("prod", "canary"):
+        registry.set_alias(CALLER, "m", alias, names.VersionRef("m", number=first.number))
+    reads = {
+        "number": (names.VersionRef("m", number=first.number), GET_VERSION_BUDGET),
+        "latest": (names.parse_version_name("models/m/versions/latest"), GET_VERSION_BUDGET),
+        "alias": (names.VersionRef("m", alias="prod"), GET_VERSION_BY_ALIAS_BUDGET),
+    }
+    for how, (ref, budget) in reads.items():
+        registry.get_version(CALLER, ref)  # a connection PREPAREs the reads once (PostgreSQL)
+        with counted(metadata_store) as seen:
+            got = registry.get_version(CALLER, ref)
+        assert len(seen) <= budget, f"{how}:\n" + "\n".join(seen)
+        expected = second if how == "latest" else first
+        assert got.number == expected.number
+    got = registry.get_version(CALLER, names.VersionRef("m", number=first.number))
+    assert got.labels == values["labels"]
+    assert got.metrics == values["metrics"]
+    assert got.metrics["precise"] == 0.1 + 0.2
+    assert got.aliases == ["canary", "prod"]
+    assert got.parameters == values["parameters"]
+    bare = registry.get_version(CALLER, names.VersionRef("m", number=second.number))
+    assert (bare.labels, bare.metrics, bare.aliases) == ({}, {}, [])

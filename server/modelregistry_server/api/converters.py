@@ -81,12 +81,19 @@ def stage_from_proto(value: int, field: str) -> Stage:
 
 
 # -- scalars ----------------------------------------------------------------------------------
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    """``Timestamp.FromDatetime`` without its per-call Python work (naive means UTC)."""
     if value is None:
         return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - _EPOCH
+    return timestamp_pb2.Timestamp(
+        seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000
+    )
 
 
 def _time_from(msg: Message, field: str, path: str) -> datetime | None:

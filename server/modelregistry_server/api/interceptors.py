@@ -67,6 +67,7 @@ from .access_events import request_id_of, worth_recording
 from .authentication import ANONYMOUS, Authentication, Credentials
 from .errors import internal_status, to_status
 from .permissions import Requirement, requirement
+from .workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class SyncContext:
     def __init__(self, context: AioContext) -> None:
         self._context = context
         self.caller: Caller = ANONYMOUS  # set once the call is admitted
-        self._ended = threading.Event()
+        self._ended = False  # written under the lock
         self._callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 
@@ -142,11 +143,11 @@ class SyncContext:
         return str(self._context.peer())
 
     def is_active(self) -> bool:
-        return not self._ended.is_set()
+        return not self._ended
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
         with self._lock:
-            if self._ended.is_set():
+            if self._ended:
                 return False
             self._callbacks.append(callback)
             return True
@@ -160,9 +161,9 @@ class SyncContext:
     def end(self) -> None:
         """The call is over (finished or cancelled): run the termination callbacks."""
         with self._lock:
-            if self._ended.is_set():
+            if self._ended:
                 return
-            self._ended.set()
+            self._ended = True
             callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             with contextlib.suppress(Exception):
@@ -316,6 +317,8 @@ class ErrorMappingInterceptor(_Interceptor):
         self._downloads = 0
         self._per_principal: dict[tuple[str, str], int] = {}
         self._access_log: AccessLog | None = None
+        # method -> (the handler found, what it is served as): built once per handler.
+        self._served: dict[str, tuple[Handler, Handler]] = {}
 
     @property
     def open_streams(self) -> int:
@@ -328,10 +331,19 @@ class ErrorMappingInterceptor(_Interceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler:
         handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        service = method.split("/")[1]
         if handler is None:
             return handler
+        method = handler_call_details.method
+        served = self._served.get(method)
+        if served is not None and served[0] is handler:
+            return served[1]
+        wrapped = self._serve(method, handler)
+        self._served[method] = (handler, wrapped)
+        return wrapped
+
+    def _serve(self, method: str, handler: Handler) -> Handler:
+        """What ``handler`` of ``method`` is served as (see the class docstring)."""
+        service = method.split("/")[1]
         if service in self._passthrough:
             if service in self._admitted_passthrough:
                 return self._admitted(method, handler)
@@ -388,7 +400,7 @@ class ErrorMappingInterceptor(_Interceptor):
     async def _admit(self, admission: _Admission, sync: SyncContext) -> None:
         """Admit a stream before it takes a slot (verification may read the database)."""
         if admission.authentication.enabled:
-            await asyncio.get_running_loop().run_in_executor(self._unary_pool, admission, sync)
+            await _on(self._unary_pool, admission, sync)
         else:
             admission(sync)
 
@@ -437,9 +449,7 @@ class ErrorMappingInterceptor(_Interceptor):
                 run = functools.partial(
                     _run, behavior, scope, remaining, decode, admission, self._access_log, method
                 )
-                return await asyncio.get_running_loop().run_in_executor(
-                    self._unary_pool, run, request, sync
-                )
+                return await _on(self._unary_pool, run, request, sync)
             except Exception as exc:
                 await _fail(context, method, exc)
             finally:
@@ -618,6 +628,13 @@ def _preserialised(serialize: Callable[[Any], bytes] | None) -> Callable[[Any], 
         return message if type(message) is bytes else serialize(message)
 
     return out
+
+
+def _on(pool: Executor, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+    """``fn(*args)`` on ``pool``, awaited on the loop (:class:`Workers` hop cheaper)."""
+    if isinstance(pool, Workers):
+        return pool.call(fn, *args)
+    return asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
 
 def _not_admitted(method: str) -> Callable[[Any, AioContext], AsyncIterator[Any]]:

@@ -854,6 +854,8 @@ class Registry:
                     f"model {ref.model_id!r} has no READY, live, unexpired version",
                     reason=Reason.VERSION_NOT_FOUND,
                 )
+            if not for_update:
+                return latest  # read whole, as a numbered read would return it
             number = latest.number
         else:
             assert ref.alias is not None

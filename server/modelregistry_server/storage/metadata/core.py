@@ -8,6 +8,8 @@ opens what it needs. Reads of several statements run in one read-only snapshot.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
@@ -20,6 +22,7 @@ from .database import Backend
 from .errors import translated
 from .pages import file_collection, model_collection, upload_collection, version_collection
 from .schema import Tables, bind_tables
+from .version_reads import version_reads
 
 T = TypeVar("T")
 Conflict = Callable[[], DomainError]
@@ -67,6 +70,9 @@ class StoreCore:
         self._versions_listing = version_collection(self._t)
         self._uploads_listing = upload_collection(self._t)
         self._files_listing = file_collection(self._t)
+        self._version_reads = version_reads(self._t, backend.dialect, self._db.param)
+        self._set_up: weakref.WeakSet[Any] = weakref.WeakSet()  # connections done with setup
+        self._set_up_lock = threading.Lock()
 
     @property
     def backend(self) -> Backend:
@@ -116,6 +122,29 @@ class StoreCore:
                     yield
             else:
                 yield
+
+    def _fetch(
+        self, sql: str, params: Sequence[Any], setup: Sequence[str] = ()
+    ) -> list[tuple[Any, ...]]:
+        """Run a statement whose text is built once (see :mod:`.version_reads`) and return
+        its rows; through ``execute_sql`` like every statement peewee sends. ``setup`` runs
+        first, once per connection (PREPARE: a connection outlives a request)."""
+        db: Any = self._db  # peewee's execute_sql is untyped
+        if setup:
+            connection = db.connection()
+            with self._set_up_lock:
+                done = connection in self._set_up
+            if not done:
+                for statement in setup:
+                    db.execute_sql(statement)
+                with self._set_up_lock:
+                    self._set_up.add(connection)
+        cursor = db.execute_sql(sql, params)
+        try:
+            found: list[tuple[Any, ...]] = cursor.fetchall()
+        finally:
+            cursor.close()
+        return found
 
     def _write(self) -> AbstractContextManager[None]:
         return self.transaction()

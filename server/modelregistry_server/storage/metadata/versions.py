@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ...domain.entities import ModelVersion, Page, VersionState, VersionStatus
+from ...domain.entities import ModelVersion, Page, VersionStatus
 from ...domain.errors import AlreadyExists, NotFound, Reason
 from ...domain.ports import ListQuery
 from . import rows, side_rows
@@ -48,11 +48,16 @@ class VersionRows(StoreCore):
         self, tenant: str, model_id: str, number: int, *, for_update: bool = False
     ) -> ModelVersion | None:
         """The version with its aliases filled in (soft-deleted included)."""
+        if not for_update:  # one statement, its text built once (see .version_reads)
+            reads = self._version_reads
+            with self._read():
+                params = reads.number_params(tenant, model_id, number)
+                found = self._fetch(reads.by_number, params, reads.setup)
+            return reads.entity(found)
         v = self._t.versions
-        scope = self._write() if for_update else self._read(snapshot=True)
-        with scope:
+        with self._write():
             query = v.select().where(v.tenant == tenant, v.model_id == model_id, v.number == number)
-            if for_update and self._backend.supports_for_update:
+            if self._backend.supports_for_update:
                 query = query.for_update()
             row = first(query)
             return None if row is None else self._versions(tenant, [row])[0]
@@ -73,22 +78,12 @@ class VersionRows(StoreCore):
         return None if row is None else rows.version_status(row, model_id, number)
 
     def latest_version(self, tenant: str, model_id: str, now: datetime) -> ModelVersion | None:
-        """The highest-numbered version that is READY, not deleted and not expired at ``now``."""
-        v = self._t.versions
-        now_us = rows.to_micros(now)
-        with self._read(snapshot=True):
-            row = first(
-                v.select()
-                .where(
-                    v.tenant == tenant,
-                    v.model_id == model_id,
-                    v.state == str(VersionState.READY),
-                    v.delete_time.is_null(),
-                    v.expire_time.is_null() | (v.expire_time > now_us),
-                )
-                .order_by(v.number.desc())
-            )
-            return None if row is None else self._versions(tenant, [row])[0]
+        """The highest-numbered version that is READY, not deleted and not expired at ``now``
+        (one statement, see :mod:`.version_reads`)."""
+        reads = self._version_reads
+        params = reads.latest_params(tenant, model_id, rows.to_micros(now))
+        with self._read():
+            return reads.entity(self._fetch(reads.latest, params, reads.setup))
 
     def save_version(self, version: ModelVersion) -> None:
         """Write every mutable field (labels, metrics included) of an existing version."""
