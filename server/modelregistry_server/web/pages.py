@@ -119,6 +119,10 @@ class View:
         """Run blocking ``fn(*args)`` (a use case) on the server's bounded pool."""
         return await run_blocking(self.site.pool, self.services, fn, *args)
 
+    async def run_unscoped(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like :meth:`run`, without a database connection (reading stored bytes)."""
+        return await run_blocking(self.site.pool, None, fn, *args)
+
     async def form(self) -> FormData:
         """The submitted form (urlencoded or multipart, small fields only)."""
         return await self.request.form(
