@@ -120,16 +120,16 @@ def _detail(
     )
     transitions, _ = registry.list_transitions(caller, numbered, page_size=MAX_TRANSITIONS_SHOWN)
     name = names.version_name(version.model_id, version.number)
-    up = lineage.get_lineage(caller, name=name, direction=LineageDirection.UPSTREAM)
-    down = lineage.get_lineage(caller, name=name, direction=LineageDirection.DOWNSTREAM)
+    # One walk both ways (ancestors and descendants, not their other relatives).
+    graph = lineage.get_lineage(caller, name=name, direction=LineageDirection.BOTH)
     return VersionDetail(
         version,
         files,
         bool(next_files),
         transitions,
-        lineage_tree(up, name, upstream=True),
-        lineage_tree(down, name, upstream=False),
-        up.truncated or down.truncated,
+        lineage_tree(graph, name, upstream=True),
+        lineage_tree(graph, name, upstream=False),
+        graph.truncated,
     )
 
 
