@@ -162,3 +162,21 @@ def test_a_person_without_a_role_is_told_the_model_does_not_exist(
         assert alice.get(path).status_code == 200, path
     assert 'href="/models/fraud"' not in bob.get("/models").text
     assert people("nobody").get("/models/fraud").status_code == 403  # no registry.read
+
+
+def test_refusals_are_recorded_as_access_events_like_grpc_calls(
+    registry: RegistryClient, web_server: RegistryServer, people: Callable[[str], WebClient]
+) -> None:
+    """A policy's NOT_FOUND and a missing scope are access events, naming the page's RPC and
+    the resource its URL names."""
+    _seed(registry)
+    people("alice")
+    with as_grpc(web_server, "alice") as owner:
+        owner.set_model_policy("fraud", {"owner": ["user:alice"]})
+    assert people("bob").get("/models/fraud/versions/1").status_code == 404
+    assert people("nobody").get("/models/fraud").status_code == 403
+    with as_grpc(web_server, "root") as admin:
+        events = list(admin.list_events(filter="kind = ACCESS"))
+    seen = {(e.principal, e.method, e.resource, e.outcome.split()[0]) for e in events}
+    assert ("user:bob", "GetModelVersion", "models/fraud/versions/1", "NOT_FOUND") in seen
+    assert ("user:nobody", "ListModelVersions", "models/fraud", "PERMISSION_DENIED") in seen

@@ -59,6 +59,11 @@ class Services:
     connection: Callable[[], AbstractContextManager[None]]
     # Bytes the session cookie key is derived from (the database's server secret).
     secret: bytes
+    # Records a refusal or failure as gRPC calls' are (caller, rpc, resource, error): an
+    # access event if the error is one the event log keeps (denials, failed mutations).
+    record_refusal: Callable[[Caller, str, str, BaseException], None] = (
+        lambda _caller, _rpc, _resource, _error: None
+    )
 
 
 class ServicesSlot:
