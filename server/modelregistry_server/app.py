@@ -461,7 +461,8 @@ def _install(
     access = AccessServicer(b.api_keys)
     events = EventServicer(b.audit)
     authenticator.install(b.api_keys)
-    interceptor.use_access_log(AccessRecorder(b.audit))
+    recorder = AccessRecorder(b.audit)
+    interceptor.use_access_log(recorder)
     gate.install(
         [
             lambda server: registry_grpc.add_ModelRegistryServicer_to_server(registry, server),
@@ -471,7 +472,17 @@ def _install(
         ],
         b.store.connection,
     )
-    web.install(Services(b.registry, b.payloads, b.lineage, b.audit, b.store.connection, b.secret))
+    web.install(
+        Services(
+            b.registry,
+            b.payloads,
+            b.lineage,
+            b.audit,
+            b.store.connection,
+            b.secret,
+            recorder.record,
+        )
+    )
 
 
 def web_edge(interceptor: ErrorMappingInterceptor) -> Edge:

@@ -17,7 +17,7 @@ def _seed(registry: RegistryClient) -> None:
         registry.create_version("fraud")
         registry.upload_file("fraud", number, io.BytesIO(b"weights %d" % number))
         registry.seal_version("fraud", number)
-    registry.create_version("fraud")  # 3 stays DRAFT: latest is 2
+    registry.create_version("fraud")  # 3 stays DRAFT
     registry.set_alias("fraud", "production", 1)
     registry.create_model("churn", labels={"team": "growth"})
     registry.create_model("ads")
@@ -41,7 +41,7 @@ def test_lists_models_with_labels_latest_and_production(
     assert '<span class="label">team=risk</span>' in text
     fraud = text[text.index('href="/models/fraud"') :]
     latest, production = re.findall(r'href="/models/fraud/versions/(\d+)"', fraud)[:2]
-    assert (latest, production) == ("2", "1")
+    assert (latest, production) == ("3", "1")  # the newest version (latest_version_number)
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in text
 
 

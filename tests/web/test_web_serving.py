@@ -5,6 +5,7 @@ authentication, 503 while the database is unreachable, drained with gRPC on SIGT
 from __future__ import annotations
 
 import io
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -101,3 +102,24 @@ def test_sigterm_stops_grpc_and_web_together(tmp_path: Path) -> None:
         with pytest.raises(urllib.error.URLError):
             urllib.request.urlopen(f"{process.web_url}/models", timeout=2)
     assert "Traceback" not in log.read_text()
+
+
+def test_over_tls_the_web_interface_is_https_and_its_cookie_secure(
+    web_config: Config, tmp_path: Path
+) -> None:
+    from tests.support.certificates import Authority
+
+    ca = Authority("Registry CA")
+    cert, key = ca.server().write(tmp_path / "tls", "server")
+    ca_file = ca.write(tmp_path / "tls" / "ca.crt")
+    config = replace(web_config, tls_cert=str(cert), tls_key=str(key))
+    with serving(config) as server:
+        assert server.http is not None and server.http.tls
+        url = f"https://localhost:{server.http.port}/models"
+        trust = ssl.create_default_context(cafile=str(ca_file))
+        answer = httpx.get(url, verify=trust, timeout=30)
+        assert answer.status_code == 200
+        cookie = answer.headers["set-cookie"].lower()
+        assert "; secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://localhost:{server.http.port}/models", timeout=5)

@@ -90,11 +90,16 @@ class AccessRecorder:
         self._audit = audit
 
     def __call__(self, caller: Caller, method: str, request: Any, exc: BaseException) -> None:
+        self.record(caller, method, resource_of(request), exc)
+
+    def record(self, caller: Caller, method: str, resource: str, exc: BaseException) -> None:
+        """Record ``exc`` of ``method`` on ``resource`` if it is worth recording (the web
+        adapter names the resource from its URL, which mirrors the resource name)."""
         if not worth_recording(method, exc):
             return
         try:
             outcome, summary = _outcome(exc)
             short = method.rsplit("/", 1)[-1]
-            self._audit.record_access(caller, short, resource_of(request), outcome, summary)
+            self._audit.record_access(caller, short, resource[:_MAX_RESOURCE], outcome, summary)
         except Exception:  # the call's own error is what the client must get
             log.exception("could not record an access event of %s", method)

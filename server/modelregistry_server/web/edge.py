@@ -59,6 +59,11 @@ class Services:
     connection: Callable[[], AbstractContextManager[None]]
     # Bytes the session cookie key is derived from (the database's server secret).
     secret: bytes
+    # Records a refusal or failure as gRPC calls' are (caller, rpc, resource, error): an
+    # access event if the error is one the event log keeps (denials, failed mutations).
+    record_refusal: Callable[[Caller, str, str, BaseException], None] = (
+        lambda _caller, _rpc, _resource, _error: None
+    )
 
 
 class ServicesSlot:
@@ -84,8 +89,18 @@ def _scoped(services: Services, fn: Callable[..., T], args: tuple[Any, ...]) -> 
         return fn(*args)
 
 
-async def run_blocking(pool: Executor, services: Services, fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn(*args)`` in ``pool`` (the server's unary pool) with a database connection and
-    a deadline, so the event loop never blocks."""
-    call = functools.partial(_scoped, services, fn, args)
+def _deadlined(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    with deadlines.call_deadline(CALL_DEADLINE_S):
+        return fn(*args)
+
+
+async def run_blocking(
+    pool: Executor, services: Services | None, fn: Callable[..., T], *args: Any
+) -> T:
+    """Run ``fn(*args)`` in ``pool`` (the server's unary pool) under a deadline and, given
+    ``services``, with a database connection, so the event loop never blocks."""
+    if services is None:
+        call = functools.partial(_deadlined, fn, args)
+    else:
+        call = functools.partial(_scoped, services, fn, args)
     return await asyncio.get_running_loop().run_in_executor(pool, call)

@@ -9,10 +9,9 @@ from urllib.parse import urlencode
 
 from starlette.responses import Response
 
-from ..domain.entities import Model, ModelVersion
-from ..domain.errors import InvalidArgument, NotFound
+from ..domain.entities import Model
+from ..domain.errors import InvalidArgument
 from ..domain.identity import Caller
-from ..domain.names import LATEST, VersionRef
 from ..domain.registry import Registry
 from .pages import Page, View, registry_rpc
 
@@ -24,10 +23,10 @@ _SEARCH = re.compile(r"[a-z0-9-]{1,63}")
 
 @dataclass(frozen=True)
 class ModelRow:
-    """One line of the list: the model, its ``latest`` version and its production alias."""
+    """One line of the list: the model (with ``latest_version_number``, its newest version)
+    and where its production alias points."""
 
     model: Model
-    latest: int | None
     production: int | None
 
 
@@ -65,18 +64,13 @@ def _rows(
     )
     rows = []
     for model in models:
-        latest: ModelVersion | None = None
         production: int | None = None
-        if not model.is_deleted:
-            try:
-                latest = registry.get_version(caller, VersionRef(model.model_id, alias=LATEST))
-            except NotFound:
-                latest = None
+        if not model.is_deleted:  # one indexed query per listed model (at most a page)
             aliases = registry.list_aliases(caller, model.model_id)
             production = next(
                 (a.version_number for a in aliases if a.alias == PRODUCTION_ALIAS), None
             )
-        rows.append(ModelRow(model, latest.number if latest else None, production))
+        rows.append(ModelRow(model, production))
     return rows, next_token
 
 

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from ..domain.errors import DomainError, Unauthenticated
+from ..domain.errors import DomainError, PermissionDenied, Unauthenticated
 from ..domain.identity import Caller
 from . import sessions
 from .edge import Edge, Services, ServicesSlot, run_blocking
@@ -48,6 +48,14 @@ MAX_FORM_FIELDS = 200
 MAX_FORM_PART_BYTES = 64 * 1024
 
 
+def access_rpc(method: str) -> str:
+    """The full name of an AccessService RPC."""
+    return f"/modelregistry.v1.AccessService/{method}"
+
+
+WHO_AM_I = access_rpc("GetCaller")  # any credential that verifies, no scope
+
+
 def registry_rpc(method: str) -> str:
     """The full name of a ModelRegistry RPC, as the permission table keys it."""
     return f"/modelregistry.v1.ModelRegistry/{method}"
@@ -61,11 +69,6 @@ def payload_rpc(method: str) -> str:
 def events_rpc(method: str) -> str:
     """The full name of an EventService RPC."""
     return f"/modelregistry.v1.EventService/{method}"
-
-
-def access_rpc(method: str) -> str:
-    """The full name of an AccessService RPC."""
-    return f"/modelregistry.v1.AccessService/{method}"
 
 
 Handler = Callable[["View"], Awaitable[Response]]
@@ -118,6 +121,10 @@ class View:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking ``fn(*args)`` (a use case) on the server's bounded pool."""
         return await run_blocking(self.site.pool, self.services, fn, *args)
+
+    async def run_unscoped(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like :meth:`run`, without a database connection (reading stored bytes)."""
+        return await run_blocking(self.site.pool, None, fn, *args)
 
     async def form(self) -> FormData:
         """The submitted form (urlencoded or multipart, small fields only)."""
@@ -212,6 +219,33 @@ async def _check_csrf(view: View) -> None:
         raise CsrfRefused
 
 
+def resource_of(path: str) -> str:
+    """The resource a page is about: its URL path mirrors the resource name."""
+    return path.strip("/") if path.startswith("/models/") else ""
+
+
+async def _record(view: View, page: Page, exc: DomainError) -> None:
+    """An access event for a refusal or failure, as the gRPC edge records one (never in the
+    way of the page answering)."""
+    resource = resource_of(view.request.url.path)
+    try:
+        await view.run(view.services.record_refusal, view.caller, page.rpc, resource, exc)
+    except Exception:
+        log.exception("web: could not record the refusal of %s", page.path)
+
+
+async def _record_denial(
+    view: View, session: sessions.Session, page: Page, exc: PermissionDenied
+) -> None:
+    """A scope the credential lacks: recorded for the caller it proves (who it is needs no
+    scope)."""
+    try:
+        view.caller = await view.run(view.site.edge.admit, session.token, WHO_AM_I)
+    except DomainError:
+        return
+    await _record(view, page, exc)
+
+
 def _to_sign_in(request: Request) -> Response:
     back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     target = back if request.method == "GET" else "/"
@@ -246,6 +280,7 @@ def endpoint(site: Site, page: Page) -> Callable[[Request], Awaitable[Response]]
     async def serve(request: Request) -> Response:
         session: sessions.Session | None = None
         services: Services | None = None
+        admitted: View | None = None
         clear = False
         try:
             services = site.slot.get()
@@ -254,8 +289,13 @@ def endpoint(site: Site, page: Page) -> Callable[[Request], Awaitable[Response]]
             if request.method == "POST":
                 await _check_csrf(view)
             if page.rpc != PUBLIC:
-                caller = await view.run(site.edge.admit, session.token, page.rpc)
+                try:
+                    caller = await view.run(site.edge.admit, session.token, page.rpc)
+                except PermissionDenied as exc:
+                    await _record_denial(view, session, page, exc)
+                    raise
                 view.caller = replace(caller, request_id=_request_id(request))
+                admitted = view
             response = await page.handler(view)
             session = view.session
         except CsrfRefused:
@@ -274,6 +314,8 @@ def endpoint(site: Site, page: Page) -> Callable[[Request], Awaitable[Response]]
             else:
                 response = error_page(site, request, session, 401, exc.message)
         except DomainError as exc:
+            if admitted is not None:
+                await _record(admitted, page, exc)
             status = http_status(site.edge.code_of(exc))
             response = error_page(
                 site,

@@ -11,9 +11,7 @@ from starlette.responses import Response
 
 from ..domain.errors import Unauthenticated
 from . import sessions
-from .pages import PUBLIC, SIGN_IN_PATH, Page, View, access_rpc, safe_next
-
-WHO_AM_I = access_rpc("GetCaller")
+from .pages import PUBLIC, SIGN_IN_PATH, WHO_AM_I, Page, View, safe_next
 
 
 async def sign_in_form(view: View) -> Response:

@@ -3,9 +3,11 @@ security headers of every response."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from concurrent.futures import Executor
 from datetime import UTC, datetime
+from typing import Any
 
 import jinja2
 from starlette.applications import Starlette
@@ -17,12 +19,17 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import models_list, sign_in
+from . import model_pages, models_list, sign_in, version_page
 from .edge import Edge, ServicesSlot
 from .pages import PUBLIC, Page, Site, endpoint, error_page
 
 # Every page and action; a module adding pages adds its PAGES here.
-PAGES: tuple[Page, ...] = (*sign_in.PAGES, *models_list.PAGES)
+PAGES: tuple[Page, ...] = (
+    *sign_in.PAGES,
+    *models_list.PAGES,
+    *model_pages.PAGES,
+    *version_page.PAGES,
+)
 
 SECURITY_HEADERS = {
     # Everything comes from this origin: no CDN, no inline script.
@@ -75,6 +82,21 @@ def _size(value: int) -> str:
     return f"{value} B"  # pragma: no cover
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _json(value: Any) -> str:
+    """A JSON value as text; whole numbers without ``.0`` (parameters arrive as doubles)."""
+    return json.dumps(_plain(value), ensure_ascii=False, sort_keys=True)
+
+
 def templates() -> Jinja2Templates:
     """The templates shipped with the package, autoescaped, strict about undefined names."""
     env = jinja2.Environment(
@@ -86,6 +108,7 @@ def templates() -> Jinja2Templates:
     )
     env.filters["when"] = _when
     env.filters["size"] = _size
+    env.filters["json"] = _json
     env.filters["iso"] = lambda v: v.astimezone(UTC).isoformat() if v is not None else ""
     return Jinja2Templates(env=env)
 
