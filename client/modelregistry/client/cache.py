@@ -22,9 +22,11 @@ import contextlib
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import stat
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -54,6 +56,10 @@ __all__ = [
 #: Environment variable naming the cache directory.
 CACHE_DIR_ENV: Final = "MODELREGISTRY_CACHE_DIR"
 _READ: Final = 1 << 20
+#: Contents larger than this are hashed and written on a thread of their own.
+_PIPELINE_MIN: Final = 4 << 20
+_PIPELINE_DEPTH: Final = 16
+_SYNC_EVERY: Final = 64 << 20
 _EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
 #: How long prune waits for running pulls to finish before giving up.
@@ -267,12 +273,12 @@ class Cache:
             os.lseek(fd, have, os.SEEK_SET)
             received = 0
             if have < size:
-                for data in fetch(have):
-                    if have + received + len(data) > size:
-                        raise _size_error(sha256, size, have + received + len(data))
-                    digest.update(data)
-                    _write_all(fd, data)
-                    received += len(data)
+                with _Sink(fd, digest, threaded=size - have > _PIPELINE_MIN) as sink:
+                    for data in fetch(have):
+                        if have + received + len(data) > size:
+                            raise _size_error(sha256, size, have + received + len(data))
+                        sink.put(data)
+                        received += len(data)
             if have + received != size:
                 raise _size_error(sha256, size, have + received)
             got = digest.hexdigest()
@@ -600,6 +606,65 @@ def _hash_fd(fd: int, length: int | None) -> _Hash:
         if remaining is not None:
             remaining -= len(data)
     return digest
+
+
+class _Sink:
+    """Hashes and appends received bytes to the partial file; with ``threaded`` on a thread
+    of its own, so sha256 and the write overlap receiving the next message (both release the
+    GIL). Leaving the block waits until every byte handed over is hashed and written."""
+
+    def __init__(self, fd: int, digest: _Hash, *, threaded: bool) -> None:
+        self._fd = fd
+        self._digest = digest
+        self._queue: queue.Queue[bytes | None] | None = (
+            queue.Queue(maxsize=_PIPELINE_DEPTH) if threaded else None
+        )
+        self._failure: list[BaseException] = []
+        self._thread: threading.Thread | None = None
+        self._unsynced = 0
+
+    def __enter__(self) -> _Sink:
+        if self._queue is not None:
+            self._thread = threading.Thread(
+                target=self._drain, name="modelregistry-cache-write", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def _consume(self, data: bytes) -> None:
+        self._digest.update(data)
+        _write_all(self._fd, data)
+        if self._queue is not None:
+            # Flush as it goes (on this thread), so the final fsync has little left to do.
+            self._unsynced += len(data)
+            if self._unsynced >= _SYNC_EVERY:
+                os.fdatasync(self._fd)
+                self._unsynced = 0
+
+    def _drain(self) -> None:
+        assert self._queue is not None
+        while (data := self._queue.get()) is not None:
+            if not self._failure:
+                try:
+                    self._consume(data)
+                except BaseException as e:  # handed to the receiving thread
+                    self._failure.append(e)
+
+    def put(self, data: bytes) -> None:
+        if self._queue is None:
+            self._consume(data)
+            return
+        if self._failure:
+            raise self._failure[0]
+        self._queue.put(data)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._queue is None or self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join()
+        if self._failure and exc[0] is None:
+            raise self._failure[0]
 
 
 def _write_all(fd: int, data: bytes) -> None:
