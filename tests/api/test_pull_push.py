@@ -284,3 +284,24 @@ def test_prune_forgets_old_versions_and_unused_contents(
     assert cache.size_bytes() == 0
     # The pulled directories keep their files (links survive the cache entries).
     assert (tmp_path / "o1" / "model.bin").stat().st_size == 300 * KiB
+
+
+def test_files_shared_between_versions_are_fetched_and_stored_once(
+    reg: RegistryClient, tmp_path: Path
+) -> None:
+    files = _tree(tmp_path / "src")
+    reg.push_directory("fraud", tmp_path / "src", create_model=True)
+    (tmp_path / "src" / "config.json").write_bytes(b'{"changed": true}')
+    second = reg.push_directory("fraud", tmp_path / "src")
+    assert second.version.version_number == 2
+    reg.pull_version("fraud:1", tmp_path / "v1")
+    pulled = reg.pull_version("fraud:2", tmp_path / "v2")
+    assert pulled.fetched_bytes == len(b'{"changed": true}')
+    assert pulled.reused_bytes == sum(len(d) for d in {bytes(d) for d in files.values()}) - len(
+        files["config.json"]
+    )
+    assert os.path.samefile(tmp_path / "v1" / "model.bin", tmp_path / "v2" / "model.bin")
+    assert {v.name for v in reg.cache.list()} == {
+        "models/fraud/versions/1",
+        "models/fraud/versions/2",
+    }
