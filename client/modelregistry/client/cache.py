@@ -609,60 +609,64 @@ def _hash_fd(fd: int, length: int | None) -> _Hash:
 
 
 class _Sink:
-    """Hashes and appends received bytes to the partial file; with ``threaded`` on a thread
-    of its own, so sha256 and the write overlap receiving the next message (both release the
-    GIL). Leaving the block waits until every byte handed over is hashed and written."""
+    """Hashes and appends received bytes to the partial file. With ``threaded``, sha256 and
+    the write each run on a thread of their own (both release the GIL), so they overlap each
+    other and the receiving of the next message. Leaving the block waits until every byte
+    handed over is hashed and written."""
 
     def __init__(self, fd: int, digest: _Hash, *, threaded: bool) -> None:
         self._fd = fd
         self._digest = digest
-        self._queue: queue.Queue[bytes | None] | None = (
-            queue.Queue(maxsize=_PIPELINE_DEPTH) if threaded else None
-        )
+        self._threaded = threaded
+        self._queues: list[queue.Queue[bytes | None]] = []
+        self._threads: list[threading.Thread] = []
         self._failure: list[BaseException] = []
-        self._thread: threading.Thread | None = None
         self._unsynced = 0
 
     def __enter__(self) -> _Sink:
-        if self._queue is not None:
-            self._thread = threading.Thread(
-                target=self._drain, name="modelregistry-cache-write", daemon=True
-            )
-            self._thread.start()
+        if self._threaded:
+            for name, step in (("hash", self._digest.update), ("write", self._write)):
+                q: queue.Queue[bytes | None] = queue.Queue(maxsize=_PIPELINE_DEPTH)
+                thread = threading.Thread(
+                    target=self._drain, args=(q, step), name=f"modelregistry-{name}", daemon=True
+                )
+                thread.start()
+                self._queues.append(q)
+                self._threads.append(thread)
         return self
 
-    def _consume(self, data: bytes) -> None:
-        self._digest.update(data)
+    def _write(self, data: bytes) -> None:
         _write_all(self._fd, data)
-        if self._queue is not None:
+        if self._threaded:
             # Flush as it goes (on this thread), so the final fsync has little left to do.
             self._unsynced += len(data)
             if self._unsynced >= _SYNC_EVERY:
                 os.fdatasync(self._fd)
                 self._unsynced = 0
 
-    def _drain(self) -> None:
-        assert self._queue is not None
-        while (data := self._queue.get()) is not None:
+    def _drain(self, q: queue.Queue[bytes | None], step: Callable[[bytes], object]) -> None:
+        while (data := q.get()) is not None:
             if not self._failure:
                 try:
-                    self._consume(data)
+                    step(data)
                 except BaseException as e:  # handed to the receiving thread
                     self._failure.append(e)
 
     def put(self, data: bytes) -> None:
-        if self._queue is None:
-            self._consume(data)
+        if not self._threaded:
+            self._digest.update(data)
+            self._write(data)
             return
         if self._failure:
             raise self._failure[0]
-        self._queue.put(data)
+        for q in self._queues:
+            q.put(data)
 
     def __exit__(self, *exc: object) -> None:
-        if self._queue is None or self._thread is None:
-            return
-        self._queue.put(None)
-        self._thread.join()
+        for q in self._queues:
+            q.put(None)
+        for thread in self._threads:
+            thread.join()
         if self._failure and exc[0] is None:
             raise self._failure[0]
 
