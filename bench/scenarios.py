@@ -31,7 +31,7 @@ from modelregistry.client import RegistryClient
 from modelregistry.v1 import model_registry_pb2 as mr
 from modelregistry.v1 import model_registry_pb2_grpc as mr_grpc
 
-from . import pressure, procs, profiling, stats, transfers
+from . import cache_pulls, pressure, procs, profiling, stats, transfers
 from .payload import MiB, Payload, PayloadReader
 from .results_model import INFO, Row, Target, ratio
 
@@ -1331,4 +1331,7 @@ SCENARIOS: dict[str, Callable[[Context], Outcome]] = {
     "P6": p6_mlflow,
     "P7": p7_concurrent,
     "P8": pressure.p8_pressure,
+    # Whole versions (bench/cache_pulls.py).
+    "pull": cache_pulls.pull_scenario,
+    "push": cache_pulls.push_scenario,
 }

@@ -12,6 +12,15 @@ Example::
         registry.download_file("fraud", "latest", "/tmp/model.onnx")
 """
 
+from modelregistry.client.cache import (
+    CACHE_DIR_ENV,
+    Cache,
+    CachedVersion,
+    CorruptEntry,
+    ManifestFile,
+    PruneReport,
+    VerifyReport,
+)
 from modelregistry.client.client import (
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNK_SIZE,
@@ -46,6 +55,7 @@ from modelregistry.client.errors import (
     error_class,
     from_rpc_error,
 )
+from modelregistry.client.locks import CacheBusyError
 from modelregistry.client.names import (
     DEFAULT_FILE_ID,
     LATEST,
@@ -63,9 +73,12 @@ from modelregistry.client.names import (
     version_name,
 )
 from modelregistry.client.pager import Pager
+from modelregistry.client.pulls import PulledFile, PulledVersion, parse_pull_ref
+from modelregistry.client.pushes import PushResult
 from modelregistry.client.watch import EventWatch
 
 __all__ = [
+    "CACHE_DIR_ENV",
     "CLIENT_DOMAIN",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_FILE_ID",
@@ -78,7 +91,11 @@ __all__ = [
     "AlreadyExistsError",
     "BinaryReader",
     "BinaryWriter",
+    "Cache",
+    "CacheBusyError",
+    "CachedVersion",
     "CancelledError",
+    "CorruptEntry",
     "DataLossError",
     "DeadlineExceededError",
     "EventWatch",
@@ -87,18 +104,24 @@ __all__ = [
     "IntegrityError",
     "InternalError",
     "InvalidArgumentError",
+    "ManifestFile",
     "ModelName",
     "NotFoundError",
     "OutOfRangeError",
     "Pager",
     "PermissionDeniedError",
     "ProgressCallback",
+    "PruneReport",
+    "PulledFile",
+    "PulledVersion",
+    "PushResult",
     "RegistryClient",
     "RegistryError",
     "ResourceExhaustedError",
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
+    "VerifyReport",
     "VersionName",
     "alias_name",
     "channel_options",
@@ -109,6 +132,7 @@ __all__ = [
     "parse_alias_name",
     "parse_file_name",
     "parse_model_name",
+    "parse_pull_ref",
     "parse_version_name",
     "service_config",
     "version_name",

@@ -26,6 +26,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from modelregistry.client import messages, names
 from modelregistry.client.access import Access
+from modelregistry.client.cache import Cache
 from modelregistry.client.calls import Invoker, MultiCallable, new_request_id
 from modelregistry.client.channel import (
     MAX_MESSAGE_SIZE,
@@ -37,6 +38,8 @@ from modelregistry.client.credentials import TOKEN_ENV, Pem, TokenProvider, chan
 from modelregistry.client.downloads import Downloader
 from modelregistry.client.names import DEFAULT_FILE_ID, LATEST
 from modelregistry.client.pager import PagedRequest, PagedResponse, Pager, pager
+from modelregistry.client.pulls import PulledVersion, Puller
+from modelregistry.client.pushes import Pusher, PushResult
 from modelregistry.client.transfers import (
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNK_SIZE,
@@ -93,7 +96,10 @@ class RegistryClient:
     upload/download stream (None: no deadline). ``metadata`` is sent with every call.
     ``chunk_size`` is the upload chunk size (at most 2 MiB). ``retries`` bounds the gRPC retries
     of idempotent calls and the resumes of a transfer; ``retry_backoff`` is the first back-off
-    delay of transfer resumes in seconds (doubling, jittered, at most 10 s).
+    delay of transfer resumes in seconds (doubling, jittered, at most 10 s). ``cache_dir`` is
+    the local cache of :meth:`pull_version` (default ``MODELREGISTRY_CACHE_DIR``, else
+    ``~/.cache/modelregistry``); ``registry_key`` names this registry in it (default
+    ``target``; give one when passing a ``channel``).
 
     The constructor makes no network call. Use as a context manager or call :meth:`close`.
     """
@@ -116,6 +122,8 @@ class RegistryClient:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         retries: int = 5,
         retry_backoff: float = 0.2,
+        cache_dir: str | os.PathLike[str] | None = None,
+        registry_key: str | None = None,
     ) -> None:
         if not 0 < chunk_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"chunk_size must be between 1 and {MAX_CHUNK_SIZE} bytes")
@@ -165,6 +173,8 @@ class RegistryClient:
         self._uploader = Uploader(self._call, self._payload, transfers, chunk_size)
         self._downloader = Downloader(self._call, transfers)
         self._access = Access(self._call, ac_grpc.AccessServiceStub(self._channel))
+        self._cache = Cache(cache_dir)
+        self._registry_key = registry_key or self._target
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -172,6 +182,11 @@ class RegistryClient:
     def channel(self) -> grpc.Channel:
         """The gRPC channel."""
         return self._channel
+
+    @property
+    def cache(self) -> Cache:
+        """The local cache :meth:`pull_version` fills (``list``, ``prune``, ``verify``)."""
+        return self._cache
 
     @property
     def chunk_size(self) -> int:
@@ -850,6 +865,86 @@ class RegistryClient:
             limit=limit,
             progress=progress,
             verify=verify,
+        )
+
+    # --- whole versions ----------------------------------------------------------------------
+
+    def pull_version(
+        self,
+        ref: str,
+        dest: str | os.PathLike[str] | None = None,
+        *,
+        copy: bool = False,
+        parallel: int = 4,
+        progress: ProgressCallback | None = None,
+        offline: bool = False,
+    ) -> PulledVersion:
+        """Fetch every file of a version into the cache, verified, and materialise ``dest``.
+
+        ``ref`` is ``"models/M/versions/N"``, ``"M:N"``, ``"M@alias"``, ``"M@latest"`` or
+        ``"M"`` (latest). An alias or ``latest`` is resolved once; every file is then fetched
+        by the version's number, and the file list checked against its manifest digest, so a
+        move of the alias during the pull changes nothing. Contents already cached are not
+        fetched; an interrupted fetch continues from the bytes kept; every byte is hashed
+        before it enters the cache. ``dest`` (default: a directory in the cache) receives each
+        file at its file id: hard links to the read-only cached files, or writable copies with
+        ``copy`` (also used where links are impossible). Other files in ``dest`` are left.
+        ``parallel`` files are fetched at once; ``progress(done, total)`` counts bytes to fetch.
+        A pinned version (``M:N``) that was pulled before is served from the cache when the
+        server is unreachable, or always with ``offline``.
+        """
+        puller = Puller(
+            registry=self._registry_key,
+            cache=self._cache,
+            downloader=self._downloader,
+            get_version=self.get_version,
+            list_files=lambda model_id, number: self.list_files(model_id, number, page_size=1000),
+        )
+        return puller.pull(
+            ref, dest, copy=copy, parallel=parallel, progress=progress, offline=offline
+        )
+
+    def push_directory(
+        self,
+        model_id: str,
+        path: str | os.PathLike[str],
+        *,
+        create_model: bool = False,
+        alias: str | None = None,
+        stage: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        params: Mapping[str, Any] | None = None,
+        source_commit: str | None = None,
+        datasets: Sequence[str] | None = None,
+        description: str = "",
+        parallel: int = 4,
+        progress: ProgressCallback | None = None,
+    ) -> PushResult:
+        """Create a version of ``model_id`` from a directory (or one file), upload every file
+        (its path relative to ``path`` is its file id) over ``parallel`` streams, seal it,
+        then move it to ``stage`` and point ``alias`` at it.
+
+        Run again after an interruption, the same push (same files and metadata) continues
+        the version it created: stored files are skipped and unfinished uploads continue from
+        their committed bytes. After a complete push it returns that version (setting stage
+        and alias again) instead of creating a copy. ``create_model`` creates the model if it
+        does not exist. ``progress(done, total)`` counts bytes over all files.
+        """
+        return Pusher(self).push(
+            model_id,
+            path,
+            create_model=create_model,
+            alias=alias,
+            stage=stage,
+            labels=labels,
+            metrics=metrics,
+            params=params,
+            source_commit=source_commit,
+            datasets=datasets,
+            description=description,
+            parallel=parallel,
+            progress=progress,
         )
 
     # --- access ------------------------------------------------------------------------------

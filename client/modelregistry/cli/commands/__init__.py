@@ -12,19 +12,24 @@ import click
 
 from modelregistry.cli.commands.admin import config_group, whoami
 from modelregistry.cli.commands.aliases import aliases
+from modelregistry.cli.commands.cache import cache
 from modelregistry.cli.commands.events import events
 from modelregistry.cli.commands.files import files
 from modelregistry.cli.commands.models import models
+from modelregistry.cli.commands.transfer import pull, push
 from modelregistry.cli.commands.versions import versions
 
 __all__ = ["ALL"]
 
 ALL: list[click.Command] = [
+    push,
+    pull,
     models,
     versions,
     aliases,
     files,
     events,
+    cache,
     config_group,
     whoami,
 ]
