@@ -23,11 +23,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from modelregistry.v1 import access_pb2, events_pb2, model_registry_pb2, payload_pb2
+from modelregistry.v1 import access_pb2, events_pb2, model_registry_pb2, payload_pb2, webhooks_pb2
 from modelregistry.v1 import access_pb2_grpc as access_grpc
 from modelregistry.v1 import events_pb2_grpc as events_grpc
 from modelregistry.v1 import model_registry_pb2_grpc as registry_grpc
 from modelregistry.v1 import payload_pb2_grpc as payload_grpc
+from modelregistry.v1 import webhooks_pb2_grpc as webhooks_grpc
 
 from .api.access_events import AccessRecorder
 from .api.access_servicer import AccessServicer
@@ -41,6 +42,7 @@ from .api.payload_servicer import PayloadServicer
 from .api.permissions import METHOD_REQUIREMENTS, requirement
 from .api.registry_servicer import ModelRegistryServicer
 from .api.tls import CertificateReloader, server_credentials
+from .api.webhook_servicer import WebhookServicer, event_json
 from .api.workers import Workers
 from .config import Config
 from .domain.api_keys import ApiKeys
@@ -55,6 +57,10 @@ from .domain.listing import MIN_SECRET_BYTES, PageTokens
 from .domain.payloads import Payloads
 from .domain.ports import BlobStore, MetadataStore
 from .domain.registry import Registry, utc_now
+from .domain.webhook_dispatch import Dispatcher, DispatchSettings
+from .domain.webhook_signing import SecretBox
+from .domain.webhooks import Webhooks
+from .outbound.http_sender import HttpSender
 from .security import StartRefused, build_authentication, check_exposure, tls_files
 from .storage.blobs import open_blob_store
 from .storage.metadata import open_metadata_store
@@ -101,6 +107,7 @@ SERVICES = (
     payload_pb2.DESCRIPTOR.services_by_name["PayloadService"],
     access_pb2.DESCRIPTOR.services_by_name["AccessService"],
     events_pb2.DESCRIPTOR.services_by_name["EventService"],
+    webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"],
 )
 SERVICE_NAMES = tuple(s.full_name for s in SERVICES)
 
@@ -117,6 +124,8 @@ class Backends:
     integrity: Integrity
     api_keys: ApiKeys
     audit: Audit
+    webhooks: Webhooks
+    dispatcher: Dispatcher
     secret: bytes = b""  # the server secret page tokens and web sessions derive from
 
     def close(self) -> None:
@@ -253,6 +262,16 @@ class RegistryServer:
         """The event-log use cases (once connected)."""
         return self._wired().audit
 
+    @property
+    def webhooks(self) -> Webhooks:
+        """The webhook use cases (once connected)."""
+        return self._wired().webhooks
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The webhook dispatcher its worker threads run (once connected)."""
+        return self._wired().dispatcher
+
     def start(self) -> None:
         """Start serving; health turns SERVING now, or once the database is reachable."""
         if self.server is not None:
@@ -276,6 +295,9 @@ class RegistryServer:
         self._loop.call(_set_health(self.health, health_pb2.HealthCheckResponse.SERVING))
         if self.config.maintenance_interval_seconds > 0:
             self._spawn(self._maintain, "maintenance")
+        dispatcher = self._wired().dispatcher
+        for n in range(self.config.webhook_workers):
+            self._spawn(lambda: dispatcher.run(self._stopping), f"webhooks-{n}")
 
     def _keep_connecting(self) -> None:
         delay, longest = CONNECT_RETRY_S
@@ -435,7 +457,35 @@ def connect(config: Config) -> Backends:
         retention=config.event_retention,
         watch_poll_s=config.watch_poll_seconds,
     )
-    return Backends(store, blobs, registry, payloads, lineage, integrity, api_keys, audit, secret)
+    box = SecretBox(store.webhook_secret_key())
+    webhooks = Webhooks(store, box, clock=utc_now, page_tokens=tokens)
+    dispatcher = Dispatcher(
+        store,
+        HttpSender(config.webhook_ca_file),
+        event_json,
+        box,
+        clock=utc_now,
+        settings=DispatchSettings(
+            max_attempts=config.webhook_max_attempts,
+            backoff_s=config.webhook_backoff_seconds,
+            max_backoff_s=config.webhook_max_backoff_seconds,
+            timeout_s=config.webhook_timeout_seconds,
+            poll_s=config.webhook_poll_seconds,
+        ),
+    )
+    return Backends(
+        store,
+        blobs,
+        registry,
+        payloads,
+        lineage,
+        integrity,
+        api_keys,
+        audit,
+        webhooks,
+        dispatcher,
+        secret,
+    )
 
 
 def verify_event_log(database_url: str) -> list[Verification]:
@@ -460,6 +510,7 @@ def _install(
     payload = PayloadServicer(b.payloads, config.download_chunk_bytes)
     access = AccessServicer(b.api_keys)
     events = EventServicer(b.audit)
+    webhooks = WebhookServicer(b.webhooks)
     authenticator.install(b.api_keys)
     recorder = AccessRecorder(b.audit)
     interceptor.use_access_log(recorder)
@@ -469,6 +520,7 @@ def _install(
             lambda server: payload_grpc.add_PayloadServiceServicer_to_server(payload, server),
             lambda server: access_grpc.add_AccessServiceServicer_to_server(access, server),
             lambda server: events_grpc.add_EventServiceServicer_to_server(events, server),
+            lambda server: webhooks_grpc.add_WebhookServiceServicer_to_server(webhooks, server),
         ],
         b.store.connection,
     )

@@ -62,6 +62,13 @@ class Config:
     api_keys: bool = False
     event_retention_days: float = 0
     watch_poll_seconds: float = 1.0
+    webhook_workers: int = 2
+    webhook_max_attempts: int = 8
+    webhook_backoff_seconds: float = 1.0
+    webhook_max_backoff_seconds: float = 600
+    webhook_timeout_seconds: float = 10
+    webhook_poll_seconds: float = 1.0
+    webhook_ca_file: str = ""
 
     @property
     def retention(self) -> timedelta:
@@ -136,6 +143,16 @@ _HELP = {
     "chain stays verifiable from the oldest kept event); 0 keeps them for ever",
     "watch_poll_seconds": "how often a waiting WatchEvents stream looks for events committed by "
     "other replicas (this server's own commits wake it at once)",
+    "webhook_workers": "webhook dispatcher threads of this server (0: this server delivers "
+    "nothing; the others sharing the database still do)",
+    "webhook_max_attempts": "attempts of one webhook delivery before it is FAILED",
+    "webhook_backoff_seconds": "delay before the second attempt of a delivery; doubles per "
+    "attempt, jittered",
+    "webhook_max_backoff_seconds": "longest delay between two attempts of a delivery",
+    "webhook_timeout_seconds": "time one webhook POST may take (connect, send, answer)",
+    "webhook_poll_seconds": "how often an idle dispatcher looks for events of other replicas "
+    "and for retries that came due",
+    "webhook_ca_file": "PEM CA bundle trusted for https webhook URLs; empty: the system's CAs",
     "page_token_secret_file": "file whose bytes sign page tokens (at least 16; every replica "
     "needs the same); empty: a random secret kept in the metadata database",
     "jwt_public_keys": "JWT verification keys (RS256/ES256): a PEM file of public keys or "

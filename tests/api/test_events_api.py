@@ -6,6 +6,8 @@ filters and pages; VerifyEvents finds a tampered row."""
 from __future__ import annotations
 
 import io
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +96,27 @@ def _unfinished_upload(client: RegistryClient, upload_id: str) -> None:
         stub.UploadFile(iter(requests), timeout=20, metadata=[("authorization", "Bearer ann")])
 
 
+def _resend_first_delivery(client: RegistryClient) -> Any:
+    """Resend the delivery the dispatcher queued for the webhook's own creation event."""
+    deadline = time.monotonic() + 20
+    while not (found := list(client.list_webhook_deliveries("hook"))):
+        assert time.monotonic() < deadline, "the dispatcher queued nothing"
+        time.sleep(0.05)
+    return client.resend_webhook_delivery(found[0].name)
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/down"
+
+
+def _update_webhook(client: RegistryClient) -> Any:
+    hook = client.get_webhook("hook")
+    hook.description = "changed"
+    return client.update_webhook(hook, update_mask=["description"])
+
+
 def _watch_first(client: RegistryClient) -> Any:
     watch = client.watch_events(after_cursor="events/0")
     try:
@@ -103,11 +126,12 @@ def _watch_first(client: RegistryClient) -> Any:
 
 
 def _steps() -> list[Step]:
-    mr, pl, es, ac = (
+    mr, pl, es, ac, wh = (
         "/modelregistry.v1.ModelRegistry/",
         "/modelregistry.v1.PayloadService/",
         "/modelregistry.v1.EventService/",
         "/modelregistry.v1.AccessService/",
+        "/modelregistry.v1.WebhookService/",
     )
 
     def update_model(c: RegistryClient) -> Any:
@@ -183,6 +207,22 @@ def _steps() -> list[Step]:
             lambda c: c.revoke_api_key(next(iter(c.list_api_keys())).name),
             "apiKeys/*",
         ),
+        Step(
+            wh + "CreateWebhook",
+            lambda c: c.create_webhook(
+                "hook", _closed_port_url(), filter='method = "CreateWebhook"'
+            ),
+            "webhooks/hook",
+        ),
+        Step(wh + "GetWebhook", lambda c: c.get_webhook("hook")),
+        Step(wh + "ListWebhooks", lambda c: list(c.list_webhooks())),
+        Step(wh + "UpdateWebhook", _update_webhook, "webhooks/hook"),
+        Step(
+            wh + "RotateWebhookSecret", lambda c: c.rotate_webhook_secret("hook"), "webhooks/hook"
+        ),
+        Step(wh + "ListWebhookDeliveries", lambda c: list(c.list_webhook_deliveries("hook"))),
+        Step(wh + "ResendWebhookDelivery", _resend_first_delivery, "webhooks/hook/deliveries/*"),
+        Step(wh + "DeleteWebhook", lambda c: c.delete_webhook("hook"), "webhooks/hook"),
     ]
 
 

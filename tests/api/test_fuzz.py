@@ -13,6 +13,7 @@ shared equally by the methods.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import random
@@ -32,6 +33,7 @@ from modelregistry.client import RegistryClient, RegistryError
 from modelregistry.v1 import resources_pb2 as res
 from modelregistry_server import app
 from modelregistry_server.app import RegistryServer
+from modelregistry_server.config import Config
 from tests.support.fuzz import MessageFuzzer, message_class
 from tests.support.recording import Recorder
 
@@ -64,6 +66,10 @@ NAMES = (
     "models/m1/versions/2/files/payload",
     "models/m1/versions/2/files/new.bin",
     "models/m1/versions/prod/files/payload",
+    "fuzz",
+    "webhooks/fuzz",
+    "webhooks/fuzz/deliveries/00000000000000000000000000000000",
+    "https://hooks.example/fuzz",
 )
 
 
@@ -149,6 +155,19 @@ def _seed(address: str) -> dict[str, list[list[Message]]]:
         list(client.list_alias_history("m1", "prod", page_size=1))
         client.get_alias("m1", "prod", read_time=datetime.now(UTC))
         client.get_version("m1", "prod", read_time=datetime.now(UTC))
+        hook = client.create_webhook(
+            "fuzz", "https://hooks.example/fuzz", filter="kind = CHANGE", enabled=False
+        ).webhook
+        client.get_webhook("fuzz")
+        list(client.list_webhooks(page_size=1))
+        hook.description = "fuzzed"
+        client.update_webhook(hook, update_mask=["description"])
+        client.rotate_webhook_secret("fuzz")
+        list(client.list_webhook_deliveries("fuzz", page_size=1))
+        with contextlib.suppress(RegistryError):
+            client.resend_webhook_delivery("webhooks/fuzz/deliveries/" + "0" * 32)
+        client.create_webhook("gone", "https://hooks.example/gone", enabled=False)
+        client.delete_webhook("gone")
         client.close()
     return recorder.corpus
 
@@ -229,6 +248,12 @@ def _cases(
             continue
         count = rng.randint(1, 4) if method.client_streaming else 1
         yield [one() for _ in range(count)]
+
+
+@pytest.fixture
+def server_config(server_config: Config) -> Config:
+    """No webhook deliveries: a fuzzed webhook may name any https host."""
+    return dataclasses.replace(server_config, webhook_workers=0)
 
 
 @pytest.fixture

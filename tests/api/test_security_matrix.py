@@ -153,6 +153,20 @@ def _seed_more(client: RegistryClient) -> None:
     watch = client.watch_events(after_cursor="events/0")
     next(watch)
     watch.close()
+    # Webhooks (the server dispatches nothing here: webhook_workers=0 keeps the tables still).
+    made = client.create_webhook("hook", "https://hooks.example/registry", filter="kind = CHANGE")
+    client.get_webhook("hook")
+    list(client.list_webhooks())
+    hook = client.get_webhook("hook")
+    hook.description = "matrix"
+    client.update_webhook(hook, update_mask=["description"])
+    client.rotate_webhook_secret("hook", etag=client.get_webhook("hook").etag)
+    list(client.list_webhook_deliveries("hook"))
+    with contextlib.suppress(RegistryError):  # none exists: refused, but recorded
+        client.resend_webhook_delivery("webhooks/hook/deliveries/" + "0" * 32)
+    client.create_webhook("spare-hook", "https://hooks.example/spare")
+    client.delete_webhook("spare-hook")
+    assert made.webhook.name == "webhooks/hook"
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -176,6 +190,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, metadata_url_module: str) ->
             blob_url=f"file://{tmp / 'blobs'}",
             maintenance_interval_seconds=0,
             shutdown_grace_seconds=0,
+            webhook_workers=0,
         ),
         tmp,
     )
@@ -242,6 +257,8 @@ TENANT_WIDE = frozenset(
         "ListEvents",  # the caller's own tenant's log
         "VerifyEvents",
         "WatchEvents",
+        "CreateWebhook",  # in the caller's own tenant
+        "ListWebhooks",
     }
 )
 # Methods on a model that a viewer may call (reads), by requirement.

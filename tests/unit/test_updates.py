@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 import pytest
 
 from modelregistry.v1 import resources_pb2 as pb
+from modelregistry.v1 import webhooks_pb2 as wh
 from modelregistry_server.domain.entities import Model
 from modelregistry_server.domain.errors import InvalidArgument, Reason
-from modelregistry_server.domain.fields import MODEL_FIELDS, VERSION_FIELDS
+from modelregistry_server.domain.fields import MODEL_FIELDS, VERSION_FIELDS, WEBHOOK_FIELDS
 from modelregistry_server.domain.updates import FieldTable, Mutability, UpdatableField
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -20,7 +21,8 @@ def model() -> Model:
 
 
 @pytest.mark.parametrize(
-    ("table", "message"), [(MODEL_FIELDS, pb.Model), (VERSION_FIELDS, pb.ModelVersion)]
+    ("table", "message"),
+    [(MODEL_FIELDS, pb.Model), (VERSION_FIELDS, pb.ModelVersion), (WEBHOOK_FIELDS, wh.Webhook)],
 )
 def test_every_proto_field_is_updatable_or_output_only(table: FieldTable, message: type) -> None:
     proto_fields = {f.name for f in message.DESCRIPTOR.fields}

@@ -17,6 +17,7 @@ from modelregistry.v1 import access_pb2 as ac
 from modelregistry.v1 import events_pb2 as ev
 from modelregistry.v1 import model_registry_pb2 as mr
 from modelregistry.v1 import payload_pb2 as pl
+from modelregistry.v1 import webhooks_pb2 as wh
 
 __all__ = ["MAX_MESSAGE_SIZE", "channel_options", "open_channel", "service_config"]
 
@@ -34,6 +35,7 @@ def _idempotent_methods() -> list[dict[str, str]]:
         (pl.DESCRIPTOR, "PayloadService"),
         (ac.DESCRIPTOR, "AccessService"),
         (ev.DESCRIPTOR, "EventService"),
+        (wh.DESCRIPTOR, "WebhookService"),
     )
     for file, service_name in files:
         service = file.services_by_name[service_name]

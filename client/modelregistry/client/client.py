@@ -49,6 +49,7 @@ from modelregistry.client.transfers import (
 )
 from modelregistry.client.uploads import Uploader
 from modelregistry.client.watch import EventWatch
+from modelregistry.client.webhooks import Webhooks
 from modelregistry.client.wire import TransferCalls
 from modelregistry.v1 import access_pb2 as ac
 from modelregistry.v1 import access_pb2_grpc as ac_grpc
@@ -60,6 +61,8 @@ from modelregistry.v1 import model_registry_pb2_grpc as mr_grpc
 from modelregistry.v1 import payload_pb2 as pl
 from modelregistry.v1 import payload_pb2_grpc as pl_grpc
 from modelregistry.v1 import resources_pb2 as res
+from modelregistry.v1 import webhooks_pb2 as wh
+from modelregistry.v1 import webhooks_pb2_grpc as wh_grpc
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -81,8 +84,8 @@ _Resp = TypeVar("_Resp", bound=PagedResponse)
 
 
 class RegistryClient:
-    """Client of the model registry's ``ModelRegistry``, ``PayloadService``, ``AccessService``
-    and ``EventService``.
+    """Client of the model registry's ``ModelRegistry``, ``PayloadService``, ``AccessService``,
+    ``EventService`` and ``WebhookService``.
 
     ``target`` is ``host:port``; alternatively pass a ready ``channel`` (then the caller owns
     it, and should build it with :func:`channel_options` to get retries and message limits).
@@ -175,6 +178,7 @@ class RegistryClient:
         self._access = Access(self._call, ac_grpc.AccessServiceStub(self._channel))
         self._cache = Cache(cache_dir)
         self._registry_key = registry_key or self._target
+        self._webhooks = Webhooks(self._call, wh_grpc.WebhookServiceStub(self._channel))
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -979,3 +983,76 @@ class RegistryClient:
     def get_caller(self) -> ac.Caller:
         """Who this client is to the server: actor, tenant, scopes, groups, API key id."""
         return self._access.get_caller()
+
+    # --- webhooks ----------------------------------------------------------------------------
+
+    def create_webhook(
+        self,
+        webhook_id: str,
+        url: str,
+        *,
+        filter: str = "",
+        description: str = "",
+        enabled: bool = True,
+    ) -> wh.CreateWebhookResponse:
+        """Register a webhook (needs ``registry.admin``): ``url`` is https (or http to a
+        loopback host), ``filter`` an event filter as :meth:`list_events` takes. The response
+        holds the webhook (``.webhook``) and its signing secret (``.secret``), which the server
+        never shows again. Not retried."""
+        return self._webhooks.create(
+            webhook_id, url, filter=filter, description=description, enabled=enabled
+        )
+
+    def get_webhook(self, webhook_id: str) -> wh.Webhook:
+        """One webhook (``id`` or ``webhooks/{id}``); never its secret."""
+        return self._webhooks.get(webhook_id)
+
+    def list_webhooks_page(
+        self, *, page_size: int = 0, page_token: str = ""
+    ) -> wh.ListWebhooksResponse:
+        """One page of the tenant's webhooks, with its ``next_page_token``."""
+        return self._webhooks.list_page(page_size=page_size, page_token=page_token)
+
+    def list_webhooks(self, *, page_size: int = 0) -> Pager[wh.Webhook]:
+        """The tenant's webhooks, oldest first."""
+        return self._webhooks.list(page_size=page_size)
+
+    def update_webhook(self, webhook: wh.Webhook, update_mask: Sequence[str] = ()) -> wh.Webhook:
+        """Change ``url``, ``filter``, ``description`` or ``enabled`` (the mask's fields, or
+        those ``webhook`` sets); with ``webhook.etag`` set a concurrent change is ABORTED."""
+        return self._webhooks.update(webhook, update_mask)
+
+    def delete_webhook(self, webhook_id: str, *, etag: str = "") -> None:
+        """Delete a webhook and its delivery log."""
+        self._webhooks.delete(webhook_id, etag=etag)
+
+    def rotate_webhook_secret(
+        self, webhook_id: str, *, etag: str = ""
+    ) -> wh.RotateWebhookSecretResponse:
+        """Replace the signing secret; the new one (``.secret``) is shown only now."""
+        return self._webhooks.rotate_secret(webhook_id, etag=etag)
+
+    def list_webhook_deliveries_page(
+        self,
+        webhook_id: str,
+        *,
+        state: str | int | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> wh.ListWebhookDeliveriesResponse:
+        """One page of a webhook's deliveries (newest first), with its ``next_page_token``."""
+        return self._webhooks.deliveries_page(
+            webhook_id, state=state, page_size=page_size, page_token=page_token
+        )
+
+    def list_webhook_deliveries(
+        self, webhook_id: str, *, state: str | int | None = None, page_size: int = 0
+    ) -> Pager[wh.WebhookDelivery]:
+        """A webhook's deliveries, newest first, each with its attempts; ``state`` is
+        ``"PENDING"``, ``"DELIVERED"`` or ``"FAILED"`` (None: all)."""
+        return self._webhooks.deliveries(webhook_id, state=state, page_size=page_size)
+
+    def resend_webhook_delivery(self, delivery_name: str) -> wh.WebhookDelivery:
+        """Queue a delivery (``webhooks/{w}/deliveries/{d}``) again, at once, with a fresh
+        attempt budget."""
+        return self._webhooks.resend(delivery_name)

@@ -42,14 +42,15 @@ def request_id_of(metadata: Any) -> str:
 
 def resource_of(message: Any) -> str:
     """The resource a request names (its ``name``/``parent``, the name of the resource it
-    carries, ``models/{model_id}`` of a create, ``uploads/{id}``), or ``""``."""
+    carries, ``models/{model_id}`` or ``webhooks/{webhook_id}`` of a create, ``uploads/{id}``),
+    or ``""``."""
     if not isinstance(message, Message):
         return ""
     for field in ("name", "parent"):
         value = getattr(message, field, None)
         if isinstance(value, str) and value:
             return value[:_MAX_RESOURCE]
-    for field in ("header", "model", "model_version", "alias"):
+    for field in ("header", "model", "model_version", "alias", "webhook"):
         try:
             if message.HasField(field):
                 found = resource_of(getattr(message, field))
@@ -60,6 +61,9 @@ def resource_of(message: Any) -> str:
     model_id = getattr(message, "model_id", None)
     if isinstance(model_id, str) and model_id:
         return f"models/{model_id}"[:_MAX_RESOURCE]
+    webhook_id = getattr(message, "webhook_id", None)
+    if isinstance(webhook_id, str) and webhook_id:
+        return f"webhooks/{webhook_id}"[:_MAX_RESOURCE]
     upload_id = getattr(message, "upload_id", None)
     if isinstance(upload_id, str) and upload_id:
         return f"uploads/{upload_id}"[:_MAX_RESOURCE]

@@ -80,6 +80,16 @@ _BY_SERVICE: dict[str, dict[str, Requirement]] = {
         "VerifyEvents": _A,
         "WatchEvents": _R,  # sees what ListEvents would
     },
+    "modelregistry.v1.WebhookService": {
+        "CreateWebhook": _A,
+        "GetWebhook": _A,
+        "ListWebhooks": _A,
+        "UpdateWebhook": _A,
+        "DeleteWebhook": _A,
+        "RotateWebhookSecret": _A,
+        "ListWebhookDeliveries": _A,
+        "ResendWebhookDelivery": _A,
+    },
     "grpc.health.v1.Health": {"Check": Open.HEALTH, "List": Open.HEALTH, "Watch": Open.HEALTH},
     "grpc.reflection.v1alpha.ServerReflection": {"ServerReflectionInfo": Open.REFLECTION},
 }
@@ -101,6 +111,9 @@ WRITE_SCOPED_READS = frozenset(
         "/modelregistry.v1.PayloadService/ListUploads",
         "/modelregistry.v1.EventService/VerifyEvents",
         "/modelregistry.v1.AccessService/ListApiKeys",
+        "/modelregistry.v1.WebhookService/GetWebhook",
+        "/modelregistry.v1.WebhookService/ListWebhooks",
+        "/modelregistry.v1.WebhookService/ListWebhookDeliveries",
     }
 )
 _WRITE_SCOPES = (_C, _U, _D, _A)

@@ -22,6 +22,8 @@ from .validation import (
     check_metrics,
     check_text,
 )
+from .webhook_rules import check_description, check_enabled, check_event_filter, check_url
+from .webhook_types import Webhook
 
 MAX_PARAMETERS_BYTES = 256 * 1024
 DRAFT = Mutability.WHILE_DRAFT
@@ -154,5 +156,25 @@ VERSION_FIELDS = FieldTable(
         "etag",
         "file_count",
         "total_size_bytes",
+    ),
+)
+
+WEBHOOK_FIELDS = FieldTable(
+    "webhook",
+    Webhook,
+    [
+        UpdatableField("url", "url", check_url, str),
+        UpdatableField("filter", "filter", check_event_filter, str),
+        UpdatableField("description", "description", check_description, str),
+        UpdatableField("enabled", "enabled", check_enabled, lambda: False),
+    ],
+    output_only=(
+        "name",
+        "cursor",
+        "created_by",
+        "create_time",
+        "update_time",
+        "secret_time",
+        "etag",
     ),
 )

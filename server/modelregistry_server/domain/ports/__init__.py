@@ -21,6 +21,7 @@ runs over every backend.
 - :mod:`.secrets`: :class:`ServerSecrets` (random secrets made once per database).
 - :mod:`.api_keys`: :class:`ApiKeyBook` (API keys: hashes of their secrets, scopes, times).
 - :mod:`.events`: :class:`EventLog` (the hash-chained record of change, per tenant).
+- :mod:`.webhooks`: :class:`WebhookBook` (webhooks, their deliveries, attempts and leases).
 - :mod:`.queries`: value types the ports take and return.
 
 Conventions for every adapter:
@@ -49,6 +50,7 @@ from .policies import ModelPolicies
 from .queries import ListQuery, OrderKey, PurgeCounts
 from .scopes import Transactions
 from .secrets import ServerSecrets
+from .webhooks import WebhookBook
 
 __all__ = [
     "ALL_EVENTS",
@@ -79,4 +81,5 @@ __all__ = [
     "UploadSessions",
     "UploadStaging",
     "VersionCatalog",
+    "WebhookBook",
 ]

@@ -20,6 +20,7 @@ from .lineage import LineageIndex
 from .policies import ModelPolicies
 from .scopes import Transactions
 from .secrets import ServerSecrets
+from .webhooks import WebhookBook
 
 
 class MetadataStore(
@@ -40,6 +41,7 @@ class MetadataStore(
     ServerSecrets,
     ApiKeyBook,
     EventLog,
+    WebhookBook,
     Protocol,
 ):
     """All metadata ports of one database; use cases take the narrower ports they need."""

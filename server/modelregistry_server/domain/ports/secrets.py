@@ -11,3 +11,7 @@ class ServerSecrets(Protocol):
     def page_token_secret(self) -> bytes:
         """The secret that signs page tokens."""
         ...
+
+    def webhook_secret_key(self) -> bytes:
+        """The 32-byte key that seals webhook signing secrets at rest."""
+        ...

@@ -1,7 +1,7 @@
 """Schema migrations: an ordered list of steps and a ``schema_version`` table.
 
-Each step is frozen DDL for both dialects (plus, in step 6, one row holding a freshly made
-random secret); never edit a released step, append a new one.
+Each step is frozen DDL for both dialects (plus, in steps 6 and 11, one row holding a
+freshly made random secret); never edit a released step, append a new one.
 :func:`migrate` applies the missing steps in one transaction (serialised between processes) and
 refuses a database written by a newer release.
 
@@ -329,6 +329,41 @@ def _v10(dialect: Dialect) -> list[str]:
     ]
 
 
+def _v11(dialect: Dialect) -> list[str]:
+    """Webhooks: the endpoints (their signing secret sealed with a key made here), one
+    delivery per event and webhook (unique, so dispatchers queueing the same events agree),
+    a lease on each delivery (its token and expiry) and one row per attempt."""
+    t = _types(dialect)
+    pk, text = t["pk"], t["text"]
+    big = "BIGINT NOT NULL"
+    return [
+        f"""CREATE TABLE webhooks (
+            id {pk}, tenant {text}, webhook_id {text}, uid {text}, url {text}, event_filter {text},
+            description {text}, enabled BOOLEAN NOT NULL, event_cursor {big}, created_by {text},
+            create_time {big}, update_time {big}, secret_time {big}, sealed_secret {text},
+            revision {big})""",
+        "CREATE UNIQUE INDEX webhooks_tenant_webhook_id ON webhooks (tenant, webhook_id)",
+        "CREATE INDEX webhooks_tenant_id ON webhooks (tenant, id)",
+        f"""CREATE TABLE webhook_deliveries (
+            id {pk}, tenant {text}, webhook_pk {big} REFERENCES webhooks (id),
+            delivery_id {text}, event_sequence {big}, state {text}, attempt_count {big},
+            budget_start {big}, next_attempt_time {big}, create_time {big},
+            update_time {big}, lease_token {text}, lease_expire {big})""",
+        "CREATE UNIQUE INDEX webhook_deliveries_event"
+        " ON webhook_deliveries (webhook_pk, event_sequence)",
+        "CREATE UNIQUE INDEX webhook_deliveries_delivery_id ON webhook_deliveries (delivery_id)",
+        "CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (state, next_attempt_time)",
+        "CREATE INDEX webhook_deliveries_listing ON webhook_deliveries (webhook_pk, id)",
+        f"""CREATE TABLE webhook_attempts (
+            id {pk}, tenant {text}, delivery_pk {big} REFERENCES webhook_deliveries (id),
+            number {big}, attempt_time {big}, status_code {big}, error {text},
+            duration_ms {big})""",
+        "CREATE INDEX webhook_attempts_delivery ON webhook_attempts (delivery_pk, number)",
+        "INSERT INTO server_secrets (name, value)"
+        f" VALUES ('webhook_key', '{secrets.token_hex(32)}')",
+    ]
+
+
 def _execute(db: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return db.execute_sql(sql, params)
 
@@ -344,6 +379,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "identity: API keys, model policies, upload owners", _v8),
     Migration(9, "event log: events, per-tenant chain heads, alias history", _v9),
     Migration(10, "index metrics by model and value in both directions (metric order)", _v10),
+    Migration(11, "webhooks: endpoints, deliveries with leases, attempts", _v11),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

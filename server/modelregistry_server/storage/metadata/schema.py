@@ -349,6 +349,66 @@ class EventHeadRow(_Row):
         table_name = "event_heads"
 
 
+class WebhookRow(_Row):
+    """``webhooks``: one endpoint of a tenant (its secret sealed)."""
+
+    id = peewee.BigAutoField()
+    tenant = peewee.TextField()
+    webhook_id = peewee.TextField()
+    uid = peewee.TextField()
+    url = peewee.TextField()
+    event_filter = peewee.TextField()
+    description = peewee.TextField()
+    enabled = peewee.BooleanField()
+    event_cursor = peewee.BigIntegerField()
+    created_by = peewee.TextField()
+    create_time = peewee.BigIntegerField()
+    update_time = peewee.BigIntegerField()
+    secret_time = peewee.BigIntegerField()
+    sealed_secret = peewee.TextField()
+    revision = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "webhooks"
+
+
+class WebhookDeliveryRow(_Row):
+    """``webhook_deliveries``: one event queued for one webhook, with its lease."""
+
+    id = peewee.BigAutoField()
+    tenant = peewee.TextField()
+    webhook_pk = peewee.BigIntegerField()
+    delivery_id = peewee.TextField()
+    event_sequence = peewee.BigIntegerField()
+    state = peewee.TextField()
+    attempt_count = peewee.BigIntegerField()
+    budget_start = peewee.BigIntegerField()
+    next_attempt_time = peewee.BigIntegerField()
+    create_time = peewee.BigIntegerField()
+    update_time = peewee.BigIntegerField()
+    lease_token = peewee.TextField()
+    lease_expire = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "webhook_deliveries"
+
+
+class WebhookAttemptRow(_Row):
+    """``webhook_attempts``: one POST of a delivery."""
+
+    id = peewee.BigAutoField()
+    tenant = peewee.TextField()
+    delivery_pk = peewee.BigIntegerField()
+    number = peewee.BigIntegerField()
+    attempt_time = peewee.BigIntegerField()
+    status_code = peewee.BigIntegerField()
+    error = peewee.TextField()
+    duration_ms = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "webhook_attempts"
+
+
 R = TypeVar("R", bound=_Row)
 
 
@@ -375,6 +435,9 @@ class Tables:
     events: type[EventRow]
     event_heads: type[EventHeadRow]
     alias_history: type[AliasHistoryRow]
+    webhooks: type[WebhookRow]
+    webhook_deliveries: type[WebhookDeliveryRow]
+    webhook_attempts: type[WebhookAttemptRow]
 
     def all(self) -> tuple[type[_Row], ...]:
         """Every row class."""
@@ -398,6 +461,9 @@ class Tables:
             self.events,
             self.event_heads,
             self.alias_history,
+            self.webhooks,
+            self.webhook_deliveries,
+            self.webhook_attempts,
         )
 
 
@@ -423,6 +489,9 @@ def bind_tables(database: peewee.DatabaseProxy) -> Tables:
         events=_bound(EventRow, database),
         event_heads=_bound(EventHeadRow, database),
         alias_history=_bound(AliasHistoryRow, database),
+        webhooks=_bound(WebhookRow, database),
+        webhook_deliveries=_bound(WebhookDeliveryRow, database),
+        webhook_attempts=_bound(WebhookAttemptRow, database),
     )
 
 

@@ -1,8 +1,9 @@
 """The peewee adapter of the metadata ports (SQLite and PostgreSQL), composed of one part per
 port: :mod:`.models`, :mod:`.versions`, :mod:`.lineage`, :mod:`.aliases`, :mod:`.transitions`,
 :mod:`.request_log`, :mod:`.policies`, :mod:`.files`, :mod:`.uploads`, :mod:`.blob_refs`,
-:mod:`.blob_integrity`, :mod:`.purge`, :mod:`.statistics`, :mod:`.secrets`, :mod:`.api_keys` and
-:mod:`.events`, on the shared :class:`~.core.StoreCore` (scopes, lookups; see its docstring).
+:mod:`.blob_integrity`, :mod:`.purge`, :mod:`.statistics`, :mod:`.secrets`, :mod:`.api_keys`,
+:mod:`.events` and :mod:`.webhooks`, on the shared :class:`~.core.StoreCore` (scopes,
+lookups; see its docstring).
 
 Not written by the save methods: identity columns, ``Model.latest_version_number`` (owned by
 ``allocate_version_number``) and ``ModelVersion.aliases`` (owned by the alias methods). Blob
@@ -27,6 +28,7 @@ from .statistics import StatisticsRows
 from .transitions import TransitionRows
 from .uploads import UploadRows
 from .versions import VersionRows
+from .webhooks import WebhookRows
 
 
 class PeeweeMetadataStore(
@@ -46,5 +48,6 @@ class PeeweeMetadataStore(
     SecretRows,
     ApiKeyRows,
     EventRows,
+    WebhookRows,
 ):
     """Registry rows in a SQL database through peewee (see the module docstring)."""

@@ -1,0 +1,1 @@
+"""Driven adapters that reach out of the server (webhook deliveries over HTTP)."""
