@@ -1,0 +1,70 @@
+"""What a hostile or unlucky browser meets: the cookie over TLS, a fresh CSRF token after
+signing in, no internals on a 500 page, and the headers that keep the pages out of frames
+and other sites' referrers."""
+
+from __future__ import annotations
+
+import dataclasses
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from modelregistry_server.config import Config
+from modelregistry_server.web import models_list, sessions
+from tests.support.certificates import Authority
+from tests.support.servers import serving
+from tests.web.conftest import WebClient
+
+
+def test_the_session_cookie_is_secure_over_tls(web_config: Config, tmp_path: Path) -> None:
+    ca = Authority("Web CA")
+    cert, key = ca.server().write(tmp_path / "tls", "server")
+    config = dataclasses.replace(web_config, tls_cert=str(cert), tls_key=str(key))
+    with serving(config) as server:
+        context = ssl.create_default_context(cafile=str(ca.write(tmp_path / "tls" / "ca.crt")))
+        answer = httpx.get(f"https://{server.http_address}/models", verify=context, timeout=30)
+    assert answer.status_code == 200
+    cookie = answer.headers["set-cookie"].lower()
+    assert cookie.startswith(f"{sessions.COOKIE}=")
+    assert "; secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+
+
+def test_signing_in_gives_the_session_a_new_csrf_token(
+    people: Callable[[str], WebClient],
+) -> None:
+    browser = people("stranger")
+    before = browser.csrf()
+    assert browser.sign_in("alice").status_code == 303
+    after = browser.csrf()
+    assert after != before  # a token planted before signing in is worth nothing after
+    assert browser.post("/sign-out", csrf=before).status_code == 403
+    assert browser.post("/sign-out", csrf=after).status_code == 303
+
+
+def test_an_unexpected_error_is_a_500_page_without_internals(
+    web: WebClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("password=hunter2 at /srv/registry/secret.db")
+
+    monkeypatch.setattr(models_list, "_rows", broken)
+    page = web.get("/models")
+    assert page.status_code == 500
+    assert "internal error" in page.text
+    for leak in ("hunter2", "RuntimeError", "Traceback", "/srv/"):
+        assert leak not in page.text
+    assert page.headers["cache-control"] == "no-store"
+
+
+def test_pages_stay_out_of_frames_and_other_sites_referrers(web: WebClient) -> None:
+    for path in ("/models", "/no/such/page"):
+        headers = web.get(path).headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert "form-action 'self'" in headers["content-security-policy"]
+        assert "script-src 'self'" in headers["content-security-policy"]
+        assert headers["referrer-policy"] == "same-origin"
+        assert headers["cache-control"] == "no-store"
