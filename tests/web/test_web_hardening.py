@@ -1,6 +1,6 @@
 """What a hostile or unlucky browser meets: the cookie over TLS, a fresh CSRF token after
-signing in, no internals on a 500 page, and the headers that keep the pages out of frames
-and other sites' referrers."""
+signing in, no internals on a 500 page, malformed or oversized forms answered 400, and the
+headers that keep the pages out of frames and other sites' referrers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from modelregistry_server.config import Config
-from modelregistry_server.web import models_list, sessions
+from modelregistry_server.web import models_list, pages, sessions
 from tests.support.certificates import Authority
 from tests.support.servers import serving
 from tests.web.conftest import WebClient
@@ -58,6 +58,26 @@ def test_an_unexpected_error_is_a_500_page_without_internals(
     for leak in ("hunter2", "RuntimeError", "Traceback", "/srv/"):
         assert leak not in page.text
     assert page.headers["cache-control"] == "no-store"
+
+
+def test_a_malformed_or_oversized_form_is_a_400_page(web: WebClient) -> None:
+    token = web.csrf()
+    garbage = web.http.post(
+        "/sign-out",
+        content=b"--x\r\nContent-Disposition: form-data\r\n\r\nno end",
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
+    assert garbage.status_code == 400, garbage.text
+    assert "Traceback" not in garbage.text
+    many = {f"f{i}": "v" for i in range(pages.MAX_FORM_FIELDS + 1)}
+    too_many = web.http.post(
+        "/sign-out", files={k: (None, v) for k, v in many.items()} | {"csrf_token": (None, token)}
+    )
+    assert too_many.status_code == 400, too_many.text
+    upload = web.http.post(
+        "/sign-out", files={"csrf_token": (None, token), "f": ("a.bin", b"x", "application/x")}
+    )
+    assert upload.status_code == 400, upload.text
 
 
 def test_pages_stay_out_of_frames_and_other_sites_referrers(web: WebClient) -> None:

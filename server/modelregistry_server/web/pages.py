@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
@@ -108,6 +110,10 @@ class CsrfRefused(Exception):
     """A POST without this session's CSRF token."""
 
 
+class BadForm(Exception):
+    """A form body that cannot be read: malformed, too many fields, too large, or a file."""
+
+
 @dataclass
 class View:
     """One request as a handler sees it: the admitted caller, the session, the use cases."""
@@ -127,10 +133,16 @@ class View:
         return await run_blocking(self.site.pool, None, fn, *args)
 
     async def form(self) -> FormData:
-        """The submitted form (urlencoded or multipart, small fields only)."""
-        return await self.request.form(
-            max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_PART_BYTES
-        )
+        """The submitted form (urlencoded or multipart, small fields only); BadForm if it
+        cannot be read."""
+        try:
+            return await self.request.form(
+                max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_PART_BYTES
+            )
+        # Starlette answers a bad multipart body with HTTPException(400), and its parser
+        # raises KeyError for a part without a name.
+        except (HTTPException, MultiPartException, KeyError, ValueError):
+            raise BadForm from None
 
     def query(self, name: str, default: str = "") -> str:
         return self.request.query_params.get(name, default)
@@ -306,6 +318,10 @@ def endpoint(site: Site, page: Page) -> Callable[[Request], Awaitable[Response]]
                 403,
                 "This form has expired or did not come from this site: reload the page and "
                 "try again.",
+            )
+        except BadForm:
+            response = error_page(
+                site, request, session, 400, "The form could not be read: reload the page."
             )
         except Unauthenticated as exc:
             if site.edge.auth_enabled():
