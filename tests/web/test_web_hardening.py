@@ -5,6 +5,7 @@ headers that keep the pages out of frames and other sites' referrers."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from modelregistry_server.config import Config
 from modelregistry_server.web import models_list, pages, sessions
 from tests.support.certificates import Authority
 from tests.support.servers import serving
-from tests.web.conftest import WebClient
+from tests.web.conftest import PEOPLE, WebClient
 
 
 def test_the_session_cookie_is_secure_over_tls(web_config: Config, tmp_path: Path) -> None:
@@ -88,3 +89,30 @@ def test_pages_stay_out_of_frames_and_other_sites_referrers(web: WebClient) -> N
         assert "script-src 'self'" in headers["content-security-policy"]
         assert headers["referrer-policy"] == "same-origin"
         assert headers["cache-control"] == "no-store"
+
+
+def test_a_session_whose_credential_stops_verifying_is_cleared(
+    people: Callable[[str], WebClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = people("alice")
+    assert alice.get("/models").status_code == 200
+    monkeypatch.delitem(PEOPLE, "alice")  # revoked: the token no longer verifies
+    answer = alice.get("/models")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/sign-in")
+    cookie = answer.headers["set-cookie"].lower()
+    assert cookie.startswith(f'{sessions.COOKIE}=""') and "max-age=0" in cookie
+    assert sessions.COOKIE not in alice.http.cookies
+
+
+def test_the_cookie_lives_no_longer_than_its_session(people: Callable[[str], WebClient]) -> None:
+    browser = people("stranger")
+    anonymous = browser.get("/sign-in").headers["set-cookie"].lower()
+    assert _max_age(anonymous) == pytest.approx(sessions.ANONYMOUS_SESSION_SECONDS, abs=60)
+    signed = browser.sign_in("alice").headers["set-cookie"].lower()
+    assert _max_age(signed) == pytest.approx(sessions.SESSION_SECONDS, abs=60)
+
+
+def _max_age(cookie: str) -> int:
+    found = re.search(r"max-age=(\d+)", cookie)
+    assert found is not None, cookie
+    return int(found.group(1))
