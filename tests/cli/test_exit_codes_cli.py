@@ -110,3 +110,22 @@ def test_permission_denied_and_unauthenticated_are_4(
     assert forged.status == 4
     assert "CREDENTIALS_INVALID" in forged.stderr
     assert writer not in forged.stderr + forged.stdout  # the token is never echoed
+
+
+def test_a_usage_error_with_json_output_is_a_json_error_on_stderr(cli: Cli) -> None:
+    import json
+
+    for argv, env in (
+        (("models", "show", "-o", "json"), {}),  # missing argument
+        (("-o", "json", "models", "frobnicate"), {}),  # unknown command
+        (("models", "list", "--timeout", "x"), {"MODELREGISTRY_OUTPUT": "json"}),
+    ):
+        result = cli(*argv, env=env)
+        assert result.status == 2, (argv, result.stderr)
+        assert result.stdout == ""
+        error = json.loads(result.stderr)["error"]
+        assert (error["code"], error["exit_code"]) == ("INVALID_ARGUMENT", 2), argv
+        assert error["message"]
+        assert set(error) == {  # the README's shape, as for a call's error
+            "code", "exit_code", "message", "reason", "metadata", "field_violations"
+        }  # fmt: skip

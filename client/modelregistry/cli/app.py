@@ -12,7 +12,7 @@ import click
 from modelregistry.cli import commands
 from modelregistry.cli.config import ConfigError
 from modelregistry.cli.exits import ExitCode, exit_code
-from modelregistry.cli.session import Session, add_global_options, global_params
+from modelregistry.cli.session import Session, add_global_options, flags_of, global_params
 from modelregistry.client import RegistryError
 
 __all__ = ["cli", "run"]
@@ -61,6 +61,18 @@ def _error_data(e: RegistryError) -> dict[str, Any]:
     }
 
 
+def _local_error(code: str, status: int, message: str) -> dict[str, Any]:
+    """A failure found before or without a call, in the same shape as a call's error."""
+    return {
+        "code": code,
+        "exit_code": status,
+        "message": message,
+        "reason": None,
+        "metadata": {},
+        "field_violations": [],
+    }
+
+
 def run(argv: Sequence[str] | None = None) -> NoReturn:
     """Run the command line and exit with its status."""
     session = Session()
@@ -74,7 +86,18 @@ def run(argv: Sequence[str] | None = None) -> NoReturn:
         )
         status = result if isinstance(result, int) else 0
     except click.ClickException as e:
-        e.show()
+        context = getattr(e, "ctx", None)  # a usage error knows the options parsed so far
+        if isinstance(context, click.Context):
+            session.flags.update(flags_of(context))
+        output = session.error_output()
+        if output.format == "table":
+            e.show()
+        else:
+            code = "INVALID_ARGUMENT" if e.exit_code == ExitCode.INVALID_ARGUMENT else "LOCAL"
+            output.error(
+                _local_error(code, e.exit_code, e.format_message()),
+                e.format_message(),
+            )
         status = e.exit_code
     except click.Abort:
         status = ExitCode.INTERRUPTED
@@ -82,9 +105,7 @@ def run(argv: Sequence[str] | None = None) -> NoReturn:
         sys.stderr.write("\n")
         status = ExitCode.INTERRUPTED
     except ConfigError as e:
-        session.error_output().error(
-            {"code": "INVALID_ARGUMENT", "exit_code": 2, "message": str(e)}, f"error: {e}"
-        )
+        session.error_output().error(_local_error("INVALID_ARGUMENT", 2, str(e)), f"error: {e}")
         status = ExitCode.INVALID_ARGUMENT
     except RegistryError as e:
         session.error_output().error(_error_data(e), f"error: {e}")
@@ -92,9 +113,7 @@ def run(argv: Sequence[str] | None = None) -> NoReturn:
     except BrokenPipeError:
         status = ExitCode.FAILURE
     except OSError as e:
-        session.error_output().error(
-            {"code": "LOCAL", "exit_code": 1, "message": str(e)}, f"error: {e}"
-        )
+        session.error_output().error(_local_error("LOCAL", 1, str(e)), f"error: {e}")
         status = ExitCode.FAILURE
     finally:
         session.close()

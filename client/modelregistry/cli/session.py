@@ -25,7 +25,7 @@ from modelregistry.cli.output import Output
 from modelregistry.cli.progress import Transfers
 from modelregistry.client import RegistryClient
 
-__all__ = ["Session", "add_global_options", "global_params", "pass_session"]
+__all__ = ["Session", "add_global_options", "flags_of", "global_params", "pass_session"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -36,6 +36,11 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     if value is not None and param.name is not None:
         ctx.find_root().meta.setdefault(_FLAGS, {})[param.name] = value
     return value
+
+
+def flags_of(ctx: click.Context) -> dict[str, Any]:
+    """The global options given so far, before or after the command (after wins)."""
+    return dict(ctx.find_root().meta.get(_FLAGS, {}))
 
 
 def global_params() -> list[click.Parameter]:
@@ -186,7 +191,7 @@ def pass_session(f: Callable[Concatenate[Session, _P], _R]) -> Callable[_P, _R]:
         session = ctx.find_object(Session)
         if session is None:  # pragma: no cover - the root group always makes one
             raise RuntimeError("no session")
-        session.flags.update(ctx.find_root().meta.get(_FLAGS, {}))
+        session.flags.update(flags_of(ctx))
         return f(session, *args, **kwargs)
 
     return wrapper
