@@ -124,3 +124,24 @@ def test_without_the_cli_extra_the_script_prints_how_to_install_it(tmp_path: Pat
         "modelregistry: the command line needs its extra: pip install 'modelregistry-client[cli]'"
     )
     assert SCRIPT.exists()
+
+
+def test_a_token_others_can_read_is_warned_about(home: Path, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("secret-token\n")
+    token_file.chmod(0o644)
+    config = _write_config(
+        tmp_path / "c.toml",
+        f'[profiles.a]\ntoken_file = "{token_file}"\n\n[profiles.b]\ntoken = "inline-secret"\n',
+    )
+    config.chmod(0o644)
+    cli = Cli({**base_env(home), "MODELREGISTRY_CONFIG": str(config)})
+    for profile, path in (("a", token_file), ("b", config)):
+        shown = cli("config", "show", "--profile", profile)
+        assert shown.status == 0
+        assert f"warning: {path} holds a token and others can read it" in shown.stderr
+        assert "secret" not in shown.stderr + shown.stdout
+    token_file.chmod(0o600)
+    config.chmod(0o600)
+    for profile in ("a", "b"):
+        assert "warning" not in cli("config", "show", "--profile", profile).stderr

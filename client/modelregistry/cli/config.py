@@ -19,6 +19,7 @@ the file are relative to the file's directory.
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ class Settings:
     profile: str | None = None
     config_file: str = ""
     sources: Mapping[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # for people, on stderr (a token file others can read)
 
     def redacted(self) -> dict[str, Any]:
         """The settings for display: the token itself is never shown."""
@@ -146,12 +148,23 @@ def _profile(
     for key in _PATHS & set(resolved):
         resolved[key] = str(path.parent / Path(str(resolved[key])).expanduser())
     if "token_file" in resolved:
-        token_path = Path(resolved.pop("token_file"))
+        token_path = Path(resolved["token_file"])
         try:
             resolved.setdefault("token", token_path.read_text().strip())
         except OSError as e:
             raise ConfigError(f"profile {name!r}: token_file {token_path}: {e.strerror}") from None
     return name, resolved
+
+
+def _exposed(path: Path) -> str | None:
+    """A warning if ``path`` (holding a token) can be read by the group or others."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if os.name != "posix" or not mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return None
+    return f"{path} holds a token and others can read it (chmod 600 {path})"
 
 
 def _timeout(value: Any, where: str) -> float:
@@ -172,6 +185,11 @@ def resolve(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) 
     document = _load(path, required=bool(env.get(CONFIG_ENV)))
     requested = flags.get("profile") or env.get(PROFILE_ENV) or None
     profile_name, profile = _profile(document, requested, path, named=requested is not None)
+    warnings: list[str | None] = []
+    if "token_file" in profile:
+        warnings.append(_exposed(Path(profile.pop("token_file"))))
+    elif "token" in profile:
+        warnings.append(_exposed(path))
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -209,4 +227,5 @@ def resolve(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) 
         profile=profile_name,
         config_file=str(path),
         sources=sources,
+        warnings=tuple(w for w in warnings if w is not None),
     )

@@ -138,6 +138,8 @@ class Session:
         """The output in the chosen format."""
         if self._output is None:
             self._output = Output(self.settings.output)
+            for warning in self.settings.warnings:
+                self._output.note(f"warning: {warning}")
         return self._output
 
     def error_output(self) -> Output:
