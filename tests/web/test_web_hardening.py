@@ -116,3 +116,16 @@ def _max_age(cookie: str) -> int:
     found = re.search(r"max-age=(\d+)", cookie)
     assert found is not None, cookie
     return int(found.group(1))
+
+
+def test_head_options_and_odd_methods(web: WebClient) -> None:
+    head = web.http.head("/models")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["cache-control"] == "no-store"
+    for method in ("OPTIONS", "TRACE", "PUT", "PATCH", "DELETE", "FROBNICATE"):
+        for path in ("/models", "/sign-in", "/sign-out"):
+            answer = web.http.request(method, path)
+            assert answer.status_code == 405, (method, path)
+            assert "Traceback" not in answer.text
+            assert answer.headers["x-frame-options"] == "DENY"
+    assert web.http.get("/sign-out").status_code == 405  # signing out is a POST with CSRF
