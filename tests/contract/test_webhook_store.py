@@ -214,3 +214,56 @@ def test_the_webhook_key_is_made_once_per_database(metadata_store: PeeweeMetadat
     key = metadata_store.webhook_secret_key()
     assert len(key) == 32 and key != metadata_store.page_token_secret()
     assert metadata_store.webhook_secret_key() == key
+
+
+def test_delete_waits_for_an_attempt_being_recorded(metadata_store: PeeweeMetadataStore) -> None:
+    """A dispatcher recording an attempt while the webhook is deleted: the delete waits for it
+    and removes the new attempt too, instead of failing on the attempt's reference (seen on
+    PostgreSQL, where the delete's statements ran around the attempt's transaction)."""
+    metadata_store.insert_webhook(_hook("h"))
+    _events(metadata_store, 1)
+    hook = metadata_store.get_webhook("acme", "h")
+    assert hook is not None
+    metadata_store.advance_webhook(hook, 1, [_delivery(1)])
+    claim = metadata_store.claim_delivery(T0, T0 + LEASE, "t")
+    assert claim is not None
+    db = metadata_store.backend.database
+    p = db.param
+    recorded, release = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def record() -> None:  # finish_attempt's statements, held open until released
+        with db.connection_context(), db.atomic():
+            (pk,) = db.execute_sql(
+                f"SELECT id FROM webhook_deliveries WHERE delivery_id = {p}",
+                (claim.delivery.delivery_id,),
+            ).fetchone()
+            db.execute_sql(f"UPDATE webhook_deliveries SET attempt_count = 1 WHERE id = {p}", (pk,))
+            db.execute_sql(
+                "INSERT INTO webhook_attempts (tenant, delivery_pk, number, attempt_time,"
+                f" status_code, error, duration_ms) VALUES ({p}, {p}, 1, 0, 500, 'http 500', 3)",
+                ("acme", pk),
+            )
+            recorded.set()
+            release.wait(10)
+
+    def delete() -> None:
+        try:
+            metadata_store.delete_webhook("acme", "h")
+        except BaseException as e:  # reported below
+            failures.append(e)
+
+    recorder = threading.Thread(target=record)
+    recorder.start()
+    assert recorded.wait(10)
+    deleter = threading.Thread(target=delete)
+    deleter.start()
+    deleter.join(0.5)  # the delete is now waiting on the attempt's transaction
+    release.set()
+    recorder.join(10)
+    deleter.join(10)
+    assert not deleter.is_alive() and failures == []
+    assert metadata_store.get_webhook("acme", "h") is None
+    with db.connection_context():
+        left = db.execute_sql("SELECT COUNT(*) FROM webhook_attempts").fetchone()
+    assert left[0] == 0

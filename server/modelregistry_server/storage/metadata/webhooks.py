@@ -141,9 +141,16 @@ class WebhookRows(StoreCore):
         """Remove the webhook, its deliveries and their attempts."""
         w, d, a = self._t.webhooks, self._t.webhook_deliveries, self._t.webhook_attempts
         with self._write():
-            pk = w.select(w.id).where(w.tenant == tenant, w.webhook_id == webhook_id).scalar()
+            found = w.select(w.id).where(w.tenant == tenant, w.webhook_id == webhook_id)
+            locking = self._backend.supports_for_update
+            # Lock the webhook (a dispatcher queueing deliveries waits) and its deliveries (an
+            # attempt being recorded commits first, so the delete below sees it; a later one
+            # finds its delivery gone).
+            pk = (found.for_update() if locking else found).scalar()
             if pk is None:
                 return
+            if locking:
+                list(d.select(d.id).where(d.webhook_pk == pk).for_update().tuples())
             a.delete().where(a.delivery_pk.in_(d.select(d.id).where(d.webhook_pk == pk))).execute()
             d.delete().where(d.webhook_pk == pk).execute()
             w.delete().where(w.id == pk).execute()
