@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import model_pages, models_list, sign_in, version_page
+from . import compare, model_pages, models_list, sign_in, version_page
 from .edge import Edge, ServicesSlot
 from .pages import PUBLIC, Page, Site, endpoint, error_page
 
@@ -29,6 +29,7 @@ PAGES: tuple[Page, ...] = (
     *models_list.PAGES,
     *model_pages.PAGES,
     *version_page.PAGES,
+    *compare.PAGES,
 )
 
 SECURITY_HEADERS = {
