@@ -50,7 +50,7 @@ from .domain.audit import Audit
 from .domain.errors import DomainError, Unavailable
 from .domain.events import Verification
 from .domain.gc import GcReport
-from .domain.identity import Caller
+from .domain.identity import Caller, Permission
 from .domain.integrity import Integrity, ScrubReport
 from .domain.lineage import Lineage
 from .domain.listing import MIN_SECRET_BYTES, PageTokens
@@ -548,11 +548,16 @@ def web_edge(interceptor: ErrorMappingInterceptor) -> Edge:
     def code_of(error: DomainError) -> str:
         return status_code_for(error).name
 
+    def permits(caller: Caller, rpc: str) -> bool:
+        needed = requirement(rpc)
+        return not isinstance(needed, Permission) or caller.has(needed)
+
     return Edge(
         admit=admit,
         auth_enabled=lambda: interceptor.authentication.enabled,
         code_of=code_of,
         rpcs=frozenset(METHOD_REQUIREMENTS),
+        permits=permits,
     )
 
 

@@ -45,6 +45,9 @@ class Edge:
     code_of: Callable[[DomainError], str]
     # Every RPC of the permission table: a page naming another is refused at start-up.
     rpcs: frozenset[str]
+    # Whether an admitted caller's scopes cover what the RPC needs (the permission table):
+    # pages show a write control only when its RPC would pass the edge.
+    permits: Callable[[Caller, str], bool] = lambda _caller, _rpc: False
 
 
 @dataclass(frozen=True)

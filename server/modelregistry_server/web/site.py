@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import compare, model_pages, models_list, sign_in, version_page
+from . import compare, model_pages, models_list, sign_in, version_page, writes
 from .edge import Edge, ServicesSlot
 from .pages import PUBLIC, Page, Site, endpoint, error_page
 
@@ -30,6 +30,7 @@ PAGES: tuple[Page, ...] = (
     *model_pages.PAGES,
     *version_page.PAGES,
     *compare.PAGES,
+    *writes.PAGES,
 )
 
 SECURITY_HEADERS = {
