@@ -31,7 +31,7 @@ from modelregistry.client import RegistryClient
 from modelregistry.v1 import model_registry_pb2 as mr
 from modelregistry.v1 import model_registry_pb2_grpc as mr_grpc
 
-from . import cache_pulls, pressure, procs, profiling, stats, transfers
+from . import cache_pulls, pressure, procs, profiling, stats, transfers, webpages
 from .payload import MiB, Payload, PayloadReader
 from .results_model import INFO, Row, Target, ratio
 
@@ -1334,4 +1334,5 @@ SCENARIOS: dict[str, Callable[[Context], Outcome]] = {
     # Whole versions (bench/cache_pulls.py).
     "pull": cache_pulls.pull_scenario,
     "push": cache_pulls.push_scenario,
+    "W1": webpages.w1_web_pages,
 }
