@@ -356,3 +356,34 @@ def test_on_a_model_without_a_policy_the_scopes_decide(
         refused = vera.post("/models/fraud/aliases", {"alias": "production", "version": "2"})
         assert refused.status_code == 403
         assert _state(root) == before
+
+
+def test_refused_writes_are_access_events_as_grpc_ones(
+    registry: RegistryClient, web_server: RegistryServer, people: Callable[[str], WebClient]
+) -> None:
+    """A write re-rendered with its message (stale, failed precondition) and one refused by
+    role are recorded naming the write's RPC and the resource it writes."""
+    _seed(registry)
+    alice = people("alice")
+    bob = people("bob")
+    etag = _etag(alice, "/models/fraud/manage")
+    with as_grpc(web_server, "alice") as owner:
+        owner.set_model_policy("fraud", {"owner": ["user:alice"], "viewer": ["user:bob"]})
+        model = owner.get_model("fraud")
+        model.description = "changed elsewhere"
+        owner.update_model(model, update_mask=["description"])
+    stale = alice.post("/models/fraud/edit", {"etag": etag, "description": "", "labels": ""})
+    assert stale.status_code == 409
+    assert alice.post("/models/fraud/versions/2/seal", {}).status_code == 400
+    assert bob.post("/models/fraud/aliases", {"alias": "x", "version": "1"}).status_code == 403
+    with as_grpc(web_server, "root") as admin:
+        events = list(admin.list_events(filter="kind = ACCESS"))
+    seen = {(e.principal, e.method, e.resource, e.outcome.split()[0]) for e in events}
+    assert ("user:alice", "UpdateModel", "models/fraud", "ABORTED") in seen
+    assert (
+        "user:alice",
+        "SealModelVersion",
+        "models/fraud/versions/2",
+        "FAILED_PRECONDITION",
+    ) in seen
+    assert any(e[:2] == ("user:bob", "SetAlias") and e[3] == "PERMISSION_DENIED" for e in seen)

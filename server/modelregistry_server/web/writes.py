@@ -170,7 +170,12 @@ async def manage_version(view: View) -> Response:
 Write = Callable[[View], Awaitable[str]]
 
 
-def model_write(action: Write) -> Callable[[View], Awaitable[Response]]:
+async def _recorded(view: View, rpc: str, resource: str, exc: DomainError) -> None:
+    """A refusal re-rendered on its form is an access event as any refusal of the page."""
+    await view.run(view.services.record_refusal, view.caller, rpc, resource, exc)
+
+
+def model_write(action: Write, rpc: str) -> Callable[[View], Awaitable[Response]]:
     """A model write: run it, redirect to the manage page; a fixable refusal re-renders it."""
 
     async def handler(view: View) -> Response:
@@ -178,13 +183,14 @@ def model_write(action: Write) -> Callable[[View], Awaitable[Response]]:
         try:
             done = await action(view)
         except _ON_FORM as exc:
+            await _recorded(view, rpc, names.model_name(model_id), exc)
             return await _render_model(view, model_id, exc)
         return view.redirect(f"{model_url(model_id)}?{urlencode({'done': done})}")
 
     return handler
 
 
-def version_write(action: Write) -> Callable[[View], Awaitable[Response]]:
+def version_write(action: Write, rpc: str) -> Callable[[View], Awaitable[Response]]:
     """A version write (the URL names the version by number), as :func:`model_write`."""
 
     async def handler(view: View) -> Response:
@@ -192,6 +198,8 @@ def version_write(action: Write) -> Callable[[View], Awaitable[Response]]:
         try:
             done = await action(view)
         except _ON_FORM as exc:
+            assert ref.number is not None
+            await _recorded(view, rpc, names.version_name(ref.model_id, ref.number), exc)
             return await _render_version(view, ref, exc)
         assert ref.number is not None
         return view.redirect(f"{version_url(ref.model_id, ref.number)}?{urlencode({'done': done})}")
@@ -324,41 +332,31 @@ async def _undelete_version(view: View) -> str:
 
 _M = "/models/{model}"
 _V = "/models/{model}/versions/{version}"
+_MODEL_WRITES = (
+    ("edit", _update_model, "UpdateModel"),
+    ("delete", _delete_model, "DeleteModel"),
+    ("undelete", _undelete_model, "UndeleteModel"),
+    ("aliases", _set_alias, "SetAlias"),
+    ("aliases/{alias}/delete", _delete_alias, "DeleteAlias"),
+)
+_VERSION_WRITES = (
+    ("edit", _update_version, "UpdateModelVersion"),
+    ("stage", _transition, "TransitionModelVersionStage"),
+    ("seal", _seal, "SealModelVersion"),
+    ("delete", _delete_version, "DeleteModelVersion"),
+    ("undelete", _undelete_version, "UndeleteModelVersion"),
+)
 PAGES = (
     Page(f"{_M}/manage", manage_model, registry_rpc("GetModel"), ("GET",), "manage_model"),
-    Page(f"{_M}/edit", model_write(_update_model), registry_rpc("UpdateModel"), ("POST",)),
-    Page(f"{_M}/delete", model_write(_delete_model), registry_rpc("DeleteModel"), ("POST",)),
-    Page(f"{_M}/undelete", model_write(_undelete_model), registry_rpc("UndeleteModel"), ("POST",)),
-    Page(f"{_M}/aliases", model_write(_set_alias), registry_rpc("SetAlias"), ("POST",)),
-    Page(
-        f"{_M}/aliases/{{alias}}/delete",
-        model_write(_delete_alias),
-        registry_rpc("DeleteAlias"),
-        ("POST",),
-    ),
     Page(
         f"{_V}/manage", manage_version, registry_rpc("GetModelVersion"), ("GET",), "manage_version"
     ),
-    Page(
-        f"{_V}/edit", version_write(_update_version), registry_rpc("UpdateModelVersion"), ("POST",)
+    *(
+        Page(f"{_M}/{tail}", model_write(fn, registry_rpc(rpc)), registry_rpc(rpc), ("POST",))
+        for tail, fn, rpc in _MODEL_WRITES
     ),
-    Page(
-        f"{_V}/stage",
-        version_write(_transition),
-        registry_rpc("TransitionModelVersionStage"),
-        ("POST",),
-    ),
-    Page(f"{_V}/seal", version_write(_seal), registry_rpc("SealModelVersion"), ("POST",)),
-    Page(
-        f"{_V}/delete",
-        version_write(_delete_version),
-        registry_rpc("DeleteModelVersion"),
-        ("POST",),
-    ),
-    Page(
-        f"{_V}/undelete",
-        version_write(_undelete_version),
-        registry_rpc("UndeleteModelVersion"),
-        ("POST",),
+    *(
+        Page(f"{_V}/{tail}", version_write(fn, registry_rpc(rpc)), registry_rpc(rpc), ("POST",))
+        for tail, fn, rpc in _VERSION_WRITES
     ),
 )
