@@ -187,8 +187,8 @@ def test_server_memory_does_not_grow_with_payload_size(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Default 64 MiB pieces: the server streams, so its peak RSS growth while moving 1 GiB is
-    about what it is for 256 MiB, and both stay under a fixed bound. (Measured: ~25 MiB, with
-    upload-phase allocator/transport noise up to ~70 MiB; a bound of one piece would flake.)"""
+    about what it is for 256 MiB, and both stay under a fixed bound. (Measured after the warm-up:
+    14-43 MiB and 43-66 MiB; a bound of one piece would flake.)"""
     _require_free_space(tmp_path, 4 * GiB)
     bound, spread = 150 * MiB, 64 * MiB
     with (
@@ -197,7 +197,11 @@ def test_server_memory_does_not_grow_with_payload_size(
     ):
         client.create_model("m")
         warm = client.create_version("m").version_number
-        _round_trip(client, warm, 8 * MiB, seed=1)  # imports, pools and buffers warmed up
+        # Imports, pools, buffers and the allocator's arenas warmed up: the first large round
+        # trip leaves ~20 MiB retained by the allocator (measured: 93 MiB idle after 8 MiB,
+        # 115 MiB after 256 MiB, then flat at 115-117 MiB after 1 and 2 GiB), which is a step
+        # once, not growth with size. Measured from there, the peaks are flat across sizes.
+        _round_trip(client, warm, 256 * MiB, seed=1)
         idle = psutil.Process(s.pid).memory_info().rss
         transfers = []
         for size in (256 * MiB, 1 * GiB):
