@@ -23,34 +23,9 @@ from modelregistry.v1 import resources_pb2 as res
 from modelregistry_server.app import RegistryServer
 from modelregistry_server.config import Config
 from tests.support.servers import serving
+from tests.support.trees import read_tree, write_tree
 
 KiB = 1024
-
-
-def _tree(root: Path, seed: int = 0) -> dict[str, bytes]:
-    """Nested directories, an empty file, and two files with the same content."""
-    files = {
-        "model.bin": bytes((i * 7 + seed) % 251 for i in range(300 * KiB)),
-        "config.json": b'{"layers": 3, "seed": %d}' % seed,
-        "tokenizer/vocab.txt": b"a\nb\nc\n" * 1000,
-        "tokenizer/merges/rules.txt": b"a b\n" * 500,
-        "empty.txt": b"",
-        "copies/one.bin": b"shared" * 5000 + bytes([seed]),
-        "copies/two.bin": b"shared" * 5000 + bytes([seed]),
-    }
-    for file_id, data in files.items():
-        path = root / file_id
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return files
-
-
-def _read_tree(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in root.rglob("*")
-        if p.is_file() and not p.name.startswith(".")
-    }
 
 
 @pytest.fixture
@@ -74,7 +49,7 @@ def test_parse_pull_ref() -> None:
 def test_push_then_pull_round_trip_links_read_only_cached_files(
     reg: RegistryClient, tmp_path: Path
 ) -> None:
-    files = _tree(tmp_path / "src")
+    files = write_tree(tmp_path / "src")
     pushed = reg.push_directory(
         "fraud",
         tmp_path / "src",
@@ -95,7 +70,7 @@ def test_push_then_pull_round_trip_links_read_only_cached_files(
 
     pulled = reg.pull_version("fraud@production", tmp_path / "out")
     assert pulled.name == "models/fraud/versions/1" and not pulled.offline
-    assert _read_tree(tmp_path / "out") == files
+    assert read_tree(tmp_path / "out") == files
     assert pulled.manifest_digest == v.manifest_digest
     # Shared content is fetched and stored once; files are links to read-only cache entries.
     distinct = {bytes(d) for d in files.values()}
@@ -106,12 +81,12 @@ def test_push_then_pull_round_trip_links_read_only_cached_files(
     assert model.st_nlink >= 2 and not model.st_mode & stat.S_IWUSR
 
     again = reg.pull_version("fraud:1", tmp_path / "out")
-    assert again.fetched_bytes == 0 and _read_tree(tmp_path / "out") == files
+    assert again.fetched_bytes == 0 and read_tree(tmp_path / "out") == files
     copied = reg.pull_version("fraud:1", tmp_path / "copy", copy=True)
-    assert copied.fetched_bytes == 0 and _read_tree(tmp_path / "copy") == files
+    assert copied.fetched_bytes == 0 and read_tree(tmp_path / "copy") == files
     assert (tmp_path / "copy" / "model.bin").stat().st_nlink == 1
     snapshot = reg.pull_version("fraud")
-    assert snapshot.path.is_relative_to(tmp_path / "cache") and _read_tree(snapshot.path) == files
+    assert snapshot.path.is_relative_to(tmp_path / "cache") and read_tree(snapshot.path) == files
 
     listed = reg.cache.list()
     assert [c.name for c in listed] == ["models/fraud/versions/1"] and listed[0].complete
@@ -120,8 +95,8 @@ def test_push_then_pull_round_trip_links_read_only_cached_files(
 def test_alias_moved_during_pull_keeps_every_file_of_the_first_version(
     reg: RegistryClient, tmp_path: Path
 ) -> None:
-    first = _tree(tmp_path / "v1", seed=1)
-    _tree(tmp_path / "v2", seed=2)
+    first = write_tree(tmp_path / "v1", seed=1)
+    write_tree(tmp_path / "v2", seed=2)
     reg.push_directory("fraud", tmp_path / "v1", create_model=True, alias="production")
     reg.push_directory("fraud", tmp_path / "v2")
     moved = threading.Event()
@@ -133,7 +108,7 @@ def test_alias_moved_during_pull_keeps_every_file_of_the_first_version(
 
     pulled = reg.pull_version("fraud@production", tmp_path / "out", parallel=1, progress=move_once)
     assert moved.is_set() and reg.get_alias("fraud", "production").version.endswith("/2")
-    assert pulled.version_number == 1 and _read_tree(tmp_path / "out") == first
+    assert pulled.version_number == 1 and read_tree(tmp_path / "out") == first
 
 
 class _Stop(Exception):
@@ -163,7 +138,7 @@ def test_interrupted_pull_resumes_from_the_kept_bytes(reg: RegistryClient, tmp_p
 def test_pinned_pull_from_cache_with_the_server_stopped(
     server_config: Config, tmp_path: Path
 ) -> None:
-    files = _tree(tmp_path / "src")
+    files = write_tree(tmp_path / "src")
     with serving(server_config) as service:
         address = service.address
         with RegistryClient(address, cache_dir=tmp_path / "cache") as reg:
@@ -171,7 +146,7 @@ def test_pinned_pull_from_cache_with_the_server_stopped(
             reg.pull_version("fraud@prod", tmp_path / "first")
     with RegistryClient(address, cache_dir=tmp_path / "cache", retries=1, timeout=5) as reg:
         pulled = reg.pull_version("fraud:1", tmp_path / "offline")
-        assert pulled.offline and _read_tree(tmp_path / "offline") == files
+        assert pulled.offline and read_tree(tmp_path / "offline") == files
         assert reg.pull_version("fraud:1", tmp_path / "again", offline=True).offline
         with pytest.raises(UnavailableError, match="pinned version"):
             reg.pull_version("fraud@prod", tmp_path / "alias")
@@ -182,7 +157,7 @@ def test_pinned_pull_from_cache_with_the_server_stopped(
 
 
 def test_two_concurrent_pulls_fetch_each_content_once(reg: RegistryClient, tmp_path: Path) -> None:
-    files = _tree(tmp_path / "src")
+    files = write_tree(tmp_path / "src")
     reg.push_directory("fraud", tmp_path / "src", create_model=True)
     results: list[int] = []
     errors: list[BaseException] = []
@@ -200,13 +175,13 @@ def test_two_concurrent_pulls_fetch_each_content_once(reg: RegistryClient, tmp_p
         t.join(60)
     assert not errors and len(results) == 2
     assert sum(results) == sum(len(d) for d in {bytes(d) for d in files.values()})
-    assert _read_tree(tmp_path / "out0") == _read_tree(tmp_path / "out1") == files
+    assert read_tree(tmp_path / "out0") == read_tree(tmp_path / "out1") == files
 
 
 def test_corrupt_cache_entry_is_detected_and_fetched_again(
     reg: RegistryClient, tmp_path: Path
 ) -> None:
-    files = _tree(tmp_path / "src")
+    files = write_tree(tmp_path / "src")
     reg.push_directory("fraud", tmp_path / "src", create_model=True)
     reg.pull_version("fraud:1", tmp_path / "out")
     sha = hashlib.sha256(files["model.bin"]).hexdigest()
@@ -237,7 +212,7 @@ def test_corrupt_cache_entry_is_detected_and_fetched_again(
 def test_interrupted_push_resumes_without_sending_stored_files(
     reg: RegistryClient, tmp_path: Path
 ) -> None:
-    files = _tree(tmp_path / "src")
+    files = write_tree(tmp_path / "src")
     sent: list[int] = []
 
     def stop_late(done: int, total: int | None) -> None:
@@ -257,7 +232,7 @@ def test_interrupted_push_resumes_without_sending_stored_files(
     assert result.resumed and result.version.version_number == 1
     assert set(result.skipped) == stored and set(result.uploaded) == set(files) - stored
     assert reg.pull_version("fraud@prod", tmp_path / "out").version_number == 1
-    assert _read_tree(tmp_path / "out") == files
+    assert read_tree(tmp_path / "out") == files
     # The same push again finds the sealed version and creates no copy.
     again = reg.push_directory("fraud", tmp_path / "src", alias="prod")
     assert again.resumed and again.version.version_number == 1 and not again.uploaded
@@ -266,8 +241,8 @@ def test_interrupted_push_resumes_without_sending_stored_files(
 def test_prune_forgets_old_versions_and_unused_contents(
     reg: RegistryClient, tmp_path: Path
 ) -> None:
-    _tree(tmp_path / "v1", seed=1)
-    _tree(tmp_path / "v2", seed=2)
+    write_tree(tmp_path / "v1", seed=1)
+    write_tree(tmp_path / "v2", seed=2)
     reg.push_directory("fraud", tmp_path / "v1", create_model=True)
     reg.push_directory("fraud", tmp_path / "v2")
     reg.pull_version("fraud:1", tmp_path / "o1")
@@ -289,7 +264,7 @@ def test_prune_forgets_old_versions_and_unused_contents(
 def test_files_shared_between_versions_are_fetched_and_stored_once(
     reg: RegistryClient, tmp_path: Path
 ) -> None:
-    files = _tree(tmp_path / "src")
+    files = write_tree(tmp_path / "src")
     reg.push_directory("fraud", tmp_path / "src", create_model=True)
     (tmp_path / "src" / "config.json").write_bytes(b'{"changed": true}')
     second = reg.push_directory("fraud", tmp_path / "src")

@@ -23,6 +23,7 @@ from modelregistry_server.config import Config
 from tests.cli.conftest import SCRIPT, Cli, base_env
 from tests.support.byte_proxy import ByteProxy
 from tests.support.servers import serving
+from tests.support.trees import read_tree, write_tree
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -30,31 +31,6 @@ MiB = 1024 * KiB
 OVERHEAD = 128 * KiB
 WAIT_S = 30.0
 PIECE = 256 * KiB  # the test server's upload_piece_bytes
-
-
-def _tree(root: Path, seed: int = 0) -> dict[str, bytes]:
-    """Nested directories, an empty file and two files with the same content."""
-    files = {
-        "model.bin": bytes((i * 13 + seed) % 251 for i in range(200 * KiB)),
-        "config.json": b'{"seed": %d}' % seed,
-        "tokenizer/vocab.txt": b"x\ny\n" * 2000,
-        "tokenizer/deep/er/rules.txt": b"rule\n" * 100,
-        "empty": b"",
-        "copies/a.bin": b"same" * 4000 + bytes([seed]),
-        "copies/b.bin": b"same" * 4000 + bytes([seed]),
-    }
-    for file_id, data in files.items():
-        (root / file_id).parent.mkdir(parents=True, exist_ok=True)
-        (root / file_id).write_bytes(data)
-    return files
-
-
-def _read_tree(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in root.rglob("*")
-        if p.is_file() and not p.name.startswith(".")
-    }
 
 
 def _wait_for(condition: Callable[[], bool], what: str) -> None:
@@ -109,7 +85,7 @@ def _kill9(process: subprocess.Popen[str]) -> None:
 
 
 def test_push_and_pull_a_directory_tree(run: Cli, tmp_path: Path) -> None:
-    files = _tree(tmp_path / "src")
+    files = write_tree(tmp_path / "src", model_bytes=200 * KiB)
     pushed = run(
         "push", str(tmp_path / "src"), "--model", "fraud", "--create-model",
         "--alias", "production", "--stage", "staging", "--label", "team=risk",
@@ -132,18 +108,18 @@ def test_push_and_pull_a_directory_tree(run: Cli, tmp_path: Path) -> None:
     got = pulled.json()
     assert got["name"] == "models/fraud/versions/1" and not got["offline"]
     assert got["manifest_digest"] == v["manifest_digest"]
-    assert _read_tree(tmp_path / "out") == files
+    assert read_tree(tmp_path / "out") == files
     distinct = sum(len(d) for d in {bytes(d) for d in files.values()})
     assert got["fetched_bytes"] == distinct  # shared content once
     again = run("pull", "fraud:1", str(tmp_path / "out"), "-o", "json").json()
-    assert again["fetched_bytes"] == 0 and _read_tree(tmp_path / "out") == files
+    assert again["fetched_bytes"] == 0 and read_tree(tmp_path / "out") == files
     # A single file, and a default destination named after the model.
     single = run("push", str(tmp_path / "src" / "config.json"), "-m", "fraud", "-o", "json")
     assert single.json()["uploaded"] == ["config.json"]
     table = run("pull", "fraud", cwd=tmp_path)
     assert table.status == 0, table.stderr
     assert "models/fraud/versions/2" in table.stdout
-    assert _read_tree(tmp_path / "fraud") == {"config.json": files["config.json"]}
+    assert read_tree(tmp_path / "fraud") == {"config.json": files["config.json"]}
     (tmp_path / "nothing").mkdir()
     empty = run("push", str(tmp_path / "nothing"), "-m", "fraud")
     assert empty.status == 2 and "no files to push" in empty.stderr
@@ -153,10 +129,10 @@ def test_push_and_pull_a_directory_tree(run: Cli, tmp_path: Path) -> None:
 def test_an_alias_moved_during_a_pull_never_mixes_versions(
     run: Cli, proxy: ByteProxy, client: RegistryClient, tmp_path: Path
 ) -> None:
-    _tree(tmp_path / "v1", seed=1)
+    write_tree(tmp_path / "v1", seed=1, model_bytes=200 * KiB)
     (tmp_path / "v1" / "big.bin").write_bytes(os.urandom(2 * MiB))
-    first = _read_tree(tmp_path / "v1")
-    _tree(tmp_path / "v2", seed=2)
+    first = read_tree(tmp_path / "v1")
+    write_tree(tmp_path / "v2", seed=2, model_bytes=200 * KiB)
     (tmp_path / "v2" / "big.bin").write_bytes(os.urandom(2 * MiB))
     assert run("push", str(tmp_path / "v1"), "-m", "fraud", "--create-model",
                "-a", "prod").status == 0  # fmt: skip
@@ -169,7 +145,7 @@ def test_an_alias_moved_during_a_pull_never_mixes_versions(
     status, _, err = _finish(pull)
     assert status == 0, err
     assert client.get_alias("fraud", "prod").version.endswith("/2")
-    assert _read_tree(tmp_path / "out") == first
+    assert read_tree(tmp_path / "out") == first
 
 
 def test_kill_9_of_a_pull_then_a_rerun_fetches_only_the_rest(
@@ -253,7 +229,7 @@ def test_kill_9_of_a_push_then_a_rerun_sends_only_what_was_not_committed(
 def test_a_pinned_pull_works_from_the_cache_with_the_server_stopped(
     cli_config: Config, home: Path, cache_dir: Path, tmp_path: Path
 ) -> None:
-    files = _tree(tmp_path / "src")
+    files = write_tree(tmp_path / "src", model_bytes=200 * KiB)
     with serving(cli_config) as service:
         run = Cli({**base_env(home), "MODELREGISTRY_ADDRESS": service.address,
                    "MODELREGISTRY_CACHE_DIR": str(cache_dir)})  # fmt: skip
@@ -262,7 +238,7 @@ def test_a_pinned_pull_works_from_the_cache_with_the_server_stopped(
         assert run("pull", "fraud@prod", str(tmp_path / "first")).status == 0
     offline = run("pull", "fraud:1", str(tmp_path / "offline"), "-o", "json")
     assert offline.status == 0, offline.stderr
-    assert offline.json()["offline"] and _read_tree(tmp_path / "offline") == files
+    assert offline.json()["offline"] and read_tree(tmp_path / "offline") == files
     by_alias = run("pull", "fraud@prod", str(tmp_path / "alias"))
     assert by_alias.status == 5 and "pinned version" in by_alias.stderr
     never = run("pull", "fraud:2", str(tmp_path / "never"))
@@ -273,9 +249,9 @@ def test_a_pinned_pull_works_from_the_cache_with_the_server_stopped(
 def test_two_concurrent_pulls_fetch_each_content_once(
     run: Cli, proxy: ByteProxy, tmp_path: Path
 ) -> None:
-    _tree(tmp_path / "src")
+    write_tree(tmp_path / "src", model_bytes=200 * KiB)
     (tmp_path / "src" / "big.bin").write_bytes(os.urandom(3 * MiB))
-    files = _read_tree(tmp_path / "src")
+    files = read_tree(tmp_path / "src")
     assert run("push", str(tmp_path / "src"), "-m", "fraud", "--create-model").status == 0
     proxy.rate = 4 * MiB
     env = {**run.env, "MODELREGISTRY_ADDRESS": proxy.address}
@@ -283,7 +259,7 @@ def test_two_concurrent_pulls_fetch_each_content_once(
     for pull in pulls:
         status, _, err = _finish(pull)
         assert status == 0, err
-    assert _read_tree(tmp_path / "out0") == _read_tree(tmp_path / "out1") == files
+    assert read_tree(tmp_path / "out0") == read_tree(tmp_path / "out1") == files
     distinct = sum(len(d) for d in {bytes(d) for d in files.values()})
     assert distinct <= proxy.received <= distinct + OVERHEAD
 
@@ -291,7 +267,7 @@ def test_two_concurrent_pulls_fetch_each_content_once(
 def test_a_damaged_cache_file_is_fetched_again_and_verify_reports_it(
     run: Cli, cache_dir: Path, tmp_path: Path
 ) -> None:
-    files = _tree(tmp_path / "src")
+    files = write_tree(tmp_path / "src", model_bytes=200 * KiB)
     assert run("push", str(tmp_path / "src"), "-m", "fraud", "--create-model").status == 0
     assert run("pull", "fraud:1", str(tmp_path / "out")).status == 0
     sha = hashlib.sha256(files["model.bin"]).hexdigest()
@@ -326,7 +302,7 @@ def test_a_damaged_cache_file_is_fetched_again_and_verify_reports_it(
 
 
 def test_cache_list_and_prune(run: Cli, tmp_path: Path) -> None:
-    _tree(tmp_path / "src")
+    write_tree(tmp_path / "src", model_bytes=200 * KiB)
     assert run("push", str(tmp_path / "src"), "-m", "fraud", "--create-model").status == 0
     assert run("pull", "fraud:1", str(tmp_path / "out")).status == 0
     listed = run("cache", "list", "-o", "json").json()
@@ -367,7 +343,7 @@ def _on_a_terminal(env: dict[str, str], *args: str) -> tuple[int, str]:
 
 
 def test_progress_is_shown_on_a_terminal_only(run: Cli, tmp_path: Path) -> None:
-    _tree(tmp_path / "src")
+    write_tree(tmp_path / "src", model_bytes=200 * KiB)
     status, shown = _on_a_terminal(
         run.env, "push", str(tmp_path / "src"), "-m", "fraud", "--create-model"
     )
