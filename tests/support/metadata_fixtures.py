@@ -37,12 +37,16 @@ def postgres_server() -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture(params=BACKENDS)
-def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty metadata database URL on each backend."""
+def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty metadata database URL on each backend (a PostgreSQL database is dropped
+    after the test, once everything that used it is torn down)."""
     if request.param == "sqlite":
-        return sqlite_url(tmp_path)
+        yield sqlite_url(tmp_path)
+        return
     cluster: PostgresCluster = request.getfixturevalue("postgres_server")
-    return cluster.create_database()
+    url = cluster.create_database()
+    yield url
+    cluster.drop_database(url)
 
 
 @pytest.fixture

@@ -143,6 +143,20 @@ class PostgresCluster:
             conn.close()
         return self.url(name)
 
+    def drop_database(self, url: str) -> None:
+        """Drop a database made by :meth:`create_database`, disconnecting its sessions. A
+        thousand left behind cost gigabytes and over a minute of clean-up at the end."""
+        name = url.rsplit("/", 1)[1]
+        conn = psycopg2.connect(
+            host="127.0.0.1", port=self.port, user=_SUPERUSER, dbname="postgres"
+        )
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            conn.close()
+
 
 @contextmanager
 def running_cluster() -> Iterator[PostgresCluster]:
