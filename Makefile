@@ -27,6 +27,7 @@ help:
 	@echo "make test       lint, type-check, stub drift check and the whole test suite"
 	@echo "make test-fast  the test suite without PostgreSQL, GCS emulator and slow tests"
 	@echo "make stubs      regenerate the Python stubs from proto/"
+	@echo "make node-tools install the npm tools of package.json (buf, the Node interop client)"
 	@echo "make contract-release  record proto/ as the released contract buf breaking checks against"
 	@echo "make bench      run the benchmark harness (see bench/README.md)"
 
