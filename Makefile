@@ -12,7 +12,13 @@ GEN_DIR := client
 ADDR ?=
 HTTP_ADDR ?= $(or $(MODELREGISTRY_HTTP_LISTEN),127.0.0.1:8080)
 
-.PHONY: help venv stubs check-stubs run test test-fast lint typecheck buf-lint check bench clean
+# The contract as last released: `make buf-breaking` (part of `make check`) compares proto/ with
+# it (buf breaking, and no field behaviour tightened: scripts/check_contract.py). At a release,
+# `make contract-release` rebuilds it from proto/; commit it with the release.
+RELEASED_CONTRACT := proto/releases/v1.binpb
+
+.PHONY: help venv stubs check-stubs run test test-fast lint typecheck buf-lint buf-breaking \
+	contract-release node-tools check bench clean
 
 help:
 	@echo "make run        start the service (ADDR=host:port, MODELREGISTRY_* variables; defaults"
@@ -21,6 +27,8 @@ help:
 	@echo "make test       lint, type-check, stub drift check and the whole test suite"
 	@echo "make test-fast  the test suite without PostgreSQL, GCS emulator and slow tests"
 	@echo "make stubs      regenerate the Python stubs from proto/"
+	@echo "make node-tools install the npm tools of package.json (buf, the Node interop client)"
+	@echo "make contract-release  record proto/ as the released contract buf breaking checks against"
 	@echo "make bench      run the benchmark harness (see bench/README.md)"
 
 $(STAMP): pyproject.toml client/pyproject.toml
@@ -52,15 +60,24 @@ node_modules/.bin/buf: package.json
 	npm install --no-audit --no-fund --silent
 	touch $@
 
+node-tools: node_modules/.bin/buf
+
 buf-lint: node_modules/.bin/buf
 	node_modules/.bin/buf lint
 
-check: lint typecheck check-stubs buf-lint
+buf-breaking: $(STAMP) node_modules/.bin/buf
+	$(PY) scripts/check_contract.py --against $(RELEASED_CONTRACT)
+
+contract-release: node_modules/.bin/buf
+	node_modules/.bin/buf build --path proto/modelregistry --exclude-source-info \
+	  -o $(RELEASED_CONTRACT)
+
+check: lint typecheck check-stubs buf-lint buf-breaking
 
 test: $(STAMP) check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) node-tools
 	$(PY) -m pytest -m "not postgres and not gcs and not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)

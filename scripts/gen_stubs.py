@@ -2,6 +2,8 @@
 
 The stubs are committed so the client installs without grpcio-tools; ``--check`` regenerates
 into a temporary directory and fails if anything differs from what is committed (CI runs it).
+The vendored google.api / google.rpc protos under third_party/proto are only imported: their
+Python modules come from googleapis-common-protos at run time, so none are generated here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
+THIRD_PARTY = ROOT / "third_party" / "proto"
 PACKAGE = Path("modelregistry") / "v1"
 
 
@@ -30,6 +33,7 @@ def generate(out: Path) -> None:
         f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
         f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
         f"-I{PROTO_ROOT}",
+        f"-I{THIRD_PARTY}",
         f"-I{well_known}",
         f"--python_out={out}",
         f"--grpc_python_out={out}",

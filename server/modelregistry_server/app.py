@@ -21,7 +21,6 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from modelregistry.v1 import access_pb2, events_pb2, model_registry_pb2, payload_pb2, webhooks_pb2
 from modelregistry.v1 import access_pb2_grpc as access_grpc
@@ -40,6 +39,8 @@ from .api.event_servicer import EventServicer
 from .api.interceptors import ErrorMappingInterceptor, ServingLimits
 from .api.payload_servicer import PayloadServicer
 from .api.permissions import METHOD_REQUIREMENTS, requirement
+from .api.reflection import SERVICE_NAMES as REFLECTION_SERVICES
+from .api.reflection import enable_reflection
 from .api.registry_servicer import ModelRegistryServicer
 from .api.tls import CertificateReloader, server_credentials
 from .api.webhook_servicer import WebhookServicer, event_json
@@ -146,7 +147,7 @@ MAX_PING_STRIKES = 2
 KEEPALIVE_TIME_MS = 60_000
 KEEPALIVE_TIMEOUT_MS = 20_000
 # Served on the event loop as they are: never queued behind user work.
-PASSTHROUGH = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME})
+PASSTHROUGH = frozenset({health.SERVICE_NAME, *REFLECTION_SERVICES})
 
 
 class _Loop:
@@ -591,9 +592,7 @@ def build_server(config: Config) -> RegistryServer:
         ),
         passthrough=PASSTHROUGH,
         admitted_passthrough=(
-            frozenset({reflection.SERVICE_NAME})
-            if config.reflection == "authenticated"
-            else frozenset()
+            REFLECTION_SERVICES if config.reflection == "authenticated" else frozenset()
         ),
         unary_scope=gate.scope,
         authentication=authentication,
@@ -689,9 +688,7 @@ async def _serve(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     if config.reflection != "off":
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
     try:
         if credentials is None:
             port = server.add_insecure_port(config.listen)

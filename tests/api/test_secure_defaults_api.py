@@ -13,7 +13,6 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from modelregistry.client import RegistryClient
 from modelregistry_server.api.authentication import Authentication, Credentials
@@ -23,6 +22,7 @@ from modelregistry_server.domain.errors import Reason, Unauthenticated
 from modelregistry_server.domain.identity import AuthMethod, Caller, Permission
 from modelregistry_server.security import StartRefused, check_exposure, is_loopback
 from tests.support.metadata_fixtures import sqlite_url
+from tests.support.reflection import VERSIONS, list_services
 from tests.support.server_process import ServerProcess
 from tests.support.servers import serving
 
@@ -118,13 +118,9 @@ def reflection_server(
         yield service
 
 
-def _list_services(address: str, token: str | None) -> list[str]:
+def _list_services(address: str, token: str | None, version: str) -> list[str]:
     metadata = () if token is None else (("authorization", f"Bearer {token}"),)
-    with grpc.insecure_channel(address) as channel:
-        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        request = reflection_pb2.ServerReflectionRequest(list_services="")
-        replies = stub.ServerReflectionInfo(iter([request]), timeout=10, metadata=metadata)
-        return [s.name for reply in replies for s in reply.list_services_response.service]
+    return list_services(address, version, metadata)
 
 
 def _health(address: str) -> int:
@@ -135,24 +131,26 @@ def _health(address: str) -> int:
     return reply.status
 
 
-def _code(address: str, token: str | None) -> grpc.StatusCode:
+def _code(address: str, token: str | None, version: str) -> grpc.StatusCode:
     try:
-        _list_services(address, token)
+        _list_services(address, token, version)
     except grpc.RpcError as exc:
         return exc.code()
     return grpc.StatusCode.OK
 
 
 def test_reflection_modes(reflection_server: RegistryServer) -> None:
+    """Both reflection services (v1 and v1alpha) follow ``--reflection``."""
     mode = reflection_server.config.reflection
     address = reflection_server.address
     assert _health(address) == health_pb2.HealthCheckResponse.SERVING
-    if mode == "off":
-        assert _code(address, "valid") is grpc.StatusCode.UNIMPLEMENTED
-        return
-    assert "modelregistry.v1.ModelRegistry" in _list_services(address, "valid")
-    if mode == "open":
-        assert "modelregistry.v1.ModelRegistry" in _list_services(address, None)
-        return
-    assert _code(address, None) is grpc.StatusCode.UNAUTHENTICATED
-    assert _code(address, "forged") is grpc.StatusCode.UNAUTHENTICATED
+    for version in VERSIONS:
+        if mode == "off":
+            assert _code(address, "valid", version) is grpc.StatusCode.UNIMPLEMENTED
+            continue
+        assert "modelregistry.v1.ModelRegistry" in _list_services(address, "valid", version)
+        if mode == "open":
+            assert "modelregistry.v1.ModelRegistry" in _list_services(address, None, version)
+            continue
+        assert _code(address, None, version) is grpc.StatusCode.UNAUTHENTICATED
+        assert _code(address, "forged", version) is grpc.StatusCode.UNAUTHENTICATED

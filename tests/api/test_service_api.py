@@ -17,7 +17,8 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import descriptor_pool, json_format, message_factory
+from google.api import field_behavior_pb2, resource_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
@@ -39,6 +40,7 @@ from modelregistry_server.config import Config, load_config
 from tests.api.registry_helpers import expect_error, ready_version, snapshot
 from tests.support.metadata_fixtures import sqlite_url
 from tests.support.postgres import PostgresCluster, require_bindir
+from tests.support.reflection import VERSIONS, descriptor_database, v1_replies
 
 REGISTRY = "modelregistry.v1.ModelRegistry"
 PAYLOADS = "modelregistry.v1.PayloadService"
@@ -131,11 +133,14 @@ def test_stop_shuts_the_upload_sync_pool_down(server_config: Config, tmp_path: P
 # -- reflection -------------------------------------------------------------------------------
 
 
-def test_reflection_lists_services_and_serves_descriptors(server: RegistryServer) -> None:
+@pytest.mark.parametrize("version", sorted(VERSIONS))
+def test_reflection_lists_services_and_serves_descriptors(
+    server: RegistryServer, version: str
+) -> None:
     with grpc.insecure_channel(server.address) as channel:
-        database = ProtoReflectionDescriptorDatabase(channel)
+        database = descriptor_database(channel, version)
         services = set(database.get_services())
-        assert {REGISTRY, PAYLOADS, EVENTS, HEALTH} <= services
+        assert {REGISTRY, PAYLOADS, EVENTS, HEALTH, *VERSIONS.values()} <= services
         pool = descriptor_pool.DescriptorPool(database)
         registry = pool.FindServiceByName(REGISTRY)
         assert {m.name for m in registry.methods} == REGISTRY_METHODS
@@ -143,10 +148,35 @@ def test_reflection_lists_services_and_serves_descriptors(server: RegistryServer
         assert {"UploadFile", "DownloadFile", "GetFile"} <= {m.name for m in payloads.methods}
         download = payloads.FindMethodByName("DownloadFile")
         assert download.server_streaming and not download.client_streaming
-        version = pool.FindMessageTypeByName("modelregistry.v1.ModelVersion")
-        assert version.fields_by_name["parameters"].message_type.full_name == (
+        version_message = pool.FindMessageTypeByName("modelregistry.v1.ModelVersion")
+        assert version_message.fields_by_name["parameters"].message_type.full_name == (
             "google.protobuf.Struct"
         )
+        for service in VERSIONS.values():  # reflection describes itself under both names
+            method = pool.FindServiceByName(service).FindMethodByName("ServerReflectionInfo")
+            assert method.client_streaming and method.server_streaming
+
+
+def test_reflection_serves_the_annotations_and_their_files(server: RegistryServer) -> None:
+    """What a caller in another language (or grpcurl) sees of the contract: the field
+    behaviours and resources, and the google.api files that define them."""
+    with grpc.insecure_channel(server.address) as channel:
+        database = descriptor_database(channel, "v1")
+        resources = database.FindFileContainingSymbol("modelregistry.v1.Model")
+        assert "google/api/field_behavior.proto" in resources.dependency
+        model = next(m for m in resources.message_type if m.name == "Model")
+        assert model.options.Extensions[resource_pb2.resource].pattern == ["models/{model}"]
+        behaviours = {
+            f.name: list(f.options.Extensions[field_behavior_pb2.field_behavior])
+            for f in model.field
+        }
+        assert behaviours["name"] == [field_behavior_pb2.IDENTIFIER]
+        assert behaviours["create_time"] == [field_behavior_pb2.OUTPUT_ONLY]
+        assert database.FindFileByName("google/api/resource.proto").package == "google.api"
+        symbol = {"file_containing_symbol": "grpc.reflection.v1.ServerReflection"}
+        (reply,) = v1_replies(channel, [symbol], ())
+        (file,) = reply.file_descriptor_response.file_descriptor_proto
+        assert descriptor_pb2.FileDescriptorProto.FromString(file).package == "grpc.reflection.v1"
 
 
 def test_call_built_from_reflected_descriptors_only(

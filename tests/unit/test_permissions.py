@@ -18,6 +18,7 @@ from modelregistry_server.api.authentication import (
     Credentials,
 )
 from modelregistry_server.api.permissions import METHOD_REQUIREMENTS, Open, requirement
+from modelregistry_server.api.reflection import V1_SERVICE as V1_REFLECTION
 from modelregistry_server.app import SERVICES
 from modelregistry_server.domain.errors import PermissionDenied, Reason, Unauthenticated
 from modelregistry_server.domain.identity import AuthMethod, Caller, Permission
@@ -49,6 +50,7 @@ def test_every_rpc_is_in_the_table() -> None:
             *SERVICES,
             *health_pb2.DESCRIPTOR.services_by_name.values(),
             *reflection_pb2.DESCRIPTOR.services_by_name.values(),
+            V1_REFLECTION,
         ]
     )
     assert served - set(METHOD_REQUIREMENTS) == set(), "RPCs missing from api/permissions.py"

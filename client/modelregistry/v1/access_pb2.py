@@ -22,32 +22,79 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmodelregistry/v1/access.proto\x12\x10modelregistry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x02\n\x06\x41piKey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06tenant\x18\x06 \x01(\t\x12\x12\n\ncreated_by\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_use_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\x13\x43reateApiKeyRequest\x12)\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x18.modelregistry.v1.ApiKey\"Q\n\x14\x43reateApiKeyResponse\x12)\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x18.modelregistry.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\";\n\x12ListApiKeysRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x13ListApiKeysResponse\x12*\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x18.modelregistry.v1.ApiKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x13RevokeApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x12\n\x10GetCallerRequest\"\x81\x01\n\x06\x43\x61ller\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x0e\n\x06groups\x18\x05 \x03(\t\x12\x12\n\napi_key_id\x18\x06 \x01(\t\x12\x13\n\x0b\x61uth_method\x18\x07 \x01(\t2\xe6\x02\n\rAccessService\x12]\n\x0c\x43reateApiKey\x12%.modelregistry.v1.CreateApiKeyRequest\x1a&.modelregistry.v1.CreateApiKeyResponse\x12Z\n\x0bListApiKeys\x12$.modelregistry.v1.ListApiKeysRequest\x1a%.modelregistry.v1.ListApiKeysResponse\x12O\n\x0cRevokeApiKey\x12%.modelregistry.v1.RevokeApiKeyRequest\x1a\x18.modelregistry.v1.ApiKey\x12I\n\tGetCaller\x12\".modelregistry.v1.GetCallerRequest\x1a\x18.modelregistry.v1.Callerb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmodelregistry/v1/access.proto\x12\x10modelregistry.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x03\n\x06\x41piKey\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x14\n\x06key_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x05\xe2\x41\x02\x02\x05\x12\x15\n\x06scopes\x18\x04 \x03(\tB\x05\xe2\x41\x02\x02\x05\x12\x36\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x05\xe2\x41\x02\x01\x05\x12\x14\n\x06tenant\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\ncreated_by\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0brevoke_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x37\n\rlast_use_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:=\xea\x41:\n\x14modelregistry/ApiKey\x12\x11\x61piKeys/{api_key}*\x07\x61piKeys2\x06\x61piKey\"F\n\x13\x43reateApiKeyRequest\x12/\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x18.modelregistry.v1.ApiKeyB\x04\xe2\x41\x01\x02\"Q\n\x14\x43reateApiKeyResponse\x12)\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x18.modelregistry.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"G\n\x12ListApiKeysRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"Z\n\x13ListApiKeysResponse\x12*\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x18.modelregistry.v1.ApiKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x13RevokeApiKeyRequest\x12+\n\x04name\x18\x01 \x01(\tB\x1d\xe2\x41\x01\x02\xfa\x41\x16\n\x14modelregistry/ApiKey\"\x12\n\x10GetCallerRequest\"\xab\x01\n\x06\x43\x61ller\x12\x13\n\x05\x61\x63tor\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07subject\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06tenant\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06scopes\x18\x04 \x03(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06groups\x18\x05 \x03(\tB\x04\xe2\x41\x01\x03\x12\x18\n\napi_key_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x61uth_method\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x32\xe6\x02\n\rAccessService\x12]\n\x0c\x43reateApiKey\x12%.modelregistry.v1.CreateApiKeyRequest\x1a&.modelregistry.v1.CreateApiKeyResponse\x12Z\n\x0bListApiKeys\x12$.modelregistry.v1.ListApiKeysRequest\x1a%.modelregistry.v1.ListApiKeysResponse\x12O\n\x0cRevokeApiKey\x12%.modelregistry.v1.RevokeApiKeyRequest\x1a\x18.modelregistry.v1.ApiKey\x12I\n\tGetCaller\x12\".modelregistry.v1.GetCallerRequest\x1a\x18.modelregistry.v1.CallerBV\n\x10modelregistry.v1B\x0b\x41\x63\x63\x65ssProtoP\x01Z modelregistry/v1;modelregistryv1\xaa\x02\x10ModelRegistry.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelregistry.v1.access_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_APIKEY']._serialized_start=85
-  _globals['_APIKEY']._serialized_end=395
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=397
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=461
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=463
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=544
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=546
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=605
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=607
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=697
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=699
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=734
-  _globals['_GETCALLERREQUEST']._serialized_start=736
-  _globals['_GETCALLERREQUEST']._serialized_end=754
-  _globals['_CALLER']._serialized_start=757
-  _globals['_CALLER']._serialized_end=886
-  _globals['_ACCESSSERVICE']._serialized_start=889
-  _globals['_ACCESSSERVICE']._serialized_end=1247
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\020modelregistry.v1B\013AccessProtoP\001Z modelregistry/v1;modelregistryv1\252\002\020ModelRegistry.V1'
+  _globals['_APIKEY'].fields_by_name['name']._loaded_options = None
+  _globals['_APIKEY'].fields_by_name['name']._serialized_options = b'\342A\001\010'
+  _globals['_APIKEY'].fields_by_name['key_id']._loaded_options = None
+  _globals['_APIKEY'].fields_by_name['key_id']._serialized_options = b'\342A\001\003'
+  _globals['_APIKEY'].fields_by_name['display_name']._loaded_options = None
+  _globals['_APIKEY'].fields_by_name['display_name']._serialized_options = b'\342A\002\002\005'
+  _globals['_APIKEY'].fields_by_name['scopes']._loaded_options = None
+  _globals['_APIKEY'].fields_by_name['scopes']._serialized_options = b'\342A\002\002\005'
+  _globals['_APIKEY'].fields_by_name['expire_time']._loaded_options = None
+  _globals['_APIKEY'].fields_by_name['expire_time']._serialized_options = b'\342A\002\001\005'
+  _globals['_APIKEY'].fields_by_name['tenant']._loaded_options = None
+  _globals['_APIKEY'].fields_by_name['tenant']._serialized_options = b'\342A\001\003'
+  _globals['_APIKEY'].fields_by_name['created_by']._loaded_options = None
+  _globals['_APIKEY'].fields_by_name['created_by']._serialized_options = b'\342A\001\003'
+  _globals['_APIKEY'].fields_by_name['create_time']._loaded_options = None
+  _globals['_APIKEY'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_APIKEY'].fields_by_name['revoke_time']._loaded_options = None
+  _globals['_APIKEY'].fields_by_name['revoke_time']._serialized_options = b'\342A\001\003'
+  _globals['_APIKEY'].fields_by_name['last_use_time']._loaded_options = None
+  _globals['_APIKEY'].fields_by_name['last_use_time']._serialized_options = b'\342A\001\003'
+  _globals['_APIKEY']._loaded_options = None
+  _globals['_APIKEY']._serialized_options = b'\352A:\n\024modelregistry/ApiKey\022\021apiKeys/{api_key}*\007apiKeys2\006apiKey'
+  _globals['_CREATEAPIKEYREQUEST'].fields_by_name['api_key']._loaded_options = None
+  _globals['_CREATEAPIKEYREQUEST'].fields_by_name['api_key']._serialized_options = b'\342A\001\002'
+  _globals['_LISTAPIKEYSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTAPIKEYSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTAPIKEYSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTAPIKEYSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_REVOKEAPIKEYREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_REVOKEAPIKEYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\026\n\024modelregistry/ApiKey'
+  _globals['_CALLER'].fields_by_name['actor']._loaded_options = None
+  _globals['_CALLER'].fields_by_name['actor']._serialized_options = b'\342A\001\003'
+  _globals['_CALLER'].fields_by_name['subject']._loaded_options = None
+  _globals['_CALLER'].fields_by_name['subject']._serialized_options = b'\342A\001\003'
+  _globals['_CALLER'].fields_by_name['tenant']._loaded_options = None
+  _globals['_CALLER'].fields_by_name['tenant']._serialized_options = b'\342A\001\003'
+  _globals['_CALLER'].fields_by_name['scopes']._loaded_options = None
+  _globals['_CALLER'].fields_by_name['scopes']._serialized_options = b'\342A\001\003'
+  _globals['_CALLER'].fields_by_name['groups']._loaded_options = None
+  _globals['_CALLER'].fields_by_name['groups']._serialized_options = b'\342A\001\003'
+  _globals['_CALLER'].fields_by_name['api_key_id']._loaded_options = None
+  _globals['_CALLER'].fields_by_name['api_key_id']._serialized_options = b'\342A\001\003'
+  _globals['_CALLER'].fields_by_name['auth_method']._loaded_options = None
+  _globals['_CALLER'].fields_by_name['auth_method']._serialized_options = b'\342A\001\003'
+  _globals['_APIKEY']._serialized_start=145
+  _globals['_APIKEY']._serialized_end=581
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=583
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=653
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=655
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=736
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=738
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=809
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=811
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=901
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=903
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=969
+  _globals['_GETCALLERREQUEST']._serialized_start=971
+  _globals['_GETCALLERREQUEST']._serialized_end=989
+  _globals['_CALLER']._serialized_start=992
+  _globals['_CALLER']._serialized_end=1163
+  _globals['_ACCESSSERVICE']._serialized_start=1166
+  _globals['_ACCESSSERVICE']._serialized_end=1524
 # @@protoc_insertion_point(module_scope)

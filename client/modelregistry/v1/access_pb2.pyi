@@ -36,38 +36,38 @@ class ApiKey(_message.Message):
     REVOKE_TIME_FIELD_NUMBER: _builtins.int
     LAST_USE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Output only (identifier). `apiKeys/{key_id}`."""
+    """`apiKeys/{key_id}`."""
     key_id: _builtins.str
-    """Output only. The public id of the key (16 characters `[a-z2-7]`); the actor of calls made
+    """The public id of the key (16 characters `[a-z2-7]`); the actor of calls made
     with it is `apikey:{key_id}`.
     """
     display_name: _builtins.str
-    """Required on create. What the key is for (at most 200 characters), e.g. `ci-deploy`."""
+    """What the key is for (at most 200 characters), e.g. `ci-deploy`."""
     tenant: _builtins.str
-    """Output only. The tenant the key belongs to (the creator's)."""
+    """The tenant the key belongs to (the creator's)."""
     created_by: _builtins.str
-    """Output only. Who created it (`user:<sub>`, `apikey:<id>`, `cli:<user>`, `anonymous`)."""
+    """Who created it (`user:<sub>`, `apikey:<id>`, `cli:<user>`, `anonymous`)."""
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Required on create. The scopes the key grants: `registry.read`, `registry.create`,
+        """The scopes the key grants: `registry.read`, `registry.create`,
         `registry.update`, `registry.delete`, `registry.admin` (implies all).
         """
 
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
-        """Optional. When the key stops working; must be in the future on create. Unset: never."""
+        """When the key stops working; must be in the future on create. Unset: never."""
 
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only."""
+        """When it was created."""
 
     @_builtins.property
     def revoke_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. Set once the key is revoked."""
+        """Set once the key is revoked."""
 
     @_builtins.property
     def last_use_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. When a call last authenticated with it (recorded at most once a minute)."""
+        """When a call last authenticated with it (recorded at most once a minute)."""
 
     def __init__(
         self,
@@ -100,7 +100,7 @@ class CreateApiKeyRequest(_message.Message):
     API_KEY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def api_key(self) -> Global___ApiKey:
-        """Required. `display_name`, `scopes` and optionally `expire_time`; other fields are ignored."""
+        """`display_name`, `scopes` and optionally `expire_time`; other fields are ignored."""
 
     def __init__(
         self,
@@ -207,7 +207,7 @@ class RevokeApiKeyRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `apiKeys/{key_id}`."""
+    """`apiKeys/{key_id}`."""
     def __init__(
         self,
         *,

@@ -22,33 +22,78 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmodelregistry/v1/events.proto\x12\x10modelregistry.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x02\n\x05\x45vent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x04kind\x18\x04 \x01(\x0e\x32\x1b.modelregistry.v1.EventKind\x12\x11\n\tprincipal\x18\x05 \x01(\t\x12\x0e\n\x06method\x18\x06 \x01(\t\x12\x10\n\x08resource\x18\x07 \x01(\t\x12(\n\x07summary\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x13\n\x0b\x65tag_before\x18\n \x01(\t\x12\x12\n\netag_after\x18\x0b \x01(\t\x12\x0f\n\x07outcome\x18\x0c \x01(\t\x12\x11\n\tprev_hash\x18\r \x01(\t\x12\x0c\n\x04hash\x18\x0e \x01(\t\"\\\n\x11ListEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x10\n\x08order_by\x18\x04 \x01(\t\"V\n\x12ListEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.modelregistry.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x15\n\x13VerifyEventsRequest\"\x8d\x01\n\x14VerifyEventsResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x16\n\x0e\x63hecked_events\x18\x02 \x01(\x03\x12\x15\n\rlast_sequence\x18\x03 \x01(\x03\x12\x11\n\thead_hash\x18\x04 \x01(\t\x12\x17\n\x0f\x66\x61iled_sequence\x18\x05 \x01(\x03\x12\x0e\n\x06reason\x18\x06 \x01(\t\":\n\x12WatchEventsRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x66ter_cursor\x18\x02 \x01(\t\"M\n\x13WatchEventsResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Event\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t*U\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45VENT_KIND_CHANGE\x10\x01\x12\x15\n\x11\x45VENT_KIND_ACCESS\x10\x02\x32\xa4\x02\n\x0c\x45ventService\x12W\n\nListEvents\x12#.modelregistry.v1.ListEventsRequest\x1a$.modelregistry.v1.ListEventsResponse\x12]\n\x0cVerifyEvents\x12%.modelregistry.v1.VerifyEventsRequest\x1a&.modelregistry.v1.VerifyEventsResponse\x12\\\n\x0bWatchEvents\x12$.modelregistry.v1.WatchEventsRequest\x1a%.modelregistry.v1.WatchEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmodelregistry/v1/events.proto\x12\x10modelregistry.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x03\n\x05\x45vent\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x16\n\x08sequence\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x34\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12/\n\x04kind\x18\x04 \x01(\x0e\x32\x1b.modelregistry.v1.EventKindB\x04\xe2\x41\x01\x03\x12\x17\n\tprincipal\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06method\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1c\n\x08resource\x18\x07 \x01(\tB\n\xe2\x41\x01\x03\xfa\x41\x03\n\x01*\x12.\n\x07summary\x18\x08 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x03\x12\x18\n\nrequest_id\x18\t \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x65tag_before\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\netag_after\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07outcome\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\tprev_hash\x18\r \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04hash\x18\x0e \x01(\tB\x04\xe2\x41\x01\x03:7\xea\x41\x34\n\x13modelregistry/Event\x12\x0e\x65vents/{event}*\x06\x65vents2\x05\x65vent\"t\n\x11ListEventsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x66ilter\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08order_by\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"V\n\x12ListEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.modelregistry.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x15\n\x13VerifyEventsRequest\"\x8d\x01\n\x14VerifyEventsResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x16\n\x0e\x63hecked_events\x18\x02 \x01(\x03\x12\x15\n\rlast_sequence\x18\x03 \x01(\x03\x12\x11\n\thead_hash\x18\x04 \x01(\t\x12\x17\n\x0f\x66\x61iled_sequence\x18\x05 \x01(\x03\x12\x0e\n\x06reason\x18\x06 \x01(\t\"F\n\x12WatchEventsRequest\x12\x14\n\x06\x66ilter\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0c\x61\x66ter_cursor\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"M\n\x13WatchEventsResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Event\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t*U\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45VENT_KIND_CHANGE\x10\x01\x12\x15\n\x11\x45VENT_KIND_ACCESS\x10\x02\x32\xa4\x02\n\x0c\x45ventService\x12W\n\nListEvents\x12#.modelregistry.v1.ListEventsRequest\x1a$.modelregistry.v1.ListEventsResponse\x12]\n\x0cVerifyEvents\x12%.modelregistry.v1.VerifyEventsRequest\x1a&.modelregistry.v1.VerifyEventsResponse\x12\\\n\x0bWatchEvents\x12$.modelregistry.v1.WatchEventsRequest\x1a%.modelregistry.v1.WatchEventsResponse0\x01\x42V\n\x10modelregistry.v1B\x0b\x45ventsProtoP\x01Z modelregistry/v1;modelregistryv1\xaa\x02\x10ModelRegistry.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelregistry.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_EVENTKIND']._serialized_start=941
-  _globals['_EVENTKIND']._serialized_end=1026
-  _globals['_EVENT']._serialized_start=115
-  _globals['_EVENT']._serialized_end=451
-  _globals['_LISTEVENTSREQUEST']._serialized_start=453
-  _globals['_LISTEVENTSREQUEST']._serialized_end=545
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=547
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=633
-  _globals['_VERIFYEVENTSREQUEST']._serialized_start=635
-  _globals['_VERIFYEVENTSREQUEST']._serialized_end=656
-  _globals['_VERIFYEVENTSRESPONSE']._serialized_start=659
-  _globals['_VERIFYEVENTSRESPONSE']._serialized_end=800
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=802
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=860
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=862
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=939
-  _globals['_EVENTSERVICE']._serialized_start=1029
-  _globals['_EVENTSERVICE']._serialized_end=1321
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\020modelregistry.v1B\013EventsProtoP\001Z modelregistry/v1;modelregistryv1\252\002\020ModelRegistry.V1'
+  _globals['_EVENT'].fields_by_name['name']._loaded_options = None
+  _globals['_EVENT'].fields_by_name['name']._serialized_options = b'\342A\001\010'
+  _globals['_EVENT'].fields_by_name['sequence']._loaded_options = None
+  _globals['_EVENT'].fields_by_name['sequence']._serialized_options = b'\342A\001\003'
+  _globals['_EVENT'].fields_by_name['event_time']._loaded_options = None
+  _globals['_EVENT'].fields_by_name['event_time']._serialized_options = b'\342A\001\003'
+  _globals['_EVENT'].fields_by_name['kind']._loaded_options = None
+  _globals['_EVENT'].fields_by_name['kind']._serialized_options = b'\342A\001\003'
+  _globals['_EVENT'].fields_by_name['principal']._loaded_options = None
+  _globals['_EVENT'].fields_by_name['principal']._serialized_options = b'\342A\001\003'
+  _globals['_EVENT'].fields_by_name['method']._loaded_options = None
+  _globals['_EVENT'].fields_by_name['method']._serialized_options = b'\342A\001\003'
+  _globals['_EVENT'].fields_by_name['resource']._loaded_options = None
+  _globals['_EVENT'].fields_by_name['resource']._serialized_options = b'\342A\001\003\372A\003\n\001*'
+  _globals['_EVENT'].fields_by_name['summary']._loaded_options = None
+  _globals['_EVENT'].fields_by_name['summary']._serialized_options = b'\342A\001\003'
+  _globals['_EVENT'].fields_by_name['request_id']._loaded_options = None
+  _globals['_EVENT'].fields_by_name['request_id']._serialized_options = b'\342A\001\003'
+  _globals['_EVENT'].fields_by_name['etag_before']._loaded_options = None
+  _globals['_EVENT'].fields_by_name['etag_before']._serialized_options = b'\342A\001\003'
+  _globals['_EVENT'].fields_by_name['etag_after']._loaded_options = None
+  _globals['_EVENT'].fields_by_name['etag_after']._serialized_options = b'\342A\001\003'
+  _globals['_EVENT'].fields_by_name['outcome']._loaded_options = None
+  _globals['_EVENT'].fields_by_name['outcome']._serialized_options = b'\342A\001\003'
+  _globals['_EVENT'].fields_by_name['prev_hash']._loaded_options = None
+  _globals['_EVENT'].fields_by_name['prev_hash']._serialized_options = b'\342A\001\003'
+  _globals['_EVENT'].fields_by_name['hash']._loaded_options = None
+  _globals['_EVENT'].fields_by_name['hash']._serialized_options = b'\342A\001\003'
+  _globals['_EVENT']._loaded_options = None
+  _globals['_EVENT']._serialized_options = b'\352A4\n\023modelregistry/Event\022\016events/{event}*\006events2\005event'
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['filter']._loaded_options = None
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['filter']._serialized_options = b'\342A\001\001'
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['order_by']._loaded_options = None
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['order_by']._serialized_options = b'\342A\001\001'
+  _globals['_WATCHEVENTSREQUEST'].fields_by_name['filter']._loaded_options = None
+  _globals['_WATCHEVENTSREQUEST'].fields_by_name['filter']._serialized_options = b'\342A\001\001'
+  _globals['_WATCHEVENTSREQUEST'].fields_by_name['after_cursor']._loaded_options = None
+  _globals['_WATCHEVENTSREQUEST'].fields_by_name['after_cursor']._serialized_options = b'\342A\001\001'
+  _globals['_EVENTKIND']._serialized_start=1184
+  _globals['_EVENTKIND']._serialized_end=1269
+  _globals['_EVENT']._serialized_start=175
+  _globals['_EVENT']._serialized_end=658
+  _globals['_LISTEVENTSREQUEST']._serialized_start=660
+  _globals['_LISTEVENTSREQUEST']._serialized_end=776
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=778
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=864
+  _globals['_VERIFYEVENTSREQUEST']._serialized_start=866
+  _globals['_VERIFYEVENTSREQUEST']._serialized_end=887
+  _globals['_VERIFYEVENTSRESPONSE']._serialized_start=890
+  _globals['_VERIFYEVENTSRESPONSE']._serialized_end=1031
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=1033
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=1103
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1105
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1182
+  _globals['_EVENTSERVICE']._serialized_start=1272
+  _globals['_EVENTSERVICE']._serialized_end=1564
 # @@protoc_insertion_point(module_scope)

@@ -66,46 +66,46 @@ class Event(_message.Message):
     PREV_HASH_FIELD_NUMBER: _builtins.int
     HASH_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Output only. `events/{sequence}`."""
+    """`events/{sequence}`."""
     sequence: _builtins.int
-    """Output only. Position in the tenant's log: 1, 2, 3 … in commit order, without gaps."""
+    """Position in the tenant's log: 1, 2, 3 … in commit order, without gaps."""
     kind: Global___EventKind.ValueType
-    """Output only. CHANGE or ACCESS."""
+    """CHANGE or ACCESS."""
     principal: _builtins.str
-    """Output only. Who: `user:<subject>`, `apikey:<id>`, `anonymous` (authentication off) or
+    """Who: `user:<subject>`, `apikey:<id>`, `anonymous` (authentication off) or
     `system` (maintenance).
     """
     method: _builtins.str
-    """Output only. The RPC (`CreateModel`, `UploadFile` …) or maintenance step (`PurgeModel`,
+    """The RPC (`CreateModel`, `UploadFile` …) or maintenance step (`PurgeModel`,
     `PruneEvents`).
     """
     resource: _builtins.str
-    """Output only. The resource changed (or the call named): `models/{model}`,
+    """The resource changed (or the call named): `models/{model}`,
     `models/{model}/versions/{version}`, `models/{model}/aliases/{alias}`, a file name ….
     """
     request_id: _builtins.str
-    """Output only. The request id of the call (`x-request-id`, or one the server made)."""
+    """The request id of the call (`x-request-id`, or one the server made)."""
     etag_before: _builtins.str
-    """Output only. The resource's etag before and after the change (empty where the resource
+    """The resource's etag before and after the change (empty where the resource
     has none).
     """
     etag_after: _builtins.str
-    """Output only. See `etag_before`."""
+    """See `etag_before`."""
     outcome: _builtins.str
-    """Output only. `OK` for changes; for access events the status code and reason, e.g.
+    """`OK` for changes; for access events the status code and reason, e.g.
     `PERMISSION_DENIED SCOPE_MISSING`.
     """
     prev_hash: _builtins.str
-    """Output only. Hex sha256 of the previous event of the tenant (empty for the first)."""
+    """Hex sha256 of the previous event of the tenant (empty for the first)."""
     hash: _builtins.str
-    """Output only. Hex sha256 over `prev_hash` and this event's canonical encoding."""
+    """Hex sha256 over `prev_hash` and this event's canonical encoding."""
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. When the change was made."""
+        """When the change was made."""
 
     @_builtins.property
     def summary(self) -> _struct_pb2.Struct:
-        """Output only. What changed: the update mask, the stage move, the alias target, the file's
+        """What changed: the update mask, the stage move, the alias target, the file's
         size and sha256 ….
         """
 

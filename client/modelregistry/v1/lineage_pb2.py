@@ -22,24 +22,46 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from modelregistry.v1 import resources_pb2 as modelregistry_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emodelregistry/v1/lineage.proto\x12\x10modelregistry.v1\x1a modelregistry/v1/resources.proto\"\xd3\x01\n\x0bLineageNode\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x04kind\x18\x02 \x01(\x0e\x32!.modelregistry.v1.LineageNodeKind\x12\r\n\x05\x64\x65pth\x18\x03 \x01(\x05\x12\x35\n\rmodel_version\x18\x04 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersion\x12\x13\n\x0b\x64\x61taset_uri\x18\x05 \x01(\t\x12,\n\x06source\x18\x06 \x01(\x0b\x32\x1c.modelregistry.v1.SourceCode\"\x97\x01\n\x0bLineageEdge\x12/\n\x04kind\x18\x01 \x01(\x0e\x32!.modelregistry.v1.LineageEdgeKind\x12\x11\n\tfrom_node\x18\x02 \x01(\t\x12\x0f\n\x07to_node\x18\x03 \x01(\t\x12\x33\n\x07\x64\x61taset\x18\x04 \x01(\x0b\x32\".modelregistry.v1.DatasetReference*\x93\x01\n\x10LineageDirection\x12!\n\x1dLINEAGE_DIRECTION_UNSPECIFIED\x10\x00\x12\x1e\n\x1aLINEAGE_DIRECTION_UPSTREAM\x10\x01\x12 \n\x1cLINEAGE_DIRECTION_DOWNSTREAM\x10\x02\x12\x1a\n\x16LINEAGE_DIRECTION_BOTH\x10\x03*\xad\x01\n\x0fLineageNodeKind\x12!\n\x1dLINEAGE_NODE_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17LINEAGE_NODE_KIND_MODEL\x10\x01\x12\x1d\n\x19LINEAGE_NODE_KIND_VERSION\x10\x02\x12\x1d\n\x19LINEAGE_NODE_KIND_DATASET\x10\x03\x12\x1c\n\x18LINEAGE_NODE_KIND_SOURCE\x10\x04*\xbd\x01\n\x0fLineageEdgeKind\x12!\n\x1dLINEAGE_EDGE_KIND_UNSPECIFIED\x10\x00\x12!\n\x1dLINEAGE_EDGE_KIND_PRODUCED_BY\x10\x01\x12 \n\x1cLINEAGE_EDGE_KIND_TRAINED_ON\x10\x02\x12 \n\x1cLINEAGE_EDGE_KIND_BUILT_FROM\x10\x03\x12 \n\x1cLINEAGE_EDGE_KIND_VERSION_OF\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emodelregistry/v1/lineage.proto\x12\x10modelregistry.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a modelregistry/v1/resources.proto\"\xf7\x01\n\x0bLineageNode\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x04kind\x18\x02 \x01(\x0e\x32!.modelregistry.v1.LineageNodeKindB\x04\xe2\x41\x01\x03\x12\x13\n\x05\x64\x65pth\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12;\n\rmodel_version\x18\x04 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersionB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x64\x61taset_uri\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x32\n\x06source\x18\x06 \x01(\x0b\x32\x1c.modelregistry.v1.SourceCodeB\x04\xe2\x41\x01\x03\"\xaf\x01\n\x0bLineageEdge\x12\x35\n\x04kind\x18\x01 \x01(\x0e\x32!.modelregistry.v1.LineageEdgeKindB\x04\xe2\x41\x01\x03\x12\x17\n\tfrom_node\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07to_node\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x39\n\x07\x64\x61taset\x18\x04 \x01(\x0b\x32\".modelregistry.v1.DatasetReferenceB\x04\xe2\x41\x01\x03*\x93\x01\n\x10LineageDirection\x12!\n\x1dLINEAGE_DIRECTION_UNSPECIFIED\x10\x00\x12\x1e\n\x1aLINEAGE_DIRECTION_UPSTREAM\x10\x01\x12 \n\x1cLINEAGE_DIRECTION_DOWNSTREAM\x10\x02\x12\x1a\n\x16LINEAGE_DIRECTION_BOTH\x10\x03*\xad\x01\n\x0fLineageNodeKind\x12!\n\x1dLINEAGE_NODE_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17LINEAGE_NODE_KIND_MODEL\x10\x01\x12\x1d\n\x19LINEAGE_NODE_KIND_VERSION\x10\x02\x12\x1d\n\x19LINEAGE_NODE_KIND_DATASET\x10\x03\x12\x1c\n\x18LINEAGE_NODE_KIND_SOURCE\x10\x04*\xbd\x01\n\x0fLineageEdgeKind\x12!\n\x1dLINEAGE_EDGE_KIND_UNSPECIFIED\x10\x00\x12!\n\x1dLINEAGE_EDGE_KIND_PRODUCED_BY\x10\x01\x12 \n\x1cLINEAGE_EDGE_KIND_TRAINED_ON\x10\x02\x12 \n\x1cLINEAGE_EDGE_KIND_BUILT_FROM\x10\x03\x12 \n\x1cLINEAGE_EDGE_KIND_VERSION_OF\x10\x04\x42W\n\x10modelregistry.v1B\x0cLineageProtoP\x01Z modelregistry/v1;modelregistryv1\xaa\x02\x10ModelRegistry.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelregistry.v1.lineage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_LINEAGEDIRECTION']._serialized_start=455
-  _globals['_LINEAGEDIRECTION']._serialized_end=602
-  _globals['_LINEAGENODEKIND']._serialized_start=605
-  _globals['_LINEAGENODEKIND']._serialized_end=778
-  _globals['_LINEAGEEDGEKIND']._serialized_start=781
-  _globals['_LINEAGEEDGEKIND']._serialized_end=970
-  _globals['_LINEAGENODE']._serialized_start=87
-  _globals['_LINEAGENODE']._serialized_end=298
-  _globals['_LINEAGEEDGE']._serialized_start=301
-  _globals['_LINEAGEEDGE']._serialized_end=452
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\020modelregistry.v1B\014LineageProtoP\001Z modelregistry/v1;modelregistryv1\252\002\020ModelRegistry.V1'
+  _globals['_LINEAGENODE'].fields_by_name['id']._loaded_options = None
+  _globals['_LINEAGENODE'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_LINEAGENODE'].fields_by_name['kind']._loaded_options = None
+  _globals['_LINEAGENODE'].fields_by_name['kind']._serialized_options = b'\342A\001\003'
+  _globals['_LINEAGENODE'].fields_by_name['depth']._loaded_options = None
+  _globals['_LINEAGENODE'].fields_by_name['depth']._serialized_options = b'\342A\001\003'
+  _globals['_LINEAGENODE'].fields_by_name['model_version']._loaded_options = None
+  _globals['_LINEAGENODE'].fields_by_name['model_version']._serialized_options = b'\342A\001\003'
+  _globals['_LINEAGENODE'].fields_by_name['dataset_uri']._loaded_options = None
+  _globals['_LINEAGENODE'].fields_by_name['dataset_uri']._serialized_options = b'\342A\001\003'
+  _globals['_LINEAGENODE'].fields_by_name['source']._loaded_options = None
+  _globals['_LINEAGENODE'].fields_by_name['source']._serialized_options = b'\342A\001\003'
+  _globals['_LINEAGEEDGE'].fields_by_name['kind']._loaded_options = None
+  _globals['_LINEAGEEDGE'].fields_by_name['kind']._serialized_options = b'\342A\001\003'
+  _globals['_LINEAGEEDGE'].fields_by_name['from_node']._loaded_options = None
+  _globals['_LINEAGEEDGE'].fields_by_name['from_node']._serialized_options = b'\342A\001\003'
+  _globals['_LINEAGEEDGE'].fields_by_name['to_node']._loaded_options = None
+  _globals['_LINEAGEEDGE'].fields_by_name['to_node']._serialized_options = b'\342A\001\003'
+  _globals['_LINEAGEEDGE'].fields_by_name['dataset']._loaded_options = None
+  _globals['_LINEAGEEDGE'].fields_by_name['dataset']._serialized_options = b'\342A\001\003'
+  _globals['_LINEAGEDIRECTION']._serialized_start=548
+  _globals['_LINEAGEDIRECTION']._serialized_end=695
+  _globals['_LINEAGENODEKIND']._serialized_start=698
+  _globals['_LINEAGENODEKIND']._serialized_end=871
+  _globals['_LINEAGEEDGEKIND']._serialized_start=874
+  _globals['_LINEAGEEDGEKIND']._serialized_end=1063
+  _globals['_LINEAGENODE']._serialized_start=120
+  _globals['_LINEAGENODE']._serialized_end=367
+  _globals['_LINEAGEEDGE']._serialized_start=370
+  _globals['_LINEAGEEDGE']._serialized_end=545
 # @@protoc_insertion_point(module_scope)

@@ -32,14 +32,14 @@ class CreateModelRequest(_message.Message):
     MODEL_ID_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
-    """Required. The id, `[a-z][a-z0-9-]{0,62}`; becomes `models/{model_id}`."""
+    """The id, `[a-z][a-z0-9-]{0,62}`; becomes `models/{model_id}`."""
     request_id: _builtins.str
     """Optional idempotency key (1–128 of `[A-Za-z0-9_-]`): a retry with the same id returns the
     first call's result instead of creating twice.
     """
     @_builtins.property
     def model(self) -> _resources_pb2.Model:
-        """Required. The model to create; output-only fields are ignored."""
+        """The model to create; output-only fields are ignored."""
 
     def __init__(
         self,
@@ -64,7 +64,7 @@ class GetModelRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `models/{model}`."""
+    """`models/{model}`."""
     def __init__(
         self,
         *,
@@ -157,11 +157,11 @@ class UpdateModelRequest(_message.Message):
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def model(self) -> _resources_pb2.Model:
-        """Required. The model with `name` set and the new values; `etag`, if set, must match."""
+        """The model with `name` set and the new values; `etag`, if set, must match."""
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Required. Fields to update: display_name, description, type, author, labels
+        """Fields to update: display_name, description, type, author, labels
         (or `labels.<key>` for one label). `*` means all updatable fields.
         """
 
@@ -189,7 +189,7 @@ class DeleteModelRequest(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `models/{model}`."""
+    """`models/{model}`."""
     etag: _builtins.str
     """If set, must match the current etag."""
     force: _builtins.bool
@@ -222,7 +222,7 @@ class UndeleteModelRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `models/{model}`."""
+    """`models/{model}`."""
     etag: _builtins.str
     """If set, must match the current etag."""
     def __init__(
@@ -249,7 +249,7 @@ class CreateModelVersionRequest(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Required. `models/{model}`."""
+    """`models/{model}`."""
     request_id: _builtins.str
     """Optional idempotency key, as in CreateModelRequest."""
     @_builtins.property
@@ -280,12 +280,12 @@ class GetModelVersionRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     READ_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `models/{model}/versions/{version}` where `{version}` is a number, `latest`
+    """`models/{model}/versions/{version}` where `{version}` is a number, `latest`
     (the highest READY, live, unexpired version) or an alias.
     """
     @_builtins.property
     def read_time(self) -> _timestamp_pb2.Timestamp:
-        """Optional. With an alias in `name`: the version the alias pointed at at this time (the
+        """With an alias in `name`: the version the alias pointed at at this time (the
         version itself is returned as it is now). Not allowed with `latest`.
         """
 
@@ -316,7 +316,7 @@ class ListModelVersionsRequest(_message.Message):
     ORDER_BY_FIELD_NUMBER: _builtins.int
     SHOW_DELETED_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Required. `models/{model}`, or `models/-` for the versions of every model."""
+    """`models/{model}`, or `models/-` for the versions of every model."""
     page_size: _builtins.int
     """As in ListModelsRequest."""
     page_token: _builtins.str
@@ -391,13 +391,13 @@ class UpdateModelVersionRequest(_message.Message):
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def model_version(self) -> _resources_pb2.ModelVersion:
-        """Required. The version with `name` set (a number, not `latest` or an alias) and the new
+        """The version with `name` set (a number, not `latest` or an alias) and the new
         values; `etag`, if set, must match.
         """
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Required. Fields: description, type, author, labels, labels.<key>, metrics,
+        """Fields: description, type, author, labels, labels.<key>, metrics,
         metrics.<key>, expire_time; while DRAFT also inputs, outputs, parameters, dependencies,
         produced_by, source, datasets. `*` means all fields updatable in the current state.
         """
@@ -426,7 +426,7 @@ class DeleteModelVersionRequest(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `models/{model}/versions/{version}` (a number)."""
+    """`models/{model}/versions/{version}` (a number)."""
     etag: _builtins.str
     """If set, must match the current etag."""
     force: _builtins.bool
@@ -457,7 +457,7 @@ class UndeleteModelVersionRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `models/{model}/versions/{version}` (a number)."""
+    """`models/{model}/versions/{version}` (a number)."""
     etag: _builtins.str
     """If set, must match the current etag."""
     def __init__(
@@ -484,7 +484,7 @@ class SealModelVersionRequest(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     CANCEL_UPLOADS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `models/{model}/versions/{version}` (a number)."""
+    """`models/{model}/versions/{version}` (a number)."""
     etag: _builtins.str
     """If set, must match the current etag."""
     cancel_uploads: _builtins.bool
@@ -519,9 +519,9 @@ class TransitionModelVersionStageRequest(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     ARCHIVE_EXISTING_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `models/{model}/versions/{version}` (a number, `latest` or an alias)."""
+    """`models/{model}/versions/{version}` (a number, `latest` or an alias)."""
     stage: _resources_pb2.Stage.ValueType
-    """Required. The new stage."""
+    """The new stage."""
     comment: _builtins.str
     """Why; kept in the history (at most 1000 characters)."""
     etag: _builtins.str
@@ -558,7 +558,7 @@ class ListStageTransitionsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Required. `models/{model}/versions/{version}`."""
+    """`models/{model}/versions/{version}`."""
     page_size: _builtins.int
     """As in ListModelsRequest."""
     page_token: _builtins.str
@@ -615,7 +615,7 @@ class SetAliasRequest(_message.Message):
     ALIAS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def alias(self) -> _resources_pb2.Alias:
-        """Required. The alias with `name` (`models/{model}/aliases/{alias}`) and `version`
+        """The alias with `name` (`models/{model}/aliases/{alias}`) and `version`
         (`models/{model}/versions/{version}`, where `{version}` may also be `latest` or another
         alias: it is resolved once, now).
         """
@@ -642,10 +642,10 @@ class GetAliasRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     READ_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `models/{model}/aliases/{alias}`."""
+    """`models/{model}/aliases/{alias}`."""
     @_builtins.property
     def read_time(self) -> _timestamp_pb2.Timestamp:
-        """Optional. Answer as of this time: the version the alias pointed at then (`update_time`:
+        """Answer as of this time: the version the alias pointed at then (`update_time`:
         when it was set to it); NOT_FOUND `ALIAS_NOT_FOUND` if it did not exist then.
         """
 
@@ -671,7 +671,7 @@ class ListAliasesRequest(_message.Message):
 
     PARENT_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Required. `models/{model}`."""
+    """`models/{model}`."""
     def __init__(
         self,
         *,
@@ -719,7 +719,7 @@ class ListAliasHistoryRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Required. `models/{model}/aliases/{alias}` (one alias) or `models/{model}` (every alias)."""
+    """`models/{model}/aliases/{alias}` (one alias) or `models/{model}` (every alias)."""
     page_size: _builtins.int
     """At most this many moves (default 50, at most 1000)."""
     page_token: _builtins.str
@@ -821,7 +821,7 @@ class DeleteAliasRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `models/{model}/aliases/{alias}`."""
+    """`models/{model}/aliases/{alias}`."""
     def __init__(
         self,
         *,
@@ -921,7 +921,7 @@ class GetModelPolicyRequest(_message.Message):
 
     RESOURCE_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
-    """Required. The model: `models/{model}`."""
+    """The model: `models/{model}`."""
     def __init__(
         self,
         *,
@@ -944,10 +944,10 @@ class SetModelPolicyRequest(_message.Message):
     RESOURCE_FIELD_NUMBER: _builtins.int
     POLICY_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
-    """Required. The model: `models/{model}`."""
+    """The model: `models/{model}`."""
     @_builtins.property
     def policy(self) -> _resources_pb2.ModelPolicy:
-        """Required. The new policy; with its `etag` set, the call fails with ABORTED if the policy
+        """The new policy; with its `etag` set, the call fails with ABORTED if the policy
         changed since that etag was read.
         """
 

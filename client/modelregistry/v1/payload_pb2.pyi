@@ -58,12 +58,12 @@ class UploadHeader(_message.Message):
     SHA256_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. Target file: `models/{model}/versions/{version}/files/{file}`; the version must
+    """Target file: `models/{model}/versions/{version}/files/{file}`; the version must
     be a DRAFT (a number, `latest` is not accepted). File ids: 1–512 characters, segments
     separated by `/`, no empty, `.` or `..` segment, no leading `/`, no control characters.
     """
     upload_id: _builtins.str
-    """Required. Client-chosen id of this upload (1–128 of `[A-Za-z0-9_-]`, e.g. a UUID). Reuse
+    """Client-chosen id of this upload (1–128 of `[A-Za-z0-9_-]`, e.g. a UUID). Reuse
     it to resume.
     """
     write_offset: _builtins.int
@@ -133,7 +133,7 @@ class UploadFinish(_message.Message):
 
     SHA256_FIELD_NUMBER: _builtins.int
     sha256: _builtins.str
-    """Required. Lowercase hex SHA-256 of the whole file (every byte from offset 0, also when
+    """Lowercase hex SHA-256 of the whole file (every byte from offset 0, also when
     this stream resumed an upload). Checked before the file becomes visible; a mismatch
     discards the upload with INVALID_ARGUMENT `DIGEST_MISMATCH` (field `finish.sha256`),
     as a wrong header sha256 does.
@@ -199,7 +199,7 @@ class DownloadFileRequest(_message.Message):
     OFFSET_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `models/{model}/versions/{version}/files/{file}`; `{version}` may be `latest`
+    """`models/{model}/versions/{version}/files/{file}`; `{version}` may be `latest`
     or an alias.
     """
     offset: _builtins.int
@@ -261,7 +261,7 @@ class GetFileRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `models/{model}/versions/{version}/files/{file}`."""
+    """`models/{model}/versions/{version}/files/{file}`."""
     def __init__(
         self,
         *,
@@ -286,7 +286,7 @@ class ListFilesRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Required. `models/{model}/versions/{version}`, or with the AIP-159 wildcard
+    """`models/{model}/versions/{version}`, or with the AIP-159 wildcard
     `models/{model}/versions/-` (every live version of the model) or `models/-/versions/-`
     (every live version of every model).
     """
@@ -351,7 +351,7 @@ class GetUploadStatusRequest(_message.Message):
 
     UPLOAD_ID_FIELD_NUMBER: _builtins.int
     upload_id: _builtins.str
-    """Required. The upload id given in the header."""
+    """The upload id given in the header."""
     def __init__(
         self,
         *,
@@ -439,7 +439,7 @@ class CancelUploadRequest(_message.Message):
 
     UPLOAD_ID_FIELD_NUMBER: _builtins.int
     upload_id: _builtins.str
-    """Required. The upload id."""
+    """The upload id."""
     def __init__(
         self,
         *,
@@ -465,7 +465,7 @@ class ListUploadsRequest(_message.Message):
     FILTER_FIELD_NUMBER: _builtins.int
     ORDER_BY_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Required. `models/{model}/versions/{version}`; `{version}` may be a number, `latest` or
+    """`models/{model}/versions/{version}`; `{version}` may be a number, `latest` or
     an alias.
     """
     page_size: _builtins.int
@@ -532,7 +532,7 @@ class VerifyFileRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `models/{model}/versions/{version}/files/{file}`; `{version}` may be `latest`
+    """`models/{model}/versions/{version}/files/{file}`; `{version}` may be `latest`
     or an alias.
     """
     def __init__(

@@ -183,9 +183,10 @@ Global___IntegrityState: _TypeAlias = IntegrityState  # noqa: Y015
 
 @_typing.final
 class Model(_message.Message):
-    """Field behaviour is stated in each comment, as AIP-203 does with annotations:
-    "Output only" fields are ignored on create and rejected in update masks; "Immutable" fields
-    may be set on create only; "Required" fields must be set on create.
+    """Field behaviour is annotated as AIP-203 says (`google.api.field_behavior`): OUTPUT_ONLY
+    fields are ignored on create and rejected in update masks; IMMUTABLE fields may be set on
+    create only; REQUIRED fields must be set on create; IDENTIFIER is the resource's name, set
+    by the server on create and naming the resource on update.
 
     A registered model: `models/{model}`.
     """
@@ -226,11 +227,11 @@ class Model(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     LATEST_VERSION_NUMBER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Output only (identifier). `models/{model}`; `{model}` is the id chosen on create,
+    """`models/{model}`; `{model}` is the id chosen on create,
     matching `[a-z][a-z0-9-]{0,62}`.
     """
     uid: _builtins.str
-    """Output only. Server-assigned unique id (UUID), never reused."""
+    """Server-assigned unique id (UUID), never reused."""
     display_name: _builtins.str
     """Human-readable name, at most 200 characters."""
     description: _builtins.str
@@ -242,26 +243,26 @@ class Model(_message.Message):
     etag: _builtins.str
     """Checksum of the current state; send it back on update/delete to detect concurrent changes."""
     latest_version_number: _builtins.int
-    """Output only. The highest version number assigned so far (0 before the first version)."""
+    """The highest version number assigned so far (0 before the first version)."""
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Labels: keys `[a-z][a-z0-9_.-]{0,62}`, values at most 256 characters, at most 64 pairs."""
 
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only."""
+        """When it was created."""
 
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only."""
+        """When it last changed."""
 
     @_builtins.property
     def delete_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. Set while the model is soft-deleted."""
+        """Set while the model is soft-deleted."""
 
     @_builtins.property
     def purge_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. When a soft-deleted model is removed for good."""
+        """When a soft-deleted model is removed for good."""
 
     def __init__(
         self,
@@ -299,7 +300,7 @@ class Variable(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. Name, at most 200 characters."""
+    """Name, at most 200 characters."""
     type: _builtins.str
     """Type, free-form (`float32[1,224,224,3]`, `string`, …)."""
     description: _builtins.str
@@ -334,7 +335,7 @@ class Dependency(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. Name of the library, runtime or model."""
+    """Name of the library, runtime or model."""
     kind: Global___DependencyKind.ValueType
     """What it is."""
     version: _builtins.str
@@ -394,7 +395,7 @@ class DatasetReference(_message.Message):
     DIGEST_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     uri: _builtins.str
-    """Required. Where the dataset lives."""
+    """Where the dataset lives."""
     digest: _builtins.str
     """Content digest of the dataset, for example `sha256:…`."""
     role: Global___DatasetRole.ValueType
@@ -489,13 +490,13 @@ class ModelVersion(_message.Message):
     FILE_COUNT_FIELD_NUMBER: _builtins.int
     TOTAL_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Output only (identifier). `models/{model}/versions/{version}`; `{version}` is the number
+    """`models/{model}/versions/{version}`; `{version}` is the number
     the server assigned (1, 2, 3…). On reads the segment also accepts `latest` and alias names.
     """
     uid: _builtins.str
-    """Output only. Server-assigned unique id (UUID)."""
+    """Server-assigned unique id (UUID)."""
     version_number: _builtins.int
-    """Output only. The version number."""
+    """The version number."""
     description: _builtins.str
     """Free text."""
     type: _builtins.str
@@ -503,19 +504,19 @@ class ModelVersion(_message.Message):
     author: _builtins.str
     """Who produced the version."""
     stage: Global___Stage.ValueType
-    """Output only. Current stage; change it with TransitionModelVersionStage."""
+    """Current stage; change it with TransitionModelVersionStage."""
     state: Global___VersionState.ValueType
-    """Output only. DRAFT until SealModelVersion, then READY."""
+    """DRAFT until SealModelVersion, then READY."""
     manifest_digest: _builtins.str
-    """Output only. Set when sealed: `sha256:<hex>` over the sorted (file id, size, sha256) list."""
+    """Set when sealed: `sha256:<hex>` over the sorted (file id, size, sha256) list."""
     expired: _builtins.bool
-    """Output only. True when expire_time has passed."""
+    """True when expire_time has passed."""
     etag: _builtins.str
     """Checksum of the current state, as on Model."""
     file_count: _builtins.int
-    """Output only. Number of files."""
+    """Number of files."""
     total_size_bytes: _builtins.int
-    """Output only. Total bytes of all files."""
+    """Total bytes of all files."""
     @_builtins.property
     def inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Variable]:
         """Inputs the model takes. Immutable once the version is READY."""
@@ -556,7 +557,7 @@ class ModelVersion(_message.Message):
 
     @_builtins.property
     def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Output only. Aliases that point at this version, sorted."""
+        """Aliases that point at this version, sorted."""
 
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
@@ -564,19 +565,19 @@ class ModelVersion(_message.Message):
 
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only."""
+        """When it was created."""
 
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only."""
+        """When it last changed."""
 
     @_builtins.property
     def delete_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. Set while the version is soft-deleted."""
+        """Set while the version is soft-deleted."""
 
     @_builtins.property
     def purge_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. When a soft-deleted version is removed for good."""
+        """When a soft-deleted version is removed for good."""
 
     def __init__(
         self,
@@ -635,7 +636,7 @@ class Alias(_message.Message):
     """The version it points at: `models/{model}/versions/{version}`."""
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. When the alias was last set."""
+        """When the alias was last set."""
 
     def __init__(
         self,
@@ -664,16 +665,16 @@ class StageTransition(_message.Message):
     COMMENT_FIELD_NUMBER: _builtins.int
     TRANSITION_TIME_FIELD_NUMBER: _builtins.int
     from_stage: Global___Stage.ValueType
-    """Output only. Stage before the change."""
+    """Stage before the change."""
     to_stage: Global___Stage.ValueType
-    """Output only. Stage after the change."""
+    """Stage after the change."""
     actor: _builtins.str
-    """Output only. Who made the change."""
+    """Who made the change."""
     comment: _builtins.str
-    """Output only. Why, as given by the actor."""
+    """Why, as given by the actor."""
     @_builtins.property
     def transition_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. When."""
+        """When."""
 
     def __init__(
         self,
@@ -707,28 +708,28 @@ class File(_message.Message):
     INTEGRITY_FIELD_NUMBER: _builtins.int
     LAST_VERIFY_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Output only (identifier). `{file}` may contain `/` (`tokenizer/vocab.json`); the default
+    """`{file}` may contain `/` (`tokenizer/vocab.json`); the default
     file id is `payload`.
     """
     size_bytes: _builtins.int
-    """Output only. Size in bytes."""
+    """Size in bytes."""
     sha256: _builtins.str
-    """Output only. Lowercase hex SHA-256 of the content."""
+    """Lowercase hex SHA-256 of the content."""
     crc32c: _builtins.int
-    """Output only. CRC32C (Castagnoli) of the content."""
+    """CRC32C (Castagnoli) of the content."""
     content_type: _builtins.str
     """Media type given on upload (default `application/octet-stream`)."""
     integrity: Global___IntegrityState.ValueType
-    """Output only. What the last check of the stored bytes found. Every file with the same
+    """What the last check of the stored bytes found. Every file with the same
     content shares one stored copy, so they share this state.
     """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only."""
+        """When it was created."""
 
     @_builtins.property
     def last_verify_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. When the stored bytes were last checked (by VerifyFile, the scrub or a
+        """When the stored bytes were last checked (by VerifyFile, the scrub or a
         download that found them bad); unset if never.
         """
 
@@ -766,7 +767,7 @@ class ModelPolicy(_message.Message):
     PRODUCTION_OPEN_TO_EDITORS_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
-    """Output only. The model the policy belongs to: `models/{model}`."""
+    """The model the policy belongs to: `models/{model}`."""
     production_open_to_editors: _builtins.bool
     """Editors may move versions into and out of PRODUCTION too (by default only owners may)."""
     etag: _builtins.str

@@ -67,40 +67,40 @@ class Webhook(_message.Message):
     SECRET_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Output only (identifier). `webhooks/{webhook}`."""
+    """`webhooks/{webhook}`."""
     url: _builtins.str
-    """Required. Where events are POSTed: `https://…`, or `http://` to a loopback host
+    """Where events are POSTed: `https://…`, or `http://` to a loopback host
     (`localhost`, `127.0.0.0/8`, `[::1]`). No user name or password. Redirects are not
     followed.
     """
     filter: _builtins.str
-    """Optional. Which events are sent: an AIP-160 filter as ListEvents' (`resource`, `method`,
+    """Which events are sent: an AIP-160 filter as ListEvents' (`resource`, `method`,
     `principal`, `kind`, `model_id`, `outcome` …), e.g. `resource = "models/fraud*" AND
     kind = CHANGE`. Empty: every event.
     """
     description: _builtins.str
-    """Optional. What it is for (at most 2000 characters)."""
+    """What it is for (at most 2000 characters)."""
     enabled: _builtins.bool
-    """Optional. Whether events are delivered; default true on create. A disabled webhook gets
+    """Whether events are delivered; default true on create. A disabled webhook gets
     nothing, also not the events committed while it was disabled.
     """
     cursor: _builtins.str
-    """Output only. `events/{sequence}`: the last event the webhook has considered."""
+    """`events/{sequence}`: the last event the webhook has considered."""
     created_by: _builtins.str
-    """Output only. Who created it."""
+    """Who created it."""
     etag: _builtins.str
     """The etag (AIP-154): set it on update, delete and rotate to refuse a concurrent change."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only."""
+        """When it was created."""
 
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only."""
+        """When it last changed."""
 
     @_builtins.property
     def secret_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. When the secret was last made (on create or rotate)."""
+        """When the secret was last made (on create or rotate)."""
 
     def __init__(
         self,
@@ -185,30 +185,30 @@ class WebhookDelivery(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Output only. `webhooks/{webhook}/deliveries/{delivery_id}`."""
+    """`webhooks/{webhook}/deliveries/{delivery_id}`."""
     delivery_id: _builtins.str
-    """Output only. Sent as the `X-Registry-Delivery` header (the same on every attempt)."""
+    """Sent as the `X-Registry-Delivery` header (the same on every attempt)."""
     event: _builtins.str
-    """Output only. The event delivered: `events/{sequence}`."""
+    """The event delivered: `events/{sequence}`."""
     state: Global___DeliveryState.ValueType
-    """Output only."""
+    """Where the delivery stands."""
     attempt_count: _builtins.int
-    """Output only. Attempts made so far."""
+    """Attempts made so far."""
     @_builtins.property
     def next_attempt_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. When the next attempt is due (PENDING only)."""
+        """When the next attempt is due (PENDING only)."""
 
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. When the event was queued for this webhook."""
+        """When the event was queued for this webhook."""
 
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
-        """Output only. When the state or attempts last changed."""
+        """When the state or attempts last changed."""
 
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___WebhookAttempt]:
-        """Output only. The attempts, oldest first (at most the last 50)."""
+        """The attempts, oldest first (at most the last 50)."""
 
     def __init__(
         self,
@@ -240,10 +240,10 @@ class CreateWebhookRequest(_message.Message):
     WEBHOOK_ID_FIELD_NUMBER: _builtins.int
     WEBHOOK_FIELD_NUMBER: _builtins.int
     webhook_id: _builtins.str
-    """Required. The id: `[a-z][a-z0-9-]{0,62}`, unique in the tenant."""
+    """The id: `[a-z][a-z0-9-]{0,62}`, unique in the tenant."""
     @_builtins.property
     def webhook(self) -> Global___Webhook:
-        """Required. `url`, and optionally `filter`, `description`, `enabled`."""
+        """`url`, and optionally `filter`, `description`, `enabled`."""
 
     def __init__(
         self,
@@ -297,7 +297,7 @@ class GetWebhookRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `webhooks/{webhook}`."""
+    """`webhooks/{webhook}`."""
     def __init__(
         self,
         *,
@@ -375,7 +375,7 @@ class UpdateWebhookRequest(_message.Message):
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def webhook(self) -> Global___Webhook:
-        """Required. The webhook with `name` set and the new values; `etag`, if set, must match."""
+        """The webhook with `name` set and the new values; `etag`, if set, must match."""
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
@@ -406,7 +406,7 @@ class DeleteWebhookRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `webhooks/{webhook}`."""
+    """`webhooks/{webhook}`."""
     etag: _builtins.str
     """If set, must match the current etag."""
     def __init__(
@@ -432,7 +432,7 @@ class RotateWebhookSecretRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `webhooks/{webhook}`."""
+    """`webhooks/{webhook}`."""
     etag: _builtins.str
     """If set, must match the current etag."""
     def __init__(
@@ -488,7 +488,7 @@ class ListWebhookDeliveriesRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Required. `webhooks/{webhook}`."""
+    """`webhooks/{webhook}`."""
     page_size: _builtins.int
     """At most this many deliveries (default 50, at most 1000)."""
     page_token: _builtins.str
@@ -547,7 +547,7 @@ class ResendWebhookDeliveryRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. `webhooks/{webhook}/deliveries/{delivery_id}`."""
+    """`webhooks/{webhook}/deliveries/{delivery_id}`."""
     def __init__(
         self,
         *,

@@ -91,6 +91,7 @@ _BY_SERVICE: dict[str, dict[str, Requirement]] = {
         "ResendWebhookDelivery": _A,
     },
     "grpc.health.v1.Health": {"Check": Open.HEALTH, "List": Open.HEALTH, "Watch": Open.HEALTH},
+    "grpc.reflection.v1.ServerReflection": {"ServerReflectionInfo": Open.REFLECTION},
     "grpc.reflection.v1alpha.ServerReflection": {"ServerReflectionInfo": Open.REFLECTION},
 }
 
