@@ -35,7 +35,7 @@ def captured() -> Iterator[io.StringIO]:
     loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
     levels = [(logger, logger.level) for logger in loggers]
     out = io.StringIO()
-    configure_logging("DEBUG", "json", stream=out)
+    configure_logging("DEBUG", "json", stream=out, force=True)
     for logger in loggers:
         logger.setLevel(logging.DEBUG)  # peewee too: its SQL must stay out all the same
     try:
@@ -48,7 +48,7 @@ def captured() -> Iterator[io.StringIO]:
         root.setLevel(saved[1])
         for logger, level in levels:
             logger.setLevel(level)
-        configure_logging("WARNING", "text", log_sql=True)  # lifts the SQL filter …
+        configure_logging("WARNING", "text", log_sql=True, force=True)  # no SQL filter …
         for handler in list(root.handlers):  # … then leaves pytest's handlers as they were
             root.removeHandler(handler)
         for handler in saved[0]:
@@ -86,7 +86,7 @@ def test_one_access_line_per_rpc_with_the_request_id_returned(
         assert refused.value.code() is grpc.StatusCode.NOT_FOUND
         generated = dict(refused.value.trailing_metadata())["x-request-id"]
         assert len(generated) == 36  # a uuid4 made at the edge
-    with RegistryClient(server.address, timeout=10) as client, pytest.raises(NotFoundError):
+    with RegistryClient(server.address, timeout=10) as client, pytest.raises(NotFoundError) as e:
         client.get_model("absent")
     found = access_lines(captured, 3)
     assert [(line["method"], line["code"]) for line in found] == [
@@ -98,6 +98,7 @@ def test_one_access_line_per_rpc_with_the_request_id_returned(
     assert list(created)[4:] == list(FIELDS)  # stable keys, in order, after the common four
     assert created["request_id"] == "rid-created"
     assert missing["request_id"] == generated
+    assert found[2]["request_id"] == e.value.request_id  # the client's error names it
     assert created["principal"] == "anonymous" and created["tenant"] == "default"
     assert created["bytes_received"] == len(mr.CreateModelRequest(model_id="m").SerializeToString())
     assert isinstance(created["bytes_sent"], int) and created["bytes_sent"] > 0
@@ -111,7 +112,7 @@ def test_text_format_names_the_fields(server: RegistryServer) -> None:
     out = io.StringIO()
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
-    configure_logging("INFO", "text", stream=out)
+    configure_logging("INFO", "text", stream=out, force=True)
     try:
         with RegistryClient(server.address, timeout=10) as client:
             client.create_model("m")
@@ -167,7 +168,7 @@ def test_sql_is_logged_only_with_log_sql(server: RegistryServer, captured: io.St
     with RegistryClient(server.address, timeout=10) as client:
         client.create_model("quiet")
     assert not [line for line in lines(captured) if line["logger"] == SQL_LOGGER]
-    configure_logging("DEBUG", "json", log_sql=True, stream=captured)
+    configure_logging("DEBUG", "json", log_sql=True, stream=captured, force=True)
     with RegistryClient(server.address, timeout=10) as client:
         client.create_model("loud")
     sql = [line for line in lines(captured) if line["logger"] == SQL_LOGGER]

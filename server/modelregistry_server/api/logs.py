@@ -46,19 +46,27 @@ def _no_sql(record: logging.LogRecord) -> bool:
 
 
 def configure_logging(
-    level: str = "INFO", fmt: str = "text", log_sql: bool = False, stream: TextIO | None = None
-) -> logging.Handler:
-    """Replace the root logger's handlers with one writing to ``stream`` (stderr) in ``fmt``;
-    returns that handler."""
+    level: str = "INFO",
+    fmt: str = "text",
+    log_sql: bool = False,
+    stream: TextIO | None = None,
+    *,
+    force: bool = False,
+) -> None:
+    """Log to ``stream`` (stderr) in ``fmt`` at ``level``. As ``logging.basicConfig``: if the
+    root logger has handlers already (an embedding application, pytest) they are kept and
+    only the SQL switch applies, unless ``force`` replaces them."""
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}")
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
+    if force or not root.handlers:
+        handler = logging.StreamHandler(stream or sys.stderr)
+        formatter = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+        handler.setFormatter(formatter)
+        for old in list(root.handlers):
+            root.removeHandler(old)
+        root.addHandler(handler)
+        root.setLevel(level.upper())
     sql = logging.getLogger(SQL_LOGGER)
     sql.removeFilter(_no_sql)
     if log_sql:
@@ -66,4 +74,3 @@ def configure_logging(
     else:
         sql.setLevel(logging.INFO)  # no DEBUG records made at all …
         sql.addFilter(_no_sql)  # … and none let through if someone lowers the level
-    return handler
