@@ -34,7 +34,7 @@ help:
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e './client[cli]' -e '.[dev]'
+	$(PY) -m pip install -q -e './client[cli]' -e '.[dev,tracing]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from . import api_keys_cli
+from .api.logs import configure_logging
 from .app import ListenError, build_server, verify_event_log
 from .config import Config, load_config
 from .domain.errors import DomainError
@@ -31,10 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] == ["events"]:
         return events_command(args[1:])
     config = load_config(args)
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(config.log_level, config.log_format, config.log_sql)
     # A file-size limit (RLIMIT_FSIZE) makes writes fail with EFBIG, reported as UNAVAILABLE
     # like a full disk, instead of killing the process.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
+from prometheus_client import CollectorRegistry
 
 from modelregistry.v1 import access_pb2, events_pb2, model_registry_pb2, payload_pb2, webhooks_pb2
 from modelregistry.v1 import access_pb2_grpc as access_grpc
@@ -30,6 +32,7 @@ from modelregistry.v1 import payload_pb2_grpc as payload_grpc
 from modelregistry.v1 import webhooks_pb2_grpc as webhooks_grpc
 
 from .api.access_events import AccessRecorder
+from .api.access_log import AccessLog
 from .api.access_servicer import AccessServicer
 from .api.api_key_authenticator import ApiKeyAuthenticator
 from .api.authentication import Credentials
@@ -37,12 +40,23 @@ from .api.deferred import DeferredServices
 from .api.errors import status_code_for
 from .api.event_servicer import EventServicer
 from .api.interceptors import ErrorMappingInterceptor, ServingLimits
+from .api.metrics import (
+    LAG_SCAN_LIMIT,
+    GrpcMetrics,
+    MaintenanceMetrics,
+    MetricsEndpoint,
+    ScrapeCollector,
+    build_info,
+    multiprocess_metrics,
+)
+from .api.observation import CallObserver, Observers
 from .api.payload_servicer import PayloadServicer
 from .api.permissions import METHOD_REQUIREMENTS, requirement
 from .api.reflection import SERVICE_NAMES as REFLECTION_SERVICES
 from .api.reflection import enable_reflection
 from .api.registry_servicer import ModelRegistryServicer
 from .api.tls import CertificateReloader, server_credentials
+from .api.tracing import otlp_provider, tracing_interceptor
 from .api.webhook_servicer import WebhookServicer, event_json
 from .api.workers import Workers
 from .config import Config
@@ -209,6 +223,32 @@ class RegistryServer:
     # The web interface (--http-listen), and where it finds the use cases once connected.
     http: HttpServer | None = None
     _web: ServicesSlot = field(default_factory=ServicesSlot)
+    # /metrics (--metrics-listen) and what maintenance reports to it; None without.
+    metrics: MetricsEndpoint | None = None
+    _maintenance_metrics: MaintenanceMetrics | None = None
+    _tracer_provider: Any = None  # the one --tracing otlp made (flushed on stop)
+
+    @property
+    def metrics_address(self) -> str | None:
+        """host:port of /metrics, or None without --metrics-listen."""
+        return None if self.metrics is None else self.metrics.address
+
+    def pool_usage(self) -> tuple[int, int] | None:
+        """Database connections in use and the pool size (None before connecting)."""
+        backends = self._backends
+        return None if backends is None else backends.store.connections_in_use()
+
+    def webhook_lags(self) -> list[int] | None:
+        """Events each behind webhook has still to be handed (None if unknown now)."""
+        backends = self._backends
+        if backends is None:
+            return None
+        try:
+            with backends.store.connection():
+                behind = backends.store.webhooks_behind(LAG_SCAN_LIMIT)
+        except DomainError:
+            return None
+        return [head - webhook.cursor for webhook, head in behind]
 
     @property
     def address(self) -> str:
@@ -338,6 +378,8 @@ class RegistryServer:
         )
         pruned = _step("events", self.audit.prune, 0, failed)
         _step("statistics", self.store.refresh_statistics, None, failed)
+        if self._maintenance_metrics is not None:
+            self._maintenance_metrics.record(at=time.time(), gc=gc, scrub=scrub, failed=len(failed))
         log.info(
             "maintenance: purged %d models, %d versions; removed %d uploads, %d blobs "
             "(%d orphan uploads, %d orphan blobs found); scrub verified %d blobs (%d bytes): "
@@ -383,6 +425,10 @@ class RegistryServer:
         self._loop.close()
         for pool in self._pools:
             pool.shutdown(wait=True)
+        if self.metrics is not None:
+            self.metrics.stop()
+        if self._tracer_provider is not None:
+            self._tracer_provider.shutdown()
         if self._backends is not None:
             self._backends.close()
 
@@ -562,7 +608,7 @@ def web_edge(interceptor: ErrorMappingInterceptor) -> Edge:
     )
 
 
-def build_server(config: Config) -> RegistryServer:
+def build_server(config: Config, *, tracer_provider: Any = None) -> RegistryServer:
     """Wire everything explicitly from ``config``; binds the port but does not start.
 
     An unreachable database does not fail the build: the server starts NOT_SERVING and
@@ -571,6 +617,11 @@ def build_server(config: Config) -> RegistryServer:
     a port in use is refused before anything waits on the database; before that, security
     settings that expose the registry without authentication, contradict each other, or name
     TLS files that do not load are refused (``StartRefused``, ValueError, OSError).
+
+    ``--tracing otlp`` traces with ``tracer_provider`` if given (tests), else with one
+    exporting over OTLP as the OTEL_* environment says. With ``--metrics-listen`` the calls
+    are measured; /metrics is served here unless ``PROMETHEUS_MULTIPROC_DIR`` is set (a
+    worker: its supervisor serves the sum of its workers).
     """
     api_keys = ApiKeyAuthenticator()  # verifies keys once the database is reached
     authentication = build_authentication(config, api_keys)
@@ -578,6 +629,20 @@ def build_server(config: Config) -> RegistryServer:
     files = tls_files(config)
     credentials, reloader = (None, None) if files is None else server_credentials(files)
     gate = DeferredServices(SERVICES)
+    observers: list[CallObserver] = [AccessLog()]
+    metrics_registry: CollectorRegistry | None = None
+    maintenance_metrics: MaintenanceMetrics | None = None
+    if config.metrics_listen:
+        metrics_registry = CollectorRegistry()
+        observers.append(GrpcMetrics(metrics_registry))
+        maintenance_metrics = MaintenanceMetrics(metrics_registry)
+        build_info(metrics_registry)
+    outer: list[Any] = []  # interceptors outside ours
+    made_provider = None
+    if config.tracing == "otlp":
+        if tracer_provider is None:
+            tracer_provider = made_provider = otlp_provider()
+        outer.append(tracing_interceptor(tracer_provider))
     unary_pool = Workers(config.max_workers, thread_name_prefix="unary")
     # A stream holds at most one thread at a time, so with this many no stream waits for one.
     stream_pool = futures.ThreadPoolExecutor(config.max_streams, thread_name_prefix="stream")
@@ -596,6 +661,7 @@ def build_server(config: Config) -> RegistryServer:
         ),
         unary_scope=gate.scope,
         authentication=authentication,
+        observer=observers[0] if len(observers) == 1 else Observers(observers),
     )
     if config.listen == NO_GRPC and not config.http_listen:
         raise StartRefused("--listen none serves only the web interface: give --http-listen")
@@ -604,9 +670,20 @@ def build_server(config: Config) -> RegistryServer:
     backends: Backends | None = None
     http: HttpServer | None = None
     server: grpc.aio.Server | None = None
+    metrics: MetricsEndpoint | None = None
     try:
-        server, health_servicer, port = loop.call(_serve(config, gate, interceptor, credentials))
+        server, health_servicer, port = loop.call(
+            _serve(config, gate, [*outer, interceptor], credentials)
+        )
         try:
+            if metrics_registry is not None and not multiprocess_metrics():
+                metrics = MetricsEndpoint(config.metrics_listen, metrics_registry)
+                try:
+                    metrics.start()
+                except OSError as exc:
+                    raise ListenError(
+                        f"cannot serve metrics on {config.metrics_listen}: {exc.strerror}"
+                    ) from None
             if config.http_listen:
                 http = HttpServer(
                     create_app(web_edge(interceptor), web, unary_pool, secure_cookies=bool(files)),
@@ -619,6 +696,8 @@ def build_server(config: Config) -> RegistryServer:
             log.warning("database unreachable at start-up (%s); serving NOT_SERVING", exc)
         except BaseException:
             loop.call(_drain(server, http, 0))  # frees the ports
+            if metrics is not None:
+                metrics.stop()
             raise
     except BaseException:
         loop.close()
@@ -627,7 +706,7 @@ def build_server(config: Config) -> RegistryServer:
         raise
     if backends is not None:
         _install(gate, api_keys, config, backends, interceptor, web)
-    return RegistryServer(
+    service = RegistryServer(
         config,
         server,
         port,
@@ -642,7 +721,13 @@ def build_server(config: Config) -> RegistryServer:
         tls=reloader,
         http=http,
         _web=web,
+        metrics=metrics,
+        _maintenance_metrics=maintenance_metrics,
+        _tracer_provider=made_provider,
     )
+    if metrics_registry is not None:
+        metrics_registry.register(ScrapeCollector(service.pool_usage, service.webhook_lags))
+    return service
 
 
 async def _set_health(
@@ -673,13 +758,14 @@ def server_options(config: Config) -> list[tuple[str, Any]]:
 async def _serve(
     config: Config,
     gate: DeferredServices,
-    interceptor: ErrorMappingInterceptor,
+    interceptors: Sequence[Any],
     credentials: grpc.ServerCredentials | None,
 ) -> tuple[grpc.aio.Server | None, HealthServicer, int]:
+    """The gRPC server, bound; ``interceptors`` outermost first (tracing, then the edge)."""
     if config.listen == NO_GRPC:
         return None, HealthServicer(), 0
     server = grpc.aio.server(
-        interceptors=[interceptor],
+        interceptors=list(interceptors),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=server_options(config),
     )

@@ -41,6 +41,10 @@ class Config:
     scrub_reverify_hours: float = 7 * 24
     shutdown_grace_seconds: float = 10
     log_level: str = "INFO"
+    log_format: str = "text"
+    log_sql: bool = False
+    metrics_listen: str = ""
+    tracing: str = "off"
     page_token_secret_file: str = ""
     blob_timeout_seconds: float = 20
     auth: str = "auto"
@@ -95,6 +99,8 @@ class Config:
 CHOICES: Mapping[str, tuple[str, ...]] = {
     "auth": ("auto", "none"),
     "reflection": ("open", "authenticated", "off"),
+    "log_format": ("text", "json"),
+    "tracing": ("off", "otlp"),
 }
 
 _HELP = {
@@ -124,6 +130,13 @@ _HELP = {
     "scrub_reverify_hours": "a blob verified more recently than this is not re-read by the scrub",
     "shutdown_grace_seconds": "time in-flight calls get on SIGTERM",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "log_format": 'text, or json: one object per line (README "Logs")',
+    "log_sql": "log every SQL statement with its parameters (logger peewee, at DEBUG); "
+    "parameters can be secrets, so never in production",
+    "metrics_listen": "serve Prometheus metrics on http://host:port/metrics (plain HTTP on its "
+    "own port, whatever the TLS settings); empty: no metrics",
+    "tracing": "off, or otlp: OpenTelemetry spans per RPC, exported as the OTEL_EXPORTER_OTLP_* "
+    "variables say (needs modelregistry-server[tracing])",
     "blob_timeout_seconds": "GCS: bound on each request and on all retries of one request, "
     "so calls fail UNAVAILABLE promptly when the bucket cannot be reached",
     "auth": "auto: the configured authenticators; a non-loopback --listen needs one. none: no "

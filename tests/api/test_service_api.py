@@ -271,6 +271,8 @@ def test_load_config_defaults_env_and_flags() -> None:
         ([], {"MODELREGISTRY_RETENTION_HOURS": "soon"}, "MODELREGISTRY_RETENTION_HOURS"),
         (["--max-workers", "1.5"], {}, "--max-workers"),
         (["--no-such-flag"], {}, "--no-such-flag"),
+        (["--log-format", "xml"], {}, "--log-format"),
+        ([], {"MODELREGISTRY_TRACING": "jaeger"}, "--tracing"),
     ],
 )
 def test_load_config_rejects_bad_values(

@@ -64,6 +64,7 @@ class RegistryError(Exception):
         domain: str | None = None,
         metadata: Mapping[str, str] | None = None,
         field_violations: Sequence[tuple[str, str]] = (),
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code: grpc.StatusCode = code if code is not None else self.default_code
@@ -72,6 +73,8 @@ class RegistryError(Exception):
         self.domain = domain
         self.metadata: dict[str, str] = dict(metadata or {})
         self.field_violations: list[tuple[str, str]] = list(field_violations)
+        # The server's id of the failed call (its access log line names it), if it sent one.
+        self.request_id = request_id
 
     @property
     def retryable(self) -> bool:
@@ -265,6 +268,14 @@ def _rich_status(error: Any) -> status_pb2.Status | None:
     return None
 
 
+def _request_id(error: Any) -> str | None:
+    """The ``x-request-id`` the server returned in the trailing metadata, if any."""
+    for key, value in error.trailing_metadata() or ():
+        if key == "x-request-id" and isinstance(value, str):
+            return value
+    return None
+
+
 def from_rpc_error(e: grpc.RpcError) -> RegistryError:
     """Translate a failed gRPC call into the matching :class:`RegistryError` subclass."""
     code_fn = getattr(e, "code", None)
@@ -278,7 +289,9 @@ def from_rpc_error(e: grpc.RpcError) -> RegistryError:
     domain: str | None = None
     metadata: dict[str, str] = {}
     violations: list[tuple[str, str]] = []
-    status = _rich_status(e) if callable(getattr(e, "trailing_metadata", None)) else None
+    has_trailers = callable(getattr(e, "trailing_metadata", None))
+    status = _rich_status(e) if has_trailers else None
+    request_id = _request_id(e) if has_trailers else None
     if status is not None:
         message = status.message or message
         for detail in status.details:
@@ -299,4 +312,5 @@ def from_rpc_error(e: grpc.RpcError) -> RegistryError:
         domain=domain,
         metadata=metadata,
         field_violations=violations,
+        request_id=request_id,
     )

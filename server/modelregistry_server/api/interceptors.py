@@ -25,7 +25,10 @@ every handler of our services the interceptor
   mapping, where a failure is INVALID_ARGUMENT ``MALFORMED_REQUEST``;
 - maps every failure to a status: domain errors to their mapped status with details,
   anything else is logged with its traceback and becomes INTERNAL "internal error", including
-  errors raised mid-stream (never UNKNOWN).
+  errors raised mid-stream (never UNKNOWN);
+- returns the call's request id in the trailing metadata (``x-request-id``), and tells the
+  observer (``api/observation.py``: metrics, the access log) about every call: its arrival,
+  its messages and bytes as they pass, its streams' slots, its status code and duration.
 
 Health and reflection are asynchronous servicers and bypass all of this: they answer on the
 event loop and are never queued behind user work. Services in ``admitted_passthrough``
@@ -63,9 +66,10 @@ from ..domain.errors import (
     ResourceExhausted,
 )
 from ..domain.identity import Caller
-from .access_events import request_id_of, worth_recording
+from .access_events import REQUEST_ID_HEADER, request_id_of, worth_recording
 from .authentication import ANONYMOUS, Authentication, Credentials
 from .errors import internal_status, to_status
+from .observation import CallObserver, CallRecord, MethodInfo
 from .permissions import Requirement, requirement
 from .workers import Workers
 
@@ -182,15 +186,23 @@ def _decoded(decode: Decoder | None, data: Any) -> Any:
         ) from exc
 
 
-async def _fail(context: AioContext, method: str, exc: BaseException) -> None:
+async def _fail(context: AioContext, call: CallRecord, exc: BaseException) -> None:
     if isinstance(exc, _Aborted):
         status = exc.status
     elif isinstance(exc, DomainError):
         status = to_status(exc)
     else:
-        log.error("unexpected error in %s", method, exc_info=exc)
+        log.error("unexpected error in %s", call.method.full, exc_info=exc)
         status = internal_status()
-    await context.abort(status.code, status.details, tuple(status.trailing_metadata or ()))
+    call.code = status.code
+    trailing = tuple(status.trailing_metadata or ())
+    if call.request_id:
+        trailing = (*trailing, (REQUEST_ID_HEADER, call.request_id))
+    await context.abort(status.code, status.details, trailing)
+
+
+def _succeeded(context: AioContext, call: CallRecord) -> None:
+    context.set_trailing_metadata(((REQUEST_ID_HEADER, call.request_id),))
 
 
 def _too_many(what: str, limit: int) -> ResourceExhausted:
@@ -232,8 +244,10 @@ class _Requests:
         loop: asyncio.AbstractEventLoop,
         idle: float,
         decode: Decoder | None,
+        call: CallRecord,
     ) -> None:
         self._context = context
+        self._call = call
         self._decode = decode
         self._sync = sync
         self._loop = loop
@@ -275,7 +289,10 @@ class _Requests:
             message = task.result()
         except Exception:
             raise Cancelled("the client cancelled the call or the connection dropped") from None
-        return _END if message is _EOF else message
+        if message is _EOF:
+            return _END
+        self._call.received(message)
+        return message
 
     async def prefetch(self, count: int) -> None:
         """Wait on the loop, holding no thread, until the stream has its first ``count``
@@ -305,8 +322,10 @@ class ErrorMappingInterceptor(_Interceptor):
         admitted_passthrough: frozenset[str] = frozenset(),
         unary_scope: Scope = nullcontext,
         authentication: Authentication | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self._authentication = authentication or Authentication()
+        self._observer = observer
         self._unary_pool = unary_pool
         self._stream_pool = stream_pool
         self._limits = limits
@@ -352,18 +371,21 @@ class ErrorMappingInterceptor(_Interceptor):
         out = handler.response_serializer
         # Every handler is re-registered with no request deserializer: bytes reach the wrapper.
         if handler.unary_unary:
+            info = MethodInfo.of(method, "unary")
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, handler.unary_unary, decode, self._unary_scope), None, out
+                self._unary(info, handler.unary_unary, decode, self._unary_scope), None, out
             )
         if handler.unary_stream:
+            info = MethodInfo.of(method, "server_stream")
             return grpc.unary_stream_rpc_method_handler(
-                self._server_stream(method, handler.unary_stream, decode),
+                self._server_stream(info, handler.unary_stream, decode),
                 None,
                 _preserialised(out),
             )
         if handler.stream_unary:
+            info = MethodInfo.of(method, "client_stream")
             return grpc.stream_unary_rpc_method_handler(
-                self._client_stream(method, handler.stream_unary, decode), None, out
+                self._client_stream(info, handler.stream_unary, decode), None, out
             )
         # No bidirectional streams in our services; one added later is refused, never served
         # without admission.
@@ -378,6 +400,18 @@ class ErrorMappingInterceptor(_Interceptor):
         """Authenticate calls with ``authentication`` from now on (installed with the
         backends: API keys live in the database)."""
         self._authentication = authentication
+
+    def _begin(self, info: MethodInfo, context: AioContext) -> CallRecord:
+        call = CallRecord(info, context)
+        if self._observer is not None:
+            self._observer.started(info)
+        return call
+
+    def _end(self, call: CallRecord, sync: SyncContext) -> None:
+        if sync.caller is not ANONYMOUS:  # admitted (admission replaces the caller)
+            call.caller = sync.caller
+        if self._observer is not None:
+            self._observer.finished(call, time.perf_counter() - call.started)
 
     def use_access_log(self, record: AccessLog) -> None:
         """Record refused and failed calls with ``record`` from now on (installed with the
@@ -408,12 +442,14 @@ class ErrorMappingInterceptor(_Interceptor):
         """A passthrough handler (asynchronous, served on the loop) that admits the call
         first; the verification runs on the unary pool (it may read the database)."""
 
+        info = MethodInfo.of(method, "passthrough")
+
         async def admit(context: AioContext) -> None:
             sync = SyncContext(context)
             try:
                 await self._admit(self._admission(method, context), sync)
             except Exception as exc:
-                await _fail(context, method, exc)
+                await _fail(context, CallRecord(info, context), exc)
             finally:
                 sync.end()
 
@@ -439,27 +475,41 @@ class ErrorMappingInterceptor(_Interceptor):
 
     # -- unary -------------------------------------------------------------------------------
     def _unary(
-        self, method: str, behavior: Callable[..., Any], decode: Decoder | None, scope: Scope
+        self, info: MethodInfo, behavior: Callable[..., Any], decode: Decoder | None, scope: Scope
     ) -> Any:
+        method = info.full
+
         async def unary(request: Any, context: AioContext) -> Any:
+            call = self._begin(info, context)
+            call.received(request)
             sync = SyncContext(context)
             remaining = context.time_remaining()
             try:
                 admission = self._admission(method, context)
+                call.request_id = admission.request_id
                 run = functools.partial(
                     _run, behavior, scope, remaining, decode, admission, self._access_log, method
                 )
-                return await _on(self._unary_pool, run, request, sync)
+                response = await _on(self._unary_pool, run, request, sync)
+                call.sent(response)
+                _succeeded(context, call)
+                return response
+            except asyncio.CancelledError:
+                call.code = grpc.StatusCode.CANCELLED
+                raise
             except Exception as exc:
-                await _fail(context, method, exc)
+                await _fail(context, call, exc)
             finally:
                 sync.end()
+                self._end(call, sync)
 
         return unary
 
     # -- streams -----------------------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def _stream_slot(self, caller: Caller, download: bool = False) -> AsyncIterator[None]:
+    async def _stream_slot(
+        self, caller: Caller, info: MethodInfo, download: bool = False
+    ) -> AsyncIterator[None]:
         """Hold a stream slot: refused beyond the server's limits, and with authentication on
         beyond the caller's own (counted per tenant and actor)."""
         limits = self._limits
@@ -475,29 +525,38 @@ class ErrorMappingInterceptor(_Interceptor):
             self._per_principal[principal] = held + 1
         self._streams += 1
         self._downloads += download
+        observer = self._observer
+        if observer is not None:
+            observer.stream_opened(info)
         try:
             yield
         finally:
             self._streams -= 1
             self._downloads -= download
+            if observer is not None:
+                observer.stream_closed(info)
             if principal is not None:
                 left = self._per_principal.pop(principal) - 1
                 if left:
                     self._per_principal[principal] = left
 
     def _client_stream(
-        self, method: str, behavior: Callable[..., Any], decode: Decoder | None
+        self, info: MethodInfo, behavior: Callable[..., Any], decode: Decoder | None
     ) -> Any:
         idle = self._limits.stream_idle_timeout
+        method = info.full
 
         async def client_stream(request_iterator: Any, context: AioContext) -> Any:
+            call = self._begin(info, context)
             loop = asyncio.get_running_loop()
             sync = SyncContext(context)
-            requests = _Requests(context, sync, loop, idle, decode)
+            requests = _Requests(context, sync, loop, idle, decode, call)
             work: asyncio.Future[Any] | None = None
             try:
-                await self._admit(self._admission(method, context), sync)
-                async with self._stream_slot(sync.caller):
+                admission = self._admission(method, context)
+                call.request_id = admission.request_id
+                await self._admit(admission, sync)
+                async with self._stream_slot(sync.caller, info):
                     # An upload's header and first chunk: a stream that sent only its
                     # header holds no thread.
                     await requests.prefetch(2)
@@ -506,24 +565,36 @@ class ErrorMappingInterceptor(_Interceptor):
                         _run, behavior, nullcontext, remaining, None, None, self._access_log, method
                     )
                     work = loop.run_in_executor(self._stream_pool, run, requests, sync)
-                    return await asyncio.shield(work)
+                    response = await asyncio.shield(work)
+                call.sent(response)
+                _succeeded(context, call)
+                return response
             except asyncio.CancelledError:
+                call.code = grpc.StatusCode.CANCELLED
                 sync.end()  # the servicer sees the cancellation; wait until it has stopped
                 if work is not None:
                     with contextlib.suppress(BaseException):
                         await work
                 raise
             except Exception as exc:
-                await _fail(context, method, exc)
+                await _fail(context, call, exc)
             finally:
                 sync.end()
+                self._end(call, sync)
 
         return client_stream
 
     def _server_stream(
-        self, method: str, behavior: Callable[..., Any], decode: Decoder | None
+        self, info: MethodInfo, behavior: Callable[..., Any], decode: Decoder | None
     ) -> Any:
-        async def server_stream(request: Any, context: AioContext) -> None:
+        method = info.full
+
+        # An asynchronous generator that yields nothing (it writes each message itself, with
+        # the idle timeout): a generator is what an outer interceptor of responses, such as
+        # OpenTelemetry's, iterates over.
+        async def server_stream(request: Any, context: AioContext) -> AsyncIterator[None]:
+            call = self._begin(info, context)
+            call.received(request)
             sync = SyncContext(context)
             remaining = context.time_remaining()
             at = None if remaining is None else time.monotonic() + remaining
@@ -531,17 +602,22 @@ class ErrorMappingInterceptor(_Interceptor):
             decoded: Any = None
             admitted = False
             try:
-                await self._admit(self._admission(method, context), sync)
+                admission = self._admission(method, context)
+                call.request_id = admission.request_id
+                await self._admit(admission, sync)
                 admitted = True
                 async with self._stream_slot(
-                    sync.caller, download=method.endswith("/DownloadFile")
+                    sync.caller, info, download=method.endswith("/DownloadFile")
                 ):
                     decoded = _decoded(decode, request)
                     messages = behavior(decoded, sync)
                     producer = _Producer(messages, self._stream_pool)
                     while (message := await producer.next(at)) is not _END:
                         await self._write(context, message, producer)
+                        call.sent(message)
+                _succeeded(context, call)
             except asyncio.CancelledError:
+                call.code = grpc.StatusCode.CANCELLED
                 raise
             except Exception as exc:
                 record = self._access_log
@@ -549,11 +625,14 @@ class ErrorMappingInterceptor(_Interceptor):
                     await asyncio.get_running_loop().run_in_executor(
                         self._unary_pool, record, sync.caller, method, decoded, exc
                     )
-                await _fail(context, method, exc)
+                await _fail(context, call, exc)
             finally:
                 sync.end()
                 if producer is not None:
                     await producer.close()
+                self._end(call, sync)
+            return
+            yield  # pragma: no cover  (makes this an asynchronous generator)
 
         return server_stream
 

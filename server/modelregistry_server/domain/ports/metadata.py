@@ -50,6 +50,10 @@ class MetadataStore(
         """Refresh the statistics the database's query planner chooses indexes by."""
         ...
 
+    def connections_in_use(self) -> tuple[int, int]:
+        """Pooled connections checked out now, and the pool's size."""
+        ...
+
     def close(self) -> None:
         """Close every connection (pool included)."""
         ...

@@ -113,6 +113,11 @@ class StoreCore:
         with translated():
             self._backend.close()
 
+    def connections_in_use(self) -> tuple[int, int]:
+        """Pooled connections checked out now, and the pool's size."""
+        pool: Any = self._db
+        return len(pool._in_use), int(pool._max_connections)
+
     @contextmanager
     def _read(self, *, snapshot: bool = False) -> Iterator[None]:
         """A connection, and a read-only snapshot if several statements must agree."""
