@@ -87,6 +87,10 @@ def test_calls_are_counted_by_method_and_code(metered: RegistryServer) -> None:
         labels = {"grpc_service": PAYLOADS, "grpc_method": method}
         assert ("modelregistry_streams_active", frozenset(labels.items())) in s
         assert value(s, "modelregistry_streams_active", **labels) == 0
+    assert not any(
+        name == "modelregistry_streams_active" and ("grpc_method", "GetModel") in labels
+        for name, labels in s
+    )
     # Health is answered on the loop, unobserved.
     assert not any("Health" in dict(labels).get("grpc_service", "") for _, labels in s)
     assert value(s, "modelregistry_db_connections_max") == metered.config.db_max_connections

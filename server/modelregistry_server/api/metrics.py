@@ -121,7 +121,6 @@ class GrpcMetrics:
                 self.handling_seconds.labels(*labels),
                 self.msg_received_total.labels(*labels),
                 self.msg_sent_total.labels(*labels),
-                self.streams_active.labels(method.service, method.name),
             )
             with self._lock:
                 self._per_method[method] = children
@@ -152,11 +151,15 @@ class GrpcMetrics:
         elif method.full == DOWNLOAD_METHOD:
             self.download_bytes.inc(call.sent_bytes)
 
+    def _streams(self, method: MethodInfo) -> Any:
+        # Only streaming methods get a child: a unary method has no streams_active series.
+        return self.streams_active.labels(method.service, method.name)
+
     def stream_opened(self, method: MethodInfo) -> None:
-        self._children(method).streams.inc()
+        self._streams(method).inc()
 
     def stream_closed(self, method: MethodInfo) -> None:
-        self._children(method).streams.dec()
+        self._streams(method).dec()
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +168,6 @@ class _Children:
     seconds: Any
     received: Any
     sent: Any
-    streams: Any
 
 
 class MaintenanceMetrics:
