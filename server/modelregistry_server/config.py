@@ -23,6 +23,7 @@ class Config:
     listen: str = "127.0.0.1:50051"
     http_listen: str = ""
     database_url: str = "sqlite:///var/registry.db"
+    migrate: str = "auto"
     blob_url: str = "file://var/blobs"
     max_workers: int = 16
     max_streams: int = 1000
@@ -94,6 +95,7 @@ class Config:
 # Settings that take one of a few words (checked for flags and environment alike).
 CHOICES: Mapping[str, tuple[str, ...]] = {
     "auth": ("auto", "none"),
+    "migrate": ("auto", "check"),
     "reflection": ("open", "authenticated", "off"),
 }
 
@@ -103,6 +105,9 @@ _HELP = {
     "http_listen": "address of the web interface, host:port (port 0 picks a free port); empty: "
     "no web interface",
     "database_url": "sqlite:///path.db or postgresql://user:pass@host:port/db",
+    "migrate": "auto: apply pending schema migrations at start; check: refuse to start (exit 2) "
+    "unless the schema is current (migrations then run as one step: modelregistry-server "
+    "migrate)",
     "blob_url": "file://dir or gs://bucket/prefix",
     "max_workers": "threads running unary calls (health never waits for them)",
     "max_streams": "open UploadFile/DownloadFile streams; more get RESOURCE_EXHAUSTED",
