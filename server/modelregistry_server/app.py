@@ -452,6 +452,7 @@ def connect(config: Config) -> Backends:
         gc_grace=config.gc_grace,
         sync_workers=config.max_streams,  # one pending piece sync per concurrent upload
         integrity=integrity,
+        upload_lease=config.upload_lease,
     )
     api_keys = ApiKeys(store, clock=utc_now, page_tokens=tokens)
     audit = Audit(

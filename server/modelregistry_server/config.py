@@ -35,6 +35,7 @@ class Config:
     download_chunk_bytes: int = 256 * KiB
     max_upload_chunk_bytes: int = 2 * MiB
     upload_piece_bytes: int = 64 * MiB
+    upload_lease_seconds: float = 30
     retention_hours: float = 30 * 24
     gc_grace_hours: float = 24
     maintenance_interval_seconds: float = 3600
@@ -70,6 +71,11 @@ class Config:
     webhook_timeout_seconds: float = 10
     webhook_poll_seconds: float = 1.0
     webhook_ca_file: str = ""
+
+    @property
+    def upload_lease(self) -> timedelta:
+        """How long an upload's writer holds it without renewing (takeover after that)."""
+        return timedelta(seconds=self.upload_lease_seconds)
 
     @property
     def retention(self) -> timedelta:
@@ -121,6 +127,9 @@ _HELP = {
     "download_chunk_bytes": "bytes per DownloadFile message",
     "max_upload_chunk_bytes": "largest accepted UploadFile chunk",
     "upload_piece_bytes": "bytes made durable (and resumable) per blob-store write",
+    "upload_lease_seconds": "an upload's writer holds a lease this long, renewed as data "
+    "arrives; another server resumes it only once the lease expired (every replica needs "
+    "the same value)",
     "retention_hours": "soft-deleted resources are purged after this many hours",
     "gc_grace_hours": "unreferenced blobs and abandoned uploads older than this are removed",
     "maintenance_interval_seconds": "how often purge + GC + scrub run (0 disables the schedule)",

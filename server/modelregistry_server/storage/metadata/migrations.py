@@ -375,6 +375,17 @@ def _v11(dialect: Dialect) -> list[str]:
     ]
 
 
+def _v12(dialect: Dialect) -> list[str]:
+    """Upload leases: the server process writing an upload, a fencing token raised at every
+    acquisition and the lease's expiry (all nullable: release 11 writes none of them)."""
+    text_null = _types(dialect)["text_null"]
+    return [
+        f"ALTER TABLE uploads ADD COLUMN lease_holder {text_null}",
+        "ALTER TABLE uploads ADD COLUMN lease_token BIGINT",
+        "ALTER TABLE uploads ADD COLUMN lease_expire BIGINT",
+    ]
+
+
 def _execute(db: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return db.execute_sql(sql, params)
 
@@ -398,6 +409,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         contract=True,
     ),
     Migration(11, "webhooks: endpoints, deliveries with leases, attempts", _v11),
+    Migration(12, "upload leases: holder, fencing token, expiry", _v12),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
