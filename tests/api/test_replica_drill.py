@@ -39,4 +39,5 @@ def test_uploads_survive_a_killed_replica(postgres_server: PostgresCluster, tmp_
     )
     assert report.ok, "\n".join(report.lines())
     assert report.kills == 1 and report.kills_mid_upload == 1, report.lines()
+    assert report.taken_over >= 1, report.lines()  # an upload continued on the other replica
     assert report.verified == settings.uploads
