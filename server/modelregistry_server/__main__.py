@@ -20,17 +20,24 @@ from .app import ListenError, build_server, verify_event_log
 from .config import Config, load_config
 from .domain.errors import DomainError
 from .security import StartRefused
-from .storage.metadata import DatabaseInUseError, SchemaTooNewError
+from .storage.metadata import (
+    DatabaseInUseError,
+    SchemaNotCurrentError,
+    SchemaTooNewError,
+    migrate_database,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse configuration, serve, and shut down gracefully on a signal; or run a command
-    (``api-keys …``, ``events verify``)."""
+    (``api-keys …``, ``events verify``, ``migrate``)."""
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] == ["api-keys"]:
         return api_keys_cli.main(args[1:])
     if args[:1] == ["events"]:
         return events_command(args[1:])
+    if args[:1] == ["migrate"]:
+        return migrate_command(args[1:])
     config = load_config(args)
     configure_logging(config.log_level, config.log_format, config.log_sql)
     # A file-size limit (RLIMIT_FSIZE) makes writes fail with EFBIG, reported as UNAVAILABLE
@@ -44,7 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartRefused as exc:  # exposed without authentication, or contradictory settings
         print(f"modelregistry: {exc}", file=sys.stderr, flush=True)
         return 2
-    except (ValueError, OSError, SchemaTooNewError, DatabaseInUseError) as exc:  # not outages
+    except (
+        ValueError,
+        OSError,
+        SchemaTooNewError,
+        SchemaNotCurrentError,
+        DatabaseInUseError,
+    ) as exc:  # not outages
         logging.getLogger(__name__).error("cannot start: %s", exc)
         return 2
     stopping = threading.Event()
@@ -65,6 +78,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _database_url_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("MODELREGISTRY_DATABASE_URL", Config().database_url),
+        help="the metadata database (env MODELREGISTRY_DATABASE_URL)",
+    )
+
+
+def migrate_command(argv: Sequence[str]) -> int:
+    """``migrate [--database-url URL]``: apply the pending schema migrations and exit; 0 once
+    the schema is current, 2 if the database cannot be opened or a newer release migrated it.
+    """
+    parser = argparse.ArgumentParser(
+        prog="modelregistry-server migrate",
+        description="Apply pending schema migrations to the metadata database and exit.",
+    )
+    _database_url_option(parser)
+    ns = parser.parse_args(argv)
+    try:
+        before, after = migrate_database(ns.database_url)
+    except (ValueError, OSError, SchemaTooNewError, DatabaseInUseError, DomainError) as exc:
+        print(f"modelregistry: cannot migrate: {exc}", file=sys.stderr, flush=True)
+        return 2
+    if before == after:
+        print(f"schema is current (version {after})", flush=True)
+    else:
+        print(f"schema migrated from version {before} to {after}", flush=True)
+    return 0
+
+
 def events_command(argv: Sequence[str]) -> int:
     """``events verify --database-url URL``: walk every tenant's event chain; exit 0 if all
     verify, 1 if one does not (the first bad event is printed), 2 if the database cannot be
@@ -72,11 +115,7 @@ def events_command(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="modelregistry-server events")
     commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser("verify", help="walk every tenant's hash chain")
-    verify.add_argument(
-        "--database-url",
-        default=os.environ.get("MODELREGISTRY_DATABASE_URL", Config().database_url),
-        help="the metadata database (env MODELREGISTRY_DATABASE_URL)",
-    )
+    _database_url_option(verify)
     ns = parser.parse_args(argv)
     try:
         results = verify_event_log(ns.database_url)

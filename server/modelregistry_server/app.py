@@ -473,7 +473,11 @@ def page_tokens(config: Config, store: MetadataStore) -> PageTokens:
 
 def connect(config: Config) -> Backends:
     """Open the stores and build the use cases; Unavailable if the database is unreachable."""
-    store = open_metadata_store(config.database_url, max_connections=config.db_max_connections)
+    store = open_metadata_store(
+        config.database_url,
+        max_connections=config.db_max_connections,
+        migrate_schema=config.migrate == "auto",
+    )
     try:
         blobs = open_blob_store(config.blob_url, timeout_seconds=config.blob_timeout_seconds)
         secret = server_secret(config, store)
@@ -495,6 +499,7 @@ def connect(config: Config) -> Backends:
         gc_grace=config.gc_grace,
         sync_workers=config.max_streams,  # one pending piece sync per concurrent upload
         integrity=integrity,
+        upload_lease=config.upload_lease,
     )
     api_keys = ApiKeys(store, clock=utc_now, page_tokens=tokens)
     audit = Audit(

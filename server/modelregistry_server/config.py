@@ -23,6 +23,7 @@ class Config:
     listen: str = "127.0.0.1:50051"
     http_listen: str = ""
     database_url: str = "sqlite:///var/registry.db"
+    migrate: str = "auto"
     blob_url: str = "file://var/blobs"
     max_workers: int = 16
     max_streams: int = 1000
@@ -34,6 +35,7 @@ class Config:
     download_chunk_bytes: int = 256 * KiB
     max_upload_chunk_bytes: int = 2 * MiB
     upload_piece_bytes: int = 64 * MiB
+    upload_lease_seconds: float = 30
     retention_hours: float = 30 * 24
     gc_grace_hours: float = 24
     maintenance_interval_seconds: float = 3600
@@ -75,6 +77,11 @@ class Config:
     webhook_ca_file: str = ""
 
     @property
+    def upload_lease(self) -> timedelta:
+        """How long an upload's writer holds it without renewing (takeover after that)."""
+        return timedelta(seconds=self.upload_lease_seconds)
+
+    @property
     def retention(self) -> timedelta:
         """How long soft-deleted models and versions are kept before purge."""
         return timedelta(hours=self.retention_hours)
@@ -98,6 +105,7 @@ class Config:
 # Settings that take one of a few words (checked for flags and environment alike).
 CHOICES: Mapping[str, tuple[str, ...]] = {
     "auth": ("auto", "none"),
+    "migrate": ("auto", "check"),
     "reflection": ("open", "authenticated", "off"),
     "log_format": ("text", "json"),
     "tracing": ("off", "otlp"),
@@ -109,6 +117,9 @@ _HELP = {
     "http_listen": "address of the web interface, host:port (port 0 picks a free port); empty: "
     "no web interface",
     "database_url": "sqlite:///path.db or postgresql://user:pass@host:port/db",
+    "migrate": "auto: apply pending schema migrations at start; check: refuse to start (exit 2) "
+    "unless the schema is current (migrations then run as one step: modelregistry-server "
+    "migrate)",
     "blob_url": "file://dir or gs://bucket/prefix",
     "max_workers": "threads running unary calls (health never waits for them)",
     "max_streams": "open UploadFile/DownloadFile streams; more get RESOURCE_EXHAUSTED",
@@ -122,6 +133,9 @@ _HELP = {
     "download_chunk_bytes": "bytes per DownloadFile message",
     "max_upload_chunk_bytes": "largest accepted UploadFile chunk",
     "upload_piece_bytes": "bytes made durable (and resumable) per blob-store write",
+    "upload_lease_seconds": "an upload's writer holds a lease this long, renewed as data "
+    "arrives; another server resumes it only once the lease expired (every replica needs "
+    "the same value)",
     "retention_hours": "soft-deleted resources are purged after this many hours",
     "gc_grace_hours": "unreferenced blobs and abandoned uploads older than this are removed",
     "maintenance_interval_seconds": "how often purge + GC + scrub run (0 disables the schedule)",

@@ -76,6 +76,7 @@ class ServerProcess:
     def start(self) -> Self:
         """Start the process and wait for its "listening" line."""
         env = {**self._env, "PYTHONUNBUFFERED": "1"}
+        self._lines = queue.Queue()  # a restart must not read the previous run's end
         with self.log.open("a") as log:
             self._process = subprocess.Popen(
                 self.command,

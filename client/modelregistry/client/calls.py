@@ -17,6 +17,8 @@ from modelregistry.client.errors import from_rpc_error
 __all__ = ["Invoker", "MultiCallable", "new_request_id"]
 
 _MAX_BACKOFF: Final = 10.0
+# The longest wait a server's retry_after_seconds can ask for (an upload's lease time left).
+_MAX_RETRY_AFTER: Final = 300.0
 
 _Req = TypeVar("_Req", contravariant=True)
 _Resp = TypeVar("_Resp", covariant=True)
@@ -89,8 +91,12 @@ class Invoker:
         except grpc.RpcError as e:
             raise from_rpc_error(e) from e
 
-    def backoff(self, attempt: int) -> None:
-        """Sleep before resume ``attempt`` (1, 2, …): exponential with jitter."""
+    def backoff(self, attempt: int, at_least: float = 0.0) -> None:
+        """Sleep before resume ``attempt`` (1, 2, …): exponential with jitter, and at least
+        ``at_least`` seconds (what the server asked for, e.g. an upload's lease time left)."""
         delay = min(self._retry_backoff * (2 ** (attempt - 1)), _MAX_BACKOFF)
-        if delay > 0:
-            time.sleep(delay / 2 + random.uniform(0, delay / 2))
+        wait = delay / 2 + random.uniform(0, delay / 2) if delay > 0 else 0.0
+        if at_least > 0:
+            wait = max(wait, min(at_least, _MAX_RETRY_AFTER) + random.uniform(0, 0.2))
+        if wait > 0:
+            time.sleep(wait)

@@ -256,7 +256,9 @@ class Uploader:
                         raise
                     failures += 1
                     check_status = src.seekable
-                    self._invoke.backoff(failures)
+                    # UPLOAD_BUSY: another server writes it until its lease expires; wait
+                    # that long, then resume from what it committed.
+                    self._invoke.backoff(failures, at_least=_retry_after(err))
 
     def _unfinished(
         self, version: str, file_id: str, size: int, sha256: str | None
@@ -366,3 +368,11 @@ def _check_uploaded(file: res.File, header: pl.UploadHeader, sha256: str | None)
             },
         )
     return file
+
+
+def _retry_after(err: RegistryError) -> float:
+    """The ``retry_after_seconds`` an error's metadata asks for (0 if none or malformed)."""
+    try:
+        return max(0.0, float(err.metadata.get("retry_after_seconds", "0")))
+    except ValueError:
+        return 0.0

@@ -326,6 +326,11 @@ class UploadSession:
     update_time: datetime
     # The principal that opened it (``Caller.actor``); '' for sessions from before identity.
     owner: str = ""
+    # The lease of the server process writing it (see domain/upload_leases.py): its holder
+    # ('' none), the fencing token (+1 at every acquisition; 0 never leased) and the expiry.
+    lease_holder: str = ""
+    lease_token: int = 0
+    lease_expire: datetime | None = None
 
     def usable_by(self, actor: str) -> bool:
         """Whether ``actor`` may see and use the session: its opener (anyone for '')."""

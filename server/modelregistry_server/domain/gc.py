@@ -2,7 +2,7 @@
 
 One pass removes, once older than the grace period:
 1. upload sessions not updated since (their rows and stored bytes; not those receiving data
-   on this server right now);
+   on this server right now, nor those whose lease a server holds);
 2. stored uploads that no ACTIVE session owns: parts of finished, cancelled or unknown uploads;
 3. blobs that no file references. Stored blobs without a row are first given one, dated by
    the object's own time, so they are judged (and removed) by the same race-free step as every
@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from .blob_names import blob_key, digest_of_key, storage_id
+from .entities import UploadState
 from .ports import (
     BlobInventory,
     BlobReferences,
@@ -96,7 +97,11 @@ class GarbageCollector:
 
     def _stale_sessions(self, cutoff: datetime) -> int:
         removed = 0
+        now = self._clock()
         for session in self._store.stale_uploads(cutoff, self._limit):
+            leased = session.lease_expire is not None and session.lease_expire > now
+            if leased and session.state is UploadState.ACTIVE:
+                continue  # a server holds its lease: some stream is receiving it
             with self._claim(session.tenant, session.upload_id) as claimed:
                 if not claimed:
                     continue  # a stream is receiving it right now: not abandoned

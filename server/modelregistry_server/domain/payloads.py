@@ -18,6 +18,7 @@ import hashlib
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -75,6 +76,14 @@ from .ports import (
     VersionCatalog,
 )
 from .registry import Registry, check_etag, utc_now
+from .upload_leases import (
+    DEFAULT_LEASE,
+    LeaseKeeper,
+    busy,
+    held_by_other,
+    lease_lost,
+    process_holder,
+)
 from .validation import check_text
 
 log = logging.getLogger(__name__)
@@ -246,8 +255,15 @@ class Payloads:
         gc_grace: timedelta = DEFAULT_GC_GRACE,
         sync_workers: int = 64,
         integrity: Integrity | None = None,
+        lease_holder: str | None = None,
+        upload_lease: timedelta = DEFAULT_LEASE,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        # This server process, as the holder of the uploads it writes (upload_leases.py).
+        self.lease_holder = lease_holder or process_holder()
+        self._lease_ttl = upload_lease
+        self._mono = monotonic
         self._blobs = blobs
         self._registry = registry
         self._auth = registry.authorizer
@@ -309,12 +325,24 @@ class Payloads:
         chunks: Iterator[UploadItem],
         cancelled: Callable[[float], bool],
     ) -> FileRecord:
+        acquired_at = self._mono()
         session = self._open_session(caller, request)
         if session.state is UploadState.COMMITTED:
             return self._committed_file(caller, session)
         sid = storage_id(caller.tenant, session.upload_id)
+        lease = LeaseKeeper(
+            self._store,
+            session,
+            self._lease_ttl,
+            self._clock,
+            acquired_at=acquired_at,
+            monotonic=self._mono,
+        )
+        published = False
         try:
-            return self._receive_and_publish(caller, session, sid, chunks, cancelled)
+            record = self._receive_and_publish(caller, session, sid, chunks, cancelled, lease)
+            published = True
+            return record
         except DomainError as exc:
             if exc.reason is Reason.DIGEST_MISMATCH:  # discarded on purpose
                 raise
@@ -326,6 +354,10 @@ class Payloads:
             with contextlib.suppress(DomainError):
                 self._blobs.abort_upload(sid)
             raise ended from None
+        finally:
+            if not published:  # another server may resume it at once
+                with contextlib.suppress(Exception):
+                    lease.release()
 
     def _ended_under_us(self, caller: Caller, session: UploadSession) -> DomainError | None:
         """Why the session of a failing stream no longer exists, or None if it does."""
@@ -360,19 +392,25 @@ class Payloads:
         sid: str,
         chunks: Iterator[UploadItem],
         cancelled: Callable[[float], bool],
+        lease: LeaseKeeper,
     ) -> FileRecord:
         digests = _Digests(self._integrity.new_hasher())
         if session.committed_size:
             self._rehash(caller, session, sid, digests)
+
+        def check() -> None:
+            self._stop_if_revoked(caller, session.upload_id)
+            lease.check()
+
         feed = _ChunkFeed(
             chunks,
             session.committed_size,
             session.declared_size,
             digests,
             self._max_chunk,
-            lambda: self._stop_if_revoked(caller, session.upload_id),
+            check,
         )
-        committed = self._receive(caller, session, sid, feed, cancelled)
+        committed = self._receive(caller, session, sid, feed, cancelled, lease)
         if session.declared_size is not None and committed != session.declared_size:
             raise InvalidArgument.field(
                 "header.size_bytes",
@@ -394,7 +432,7 @@ class Payloads:
                     "the upload was discarded",
                     reason=Reason.DIGEST_MISMATCH,
                 )
-        return self._publish(caller, session, sid, committed, sha, digests.blocks)
+        return self._publish(caller, session, sid, committed, sha, digests.blocks, lease)
 
     def _open_session(self, caller: Caller, request: UploadRequest) -> UploadSession:
         target = request.target
@@ -439,6 +477,9 @@ class Payloads:
                     create_time=now,
                     update_time=now,
                     owner=caller.actor,
+                    lease_holder=self.lease_holder,
+                    lease_token=1,
+                    lease_expire=now + self._lease_ttl,
                 )
                 self._store.insert_upload(session)
                 return session
@@ -457,6 +498,9 @@ class Payloads:
                 )
             if session.state is UploadState.COMMITTED:
                 return session
+            now = self._clock()
+            if held_by_other(session, self.lease_holder, now):
+                raise busy(session, now)  # its writer is alive (or not yet known dead)
             if request.write_offset != session.committed_size:
                 raise OutOfRange(
                     f"write_offset {request.write_offset} does not match the committed size "
@@ -464,6 +508,14 @@ class Payloads:
                     reason=Reason.WRONG_OFFSET,
                     metadata={"committed_size": str(session.committed_size)},
                 )
+            # Acquire (or take over after expiry): a new token fences the previous writer.
+            session = replace(
+                session,
+                lease_holder=self.lease_holder,
+                lease_token=session.lease_token + 1,
+                lease_expire=now + self._lease_ttl,
+            )
+            self._store.save_upload(session)
             return session
 
     def _rehash(self, caller: Caller, session: UploadSession, sid: str, digests: _Digests) -> None:
@@ -492,6 +544,7 @@ class Payloads:
         sid: str,
         feed: _ChunkFeed,
         cancelled: Callable[[float], bool],
+        lease: LeaseKeeper,
     ) -> int:
         """Store the stream piece by piece; returns the committed (durable, recorded) size.
 
@@ -513,7 +566,7 @@ class Payloads:
                 if pending is not None:
                     committed = pending.result()
                 pending = self._syncer.submit(
-                    self._sync_and_advance, caller, session.upload_id, sid, start, stored
+                    self._sync_and_advance, caller, session.upload_id, sid, start, stored, lease
                 )
             if pending is not None:
                 committed, pending = pending.result(), None
@@ -531,21 +584,41 @@ class Payloads:
         return session.declared_size == received or feed.finish_sha256 is not None
 
     def _sync_and_advance(
-        self, caller: Caller, upload_id: str, sid: str, expected: int, new_size: int
+        self,
+        caller: Caller,
+        upload_id: str,
+        sid: str,
+        expected: int,
+        new_size: int,
+        lease: LeaseKeeper,
     ) -> int:
         self._blobs.sync_upload(sid)
-        return self._advance(caller, upload_id, expected, new_size)
+        return self._advance(caller, upload_id, expected, new_size, lease)
 
-    def _advance(self, caller: Caller, upload_id: str, expected: int, new_size: int) -> int:
+    def _advance(
+        self, caller: Caller, upload_id: str, expected: int, new_size: int, lease: LeaseKeeper
+    ) -> int:
+        """Record a durable piece and extend the lease, both only while the lease is ours."""
+        started = lease.now()
         with self._store.transaction():
-            if not self._store.advance_upload(
-                caller.tenant, upload_id, expected, new_size, self._clock()
-            ):
-                raise Aborted(
-                    f"upload {upload_id!r} was changed by another stream",
-                    reason=Reason.UPLOAD_CONFLICT,
-                )
-        return new_size
+            advanced = self._store.advance_upload(
+                caller.tenant,
+                upload_id,
+                expected,
+                new_size,
+                self._clock(),
+                lease_token=lease.token,
+                lease_expire=lease.expiry(),
+            )
+        if advanced:
+            lease.extended(started)
+            return new_size
+        current = self._store.get_upload(caller.tenant, upload_id)
+        if current is not None and current.lease_token != lease.token:
+            raise lease_lost(upload_id)
+        raise Aborted(
+            f"upload {upload_id!r} was changed by another stream", reason=Reason.UPLOAD_CONFLICT
+        )
 
     def _publish(
         self,
@@ -555,6 +628,7 @@ class Payloads:
         size: int,
         sha: str,
         blocks: BlockHasher,
+        lease: LeaseKeeper,
     ) -> FileRecord:
         now = self._clock()
         sums = blocks.sums()
@@ -583,7 +657,8 @@ class Payloads:
                 session, state=UploadState.COMMITTED, committed_size=size, update_time=now
             )
             try:
-                self._store.save_upload(done)
+                # Fenced: a writer whose lease was taken over publishes nothing.
+                self._store.save_upload(done, lease_token=lease.token)
             except NotFound:
                 raise NotFound(
                     f"upload {session.upload_id!r} was cancelled", reason=Reason.UPLOAD_NOT_FOUND

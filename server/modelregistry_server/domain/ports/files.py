@@ -58,15 +58,34 @@ class UploadSessions(Protocol):
         """The session, or None."""
         ...
 
-    def save_upload(self, session: UploadSession) -> None:
-        """Write ``committed_size``, ``state`` and ``update_time`` of a session."""
+    def save_upload(self, session: UploadSession, *, lease_token: int | None = None) -> None:
+        """Write ``committed_size``, ``state``, ``update_time`` and the lease of a session.
+        With ``lease_token``, only while the row carries that token: otherwise raise
+        Aborted(UPLOAD_LEASE_LOST) (NotFound(UPLOAD_NOT_FOUND) if the row is gone)."""
         ...
 
     def advance_upload(
-        self, tenant: str, upload_id: str, expected: int, new_size: int, now: datetime
+        self,
+        tenant: str,
+        upload_id: str,
+        expected: int,
+        new_size: int,
+        now: datetime,
+        *,
+        lease_token: int | None = None,
+        lease_expire: datetime | None = None,
     ) -> bool:
         """Compare-and-set: move an ACTIVE session's ``committed_size`` from ``expected`` to
-        ``new_size`` (and ``update_time`` to ``now``); False, changing nothing, otherwise."""
+        ``new_size`` (and ``update_time`` to ``now``); False, changing nothing, otherwise.
+        With ``lease_token``, also only while the row carries that token (a writer whose
+        lease was taken over is fenced), and the lease expiry becomes ``lease_expire``."""
+        ...
+
+    def extend_upload_lease(
+        self, tenant: str, upload_id: str, lease_token: int, expire: datetime
+    ) -> bool:
+        """Set the lease expiry of an ACTIVE session that carries ``lease_token`` (renewal;
+        release with ``expire`` = now); False, changing nothing, if it carries another."""
         ...
 
     def delete_upload(self, tenant: str, upload_id: str) -> None:

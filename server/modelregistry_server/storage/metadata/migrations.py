@@ -27,13 +27,24 @@ class SchemaTooNewError(RuntimeError):
     """The database was migrated by a newer release than this one."""
 
 
+class SchemaNotCurrentError(RuntimeError):
+    """The database lacks migrations this release needs (``--migrate check``)."""
+
+
 @dataclass(frozen=True)
 class Migration:
-    """One schema step: its version and the statements for a dialect."""
+    """One schema step: its version and the statements for a dialect.
+
+    Steps *expand* (new tables, nullable or defaulted columns, indexes) so the previous
+    release keeps working on the migrated schema during a rolling upgrade. A step that drops,
+    renames or tightens (``contract``) may only remove what a release before the previous one
+    stopped using; ``tests/unit/test_migration_rules.py`` enforces the distinction.
+    """
 
     version: int
     description: str
     statements: Callable[[Dialect], list[str]]
+    contract: bool = False
 
 
 def _types(dialect: Dialect) -> dict[str, str]:
@@ -364,6 +375,17 @@ def _v11(dialect: Dialect) -> list[str]:
     ]
 
 
+def _v12(dialect: Dialect) -> list[str]:
+    """Upload leases: the server process writing an upload, a fencing token raised at every
+    acquisition and the lease's expiry (all nullable: release 11 writes none of them)."""
+    text_null = _types(dialect)["text_null"]
+    return [
+        f"ALTER TABLE uploads ADD COLUMN lease_holder {text_null}",
+        "ALTER TABLE uploads ADD COLUMN lease_token BIGINT",
+        "ALTER TABLE uploads ADD COLUMN lease_expire BIGINT",
+    ]
+
+
 def _execute(db: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return db.execute_sql(sql, params)
 
@@ -378,8 +400,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "index blobs by integrity state (ListFiles filter)", _v7),
     Migration(8, "identity: API keys, model policies, upload owners", _v8),
     Migration(9, "event log: events, per-tenant chain heads, alias history", _v9),
-    Migration(10, "index metrics by model and value in both directions (metric order)", _v10),
+    # Released before the expand-then-contract rule: it made a new column NOT NULL, so writers
+    # of release 9 (which did not fill it) failed on the new schema until they were replaced.
+    Migration(
+        10,
+        "index metrics by model and value in both directions (metric order)",
+        _v10,
+        contract=True,
+    ),
     Migration(11, "webhooks: endpoints, deliveries with leases, attempts", _v11),
+    Migration(12, "upload leases: holder, fencing token, expiry", _v12),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -420,6 +450,24 @@ def migrate(backend: Backend, *, target: int = LATEST_VERSION) -> int:
                 (step.version, step.description),
             )
         return max(current, min(target, LATEST_VERSION))
+
+
+def check_current(backend: Backend) -> int:
+    """The schema version, if it is exactly :data:`LATEST_VERSION`; otherwise raise
+    :class:`SchemaTooNewError` or :class:`SchemaNotCurrentError` (nothing is changed)."""
+    current = schema_version(backend)
+    if current > LATEST_VERSION:
+        raise SchemaTooNewError(
+            f"the metadata database is at schema version {current}, but this release "
+            f"only knows versions up to {LATEST_VERSION}; upgrade the server"
+        )
+    if current < LATEST_VERSION:
+        raise SchemaNotCurrentError(
+            f"the metadata database is at schema version {current}, this release needs "
+            f"{LATEST_VERSION}; run `modelregistry-server migrate` first (or start with "
+            "--migrate auto)"
+        )
+    return current
 
 
 def schema_version(backend: Backend) -> int:

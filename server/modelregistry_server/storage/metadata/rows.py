@@ -375,6 +375,9 @@ def upload_mutable_columns(session: UploadSession) -> dict[str, Any]:
         "committed_size": session.committed_size,
         "state": str(session.state),
         "update_time": to_micros(session.update_time),
+        "lease_holder": session.lease_holder or None,
+        "lease_token": session.lease_token or None,
+        "lease_expire": None if session.lease_expire is None else to_micros(session.lease_expire),
     }
 
 
@@ -394,6 +397,9 @@ def upload_entity(row: Row) -> UploadSession:
         create_time=from_micros(row["create_time"]),
         update_time=from_micros(row["update_time"]),
         owner=row["owner"],
+        lease_holder=row["lease_holder"] or "",
+        lease_token=row["lease_token"] or 0,
+        lease_expire=None if row["lease_expire"] is None else from_micros(row["lease_expire"]),
     )
 
 

@@ -257,6 +257,10 @@ class UploadRow(_Row):
     create_time = peewee.BigIntegerField()
     update_time = peewee.BigIntegerField()
     owner = peewee.TextField()  # the principal that opened it ('' before identity existed)
+    # The writer's lease (migration 12; NULL: never leased, e.g. written by release 11).
+    lease_holder = peewee.TextField(null=True)
+    lease_token = peewee.BigIntegerField(null=True)
+    lease_expire = peewee.BigIntegerField(null=True)
 
     class Meta:
         table_name = "uploads"

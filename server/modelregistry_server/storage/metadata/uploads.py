@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
+from typing import Any
 
 import peewee
+from peewee import fn
 
 from ...domain.entities import Page, UploadSession, UploadState
-from ...domain.errors import AlreadyExists, NotFound, Reason
+from ...domain.errors import Aborted, AlreadyExists, NotFound, Reason
 from ...domain.ports import ListQuery
 from . import rows
 from .core import StoreCore, check_limit, dicts, first, tuples
@@ -44,33 +46,70 @@ class UploadRows(StoreCore):
             row = first(query)
         return None if row is None else rows.upload_entity(row)
 
-    def save_upload(self, session: UploadSession) -> None:
-        """Write ``committed_size``, ``state`` and ``update_time`` of a session."""
+    def save_upload(self, session: UploadSession, *, lease_token: int | None = None) -> None:
+        """Write ``committed_size``, ``state``, ``update_time`` and the lease of a session;
+        with ``lease_token``, only while the row still carries that token (one UPDATE)."""
         u = self._t.uploads
         with self._write():
-            changed = (
-                u.update(**rows.upload_mutable_columns(session))
-                .where(u.tenant == session.tenant, u.upload_id == session.upload_id)
-                .execute()
+            where = [u.tenant == session.tenant, u.upload_id == session.upload_id]
+            if lease_token is not None:
+                where.append(fn.COALESCE(u.lease_token, 0) == lease_token)
+            changed = u.update(**rows.upload_mutable_columns(session)).where(*where).execute()
+            if changed:
+                return
+            if lease_token is not None and self.get_upload(session.tenant, session.upload_id):
+                raise _lease_lost(session.upload_id)
+            raise NotFound(
+                f"upload {session.upload_id!r} does not exist", reason=Reason.UPLOAD_NOT_FOUND
             )
-            if not changed:
-                raise NotFound(
-                    f"upload {session.upload_id!r} does not exist", reason=Reason.UPLOAD_NOT_FOUND
-                )
 
     def advance_upload(
-        self, tenant: str, upload_id: str, expected: int, new_size: int, now: datetime
+        self,
+        tenant: str,
+        upload_id: str,
+        expected: int,
+        new_size: int,
+        now: datetime,
+        *,
+        lease_token: int | None = None,
+        lease_expire: datetime | None = None,
     ) -> bool:
-        """Compare-and-set the committed size of an ACTIVE session (one UPDATE)."""
+        """Compare-and-set the committed size of an ACTIVE session (one UPDATE); with
+        ``lease_token``, only while the row carries it, extending the lease to
+        ``lease_expire``."""
+        u = self._t.uploads
+        values: dict[Any, Any] = {
+            u.committed_size: new_size,
+            u.update_time: rows.to_micros(now),
+        }
+        where = [
+            u.tenant == tenant,
+            u.upload_id == upload_id,
+            u.committed_size == expected,
+            u.state == str(UploadState.ACTIVE),
+        ]
+        if lease_token is not None:
+            where.append(fn.COALESCE(u.lease_token, 0) == lease_token)
+            if lease_expire is not None:
+                values[u.lease_expire] = rows.to_micros(lease_expire)
+        with self._write():
+            changed: int = u.update(values).where(*where).execute()
+            return changed > 0
+
+    def extend_upload_lease(
+        self, tenant: str, upload_id: str, lease_token: int, expire: datetime
+    ) -> bool:
+        """Move the lease expiry of an ACTIVE session that still carries ``lease_token``
+        (renewal, or release with an expiry of now); False if another writer took it."""
         u = self._t.uploads
         with self._write():
             changed: int = (
-                u.update(committed_size=new_size, update_time=rows.to_micros(now))
+                u.update(lease_expire=rows.to_micros(expire))
                 .where(
                     u.tenant == tenant,
                     u.upload_id == upload_id,
-                    u.committed_size == expected,
                     u.state == str(UploadState.ACTIVE),
+                    fn.COALESCE(u.lease_token, 0) == lease_token,
                 )
                 .execute()
             )
@@ -125,3 +164,11 @@ class UploadRows(StoreCore):
                 query = query.where(peewee.Tuple(u.tenant, u.upload_id) > peewee.Tuple(*after))
             query = query.order_by(u.tenant, u.upload_id).limit(limit)
             return [(tenant, upload_id) for tenant, upload_id in tuples(query)]
+
+
+def _lease_lost(upload_id: str) -> Aborted:
+    return Aborted(
+        f"upload {upload_id!r} was taken over by another server after this stream's lease "
+        "expired; resume it",
+        reason=Reason.UPLOAD_LEASE_LOST,
+    )

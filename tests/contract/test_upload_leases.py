@@ -1,0 +1,349 @@
+"""Upload leases on both metadata backends: one writer per upload across servers, takeover
+once the lease expired, and a stale writer fenced (docs/design.md "Uploads that survive their
+replica"). Two ``Payloads`` objects on one database and one blob directory are two replicas;
+each has its own clock, so a test can freeze one (a paused process) while the other moves on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from modelregistry_server.domain import names
+from modelregistry_server.domain.entities import UploadSession, UploadState
+from modelregistry_server.domain.errors import Aborted, DomainError, NotFound, Reason
+from modelregistry_server.domain.identity import Caller
+from modelregistry_server.domain.payloads import Payloads, UploadItem, UploadRequest
+from modelregistry_server.domain.registry import Registry
+from modelregistry_server.storage.blobs.local import LocalBlobStore
+from modelregistry_server.storage.metadata import PeeweeMetadataStore
+from tests.support.payload_helpers import data_of, sha256_hex, stored_uploads
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=30)
+PIECE = 4096
+CALLER = Caller(tenant="default", subject="alice")
+
+
+@dataclass
+class Clock:
+    """A replica's wall clock and monotonic clock, moved together by :meth:`advance`."""
+
+    wall: datetime = T0
+    mono: float = 1000.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def now(self) -> datetime:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        with self.lock:
+            self.wall += timedelta(seconds=seconds)
+            self.mono += seconds
+
+
+@dataclass
+class Replica:
+    payloads: Payloads
+    clock: Clock
+
+
+@pytest.fixture
+def replicas(metadata_store: PeeweeMetadataStore, tmp_path: Path) -> Iterator[list[Replica]]:
+    made = []
+    for name in ("a", "b"):
+        clock = Clock()
+        registry = Registry(metadata_store, clock=clock.now)
+        payloads = Payloads(
+            metadata_store,
+            LocalBlobStore(tmp_path / "blobs"),  # one directory shared by both
+            registry,
+            clock=clock.now,
+            monotonic=clock.monotonic,
+            piece_bytes=PIECE,
+            lease_holder=f"replica-{name}",
+            upload_lease=LEASE,
+        )
+        made.append(Replica(payloads, clock))
+    made[0].payloads._registry.create_model(CALLER, "m", {})
+    made[0].payloads._registry.create_version(CALLER, "m", {})
+    yield made
+    for r in made:
+        r.payloads.close()
+
+
+DATA = data_of(5 * PIECE, seed=3)
+
+
+def request(offset: int, upload_id: str = "u1") -> UploadRequest:
+    return UploadRequest(
+        target=names.FileRef(names.VersionRef("m", number=1), "weights"),
+        upload_id=upload_id,
+        write_offset=offset,
+        size=len(DATA),
+        sha256=sha256_hex(DATA),
+        content_type="",
+    )
+
+
+def pieces(start: int, end: int) -> Iterator[UploadItem]:
+    for offset in range(start, end, PIECE):
+        yield offset, DATA[offset : min(end, offset + PIECE)]
+
+
+class PausedStream:
+    """Chunks up to ``pause_at`` (then waits for :meth:`resume`), then the rest."""
+
+    def __init__(self, pause_at: int) -> None:
+        self.pause_at = pause_at
+        self.paused = threading.Event()
+        self._go = threading.Event()
+
+    def resume(self) -> None:
+        self._go.set()
+
+    def __iter__(self) -> Iterator[UploadItem]:
+        yield from pieces(0, self.pause_at)
+        self.paused.set()
+        assert self._go.wait(30)
+        yield from pieces(self.pause_at, len(DATA))
+
+
+def start_writer(replica: Replica, stream: PausedStream) -> tuple[threading.Thread, list[object]]:
+    """Run an upload of ``stream`` on ``replica`` in a thread; its outcome lands in the list."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(replica.payloads.upload(CALLER, request(0), iter(stream)))
+        except DomainError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert stream.paused.wait(30)
+    return thread, outcome
+
+
+def committed(store: PeeweeMetadataStore, size: int) -> UploadSession:
+    """Wait (bounded) until the session records ``size`` committed bytes."""
+    for _ in range(500):
+        session = store.get_upload("default", "u1")
+        assert session is not None
+        if session.committed_size >= size:
+            return session
+        threading.Event().wait(0.01)
+    raise AssertionError(f"committed size never reached {size}")
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_lease(
+    replicas: list[Replica], metadata_store: PeeweeMetadataStore
+) -> None:
+    a, b = replicas
+    stream = PausedStream(pause_at=2 * PIECE)
+    thread, outcome = start_writer(a, stream)
+    held = committed(metadata_store, 2 * PIECE)  # all it received
+    assert held.lease_holder == "replica-a" and held.lease_token == 1
+    b.clock.advance(LEASE.total_seconds() - 5)  # not yet expired (no renewal in between)
+    with pytest.raises(Aborted) as refused:
+        b.payloads.upload(CALLER, request(held.committed_size), pieces(held.committed_size, 0))
+    assert refused.value.reason is Reason.UPLOAD_BUSY
+    assert refused.value.metadata == {"retry_after_seconds": "5"}
+    after = metadata_store.get_upload("default", "u1")
+    assert after is not None and (after.lease_holder, after.lease_token) == ("replica-a", 1)
+    stream.resume()
+    thread.join(30)
+    (record,) = outcome
+    assert not isinstance(record, DomainError), record
+    assert b.payloads.get_file(CALLER, _file()).sha256 == sha256_hex(DATA)
+
+
+def test_after_expiry_another_server_takes_over_and_the_stale_writer_stops(
+    replicas: list[Replica], metadata_store: PeeweeMetadataStore
+) -> None:
+    """The first writer stops getting data (its replica hangs, or its client went to another
+    one); once the lease expired the second takes over from the last committed piece, and the
+    first, waking up, finds by its own clock that its lease is gone and writes nothing."""
+    a, b = replicas
+    stream = PausedStream(pause_at=3 * PIECE)
+    thread, outcome = start_writer(a, stream)
+    start = committed(metadata_store, 3 * PIECE).committed_size  # all it received
+    for replica in replicas:
+        replica.clock.advance(LEASE.total_seconds() + 1)
+    record = b.payloads.upload(CALLER, request(start), pieces(start, len(DATA)))
+    assert record.sha256 == sha256_hex(DATA)
+    taken = metadata_store.get_upload("default", "u1")
+    assert taken is not None
+    assert (taken.state, taken.lease_holder, taken.lease_token) == (
+        UploadState.COMMITTED,
+        "replica-b",
+        2,
+    )
+    stream.resume()
+    thread.join(30)
+    (stale,) = outcome
+    assert isinstance(stale, Aborted) and stale.reason is Reason.UPLOAD_LEASE_LOST, stale
+    assert a.payloads.get_file(CALLER, _file()).sha256 == sha256_hex(DATA)
+
+
+def test_a_stale_writer_whose_clock_stood_still_is_fenced_by_the_token(
+    replicas: list[Replica], metadata_store: PeeweeMetadataStore
+) -> None:
+    """A paused process does not see time pass: its own clock says the lease is live. The
+    token the takeover raised still refuses its next piece and its publish."""
+    a, b = replicas
+    stream = PausedStream(pause_at=2 * PIECE)
+    thread, outcome = start_writer(a, stream)
+    start = committed(metadata_store, 2 * PIECE).committed_size  # all it received
+    b.clock.advance(LEASE.total_seconds() + 1)  # only b's clock moves
+
+    def one_piece_then_stall() -> Iterator[UploadItem]:
+        yield from pieces(start, start + PIECE)
+        stream.resume()  # the stale writer wakes while the new one holds the upload
+        thread.join(30)
+        raise Stop
+
+    with pytest.raises(Stop):
+        b.payloads.upload(CALLER, request(start), one_piece_then_stall())
+    (stale,) = outcome
+    assert isinstance(stale, Aborted) and stale.reason is Reason.UPLOAD_LEASE_LOST, stale
+    with pytest.raises(NotFound):
+        a.payloads.get_file(CALLER, _file())  # the stale writer published nothing
+    session = metadata_store.get_upload("default", "u1")
+    assert session is not None and session.state is UploadState.ACTIVE
+    assert session.lease_token == 2 and session.committed_size >= start
+
+
+class Stop(Exception):
+    """Ends the new writer's stream in these tests."""
+
+
+def stall_then_stop(stream: PausedStream, thread: threading.Thread) -> Iterator[UploadItem]:
+    """The new writer's stream: holds the upload while the stale writer wakes and ends."""
+    stream.resume()
+    thread.join(30)
+    raise Stop
+    yield  # a generator
+
+
+def test_a_stale_writer_asks_the_database_before_writing_more_bytes(
+    replicas: list[Replica], metadata_store: PeeweeMetadataStore, tmp_path: Path
+) -> None:
+    """Blob bytes carry no token: a writer whose lease was last extended a third of a lease
+    ago renews it before writing more, and stops when that is refused."""
+    a, b = replicas
+    stream = PausedStream(pause_at=3 * PIECE)
+    thread, outcome = start_writer(a, stream)
+    start = committed(metadata_store, 3 * PIECE).committed_size
+    for replica in replicas:
+        replica.clock.advance(LEASE.total_seconds() + 1)
+    with pytest.raises(Stop):
+        b.payloads.upload(CALLER, request(start), stall_then_stop(stream, thread))
+    (stale,) = outcome
+    assert isinstance(stale, Aborted) and stale.reason is Reason.UPLOAD_LEASE_LOST, stale
+    (staged,) = stored_uploads(tmp_path / "blobs")
+    assert staged.stat().st_size == start  # nothing written after the lease was gone
+
+
+def test_a_stale_writer_with_every_byte_committed_cannot_publish(
+    replicas: list[Replica], metadata_store: PeeweeMetadataStore
+) -> None:
+    a, b = replicas
+    stream = PausedStream(pause_at=len(DATA))  # everything sent; the end not yet seen
+    thread, outcome = start_writer(a, stream)
+    committed(metadata_store, len(DATA))
+    b.clock.advance(LEASE.total_seconds() + 1)  # a's clock stands still: it would publish
+    with pytest.raises(Stop):
+        b.payloads.upload(CALLER, request(len(DATA)), stall_then_stop(stream, thread))
+    (stale,) = outcome
+    assert isinstance(stale, Aborted) and stale.reason is Reason.UPLOAD_LEASE_LOST, stale
+    with pytest.raises(NotFound):
+        a.payloads.get_file(CALLER, _file())
+
+
+def test_gc_on_another_server_leaves_an_upload_whose_lease_is_live(
+    replicas: list[Replica], metadata_store: PeeweeMetadataStore, tmp_path: Path
+) -> None:
+    a, b = replicas
+    stream = PausedStream(pause_at=2 * PIECE)
+    thread, outcome = start_writer(a, stream)
+    committed(metadata_store, 2 * PIECE)
+    gc = Payloads(
+        metadata_store,
+        LocalBlobStore(tmp_path / "blobs"),
+        b.payloads._registry,
+        clock=lambda: T0 + timedelta(seconds=1),
+        gc_grace=timedelta(0),
+        lease_holder="gc",
+    )
+    try:
+        assert gc.collect_garbage().uploads == 0
+    finally:
+        gc.close()
+    stream.resume()
+    thread.join(30)
+    (record,) = outcome
+    assert not isinstance(record, DomainError), record
+
+
+def test_a_stream_that_fails_releases_its_lease(
+    replicas: list[Replica], metadata_store: PeeweeMetadataStore
+) -> None:
+    a, b = replicas
+
+    def broken() -> Iterator[UploadItem]:
+        yield from pieces(0, 2 * PIECE)
+        raise ConnectionError("the client went away")
+
+    with pytest.raises(ConnectionError):
+        a.payloads.upload(CALLER, request(0), broken())
+    start = committed(metadata_store, PIECE).committed_size
+    # At once, without waiting for the lease: the first writer is known to be done.
+    assert b.payloads.upload(CALLER, request(start), pieces(start, len(DATA))).size == len(DATA)
+
+
+def test_lease_store_rules(metadata_store: PeeweeMetadataStore) -> None:
+    """The fencing the domain relies on, as single statements of the store."""
+    session = UploadSession(
+        "t", "u9", "m", 1, "f", None, "", "x", 0, UploadState.ACTIVE, T0, T0,
+        lease_holder="a", lease_token=1, lease_expire=T0 + LEASE,
+    )  # fmt: skip
+    metadata_store.insert_upload(session)
+    assert metadata_store.get_upload("t", "u9") == session
+    later = T0 + timedelta(seconds=5)
+    assert metadata_store.advance_upload(
+        "t", "u9", 0, 10, later, lease_token=1, lease_expire=later + LEASE
+    )
+    assert metadata_store.extend_upload_lease("t", "u9", 1, later + 2 * LEASE)
+    got = metadata_store.get_upload("t", "u9")
+    assert got is not None and got.lease_expire == later + 2 * LEASE
+    taken = replace(got, lease_holder="b", lease_token=2, lease_expire=later + LEASE)
+    with metadata_store.transaction():
+        metadata_store.save_upload(taken)
+    # The old token writes nothing any more.
+    assert not metadata_store.advance_upload("t", "u9", 10, 20, later, lease_token=1)
+    assert not metadata_store.extend_upload_lease("t", "u9", 1, later + 3 * LEASE)
+    with pytest.raises(Aborted) as lost:
+        metadata_store.save_upload(replace(got, state=UploadState.COMMITTED), lease_token=1)
+    assert lost.value.reason is Reason.UPLOAD_LEASE_LOST
+    assert metadata_store.get_upload("t", "u9") == taken
+    # Rows of the previous release carry no lease (NULL): token 0, and writes without a token.
+    old = UploadSession("t", "old", "m", 1, "g", None, "", "x", 0, UploadState.ACTIVE, T0, T0)
+    metadata_store.insert_upload(old)
+    assert metadata_store.get_upload("t", "old") == old
+    assert metadata_store.advance_upload("t", "old", 0, 5, later)
+    assert metadata_store.advance_upload("t", "old", 5, 6, later, lease_token=0)
+    with pytest.raises(NotFound):
+        metadata_store.save_upload(replace(old, upload_id="gone"), lease_token=0)
+
+
+def _file() -> names.FileRef:
+    return names.FileRef(names.VersionRef("m", number=1), "weights")
