@@ -69,7 +69,8 @@ def main() -> None:
     parser.add_argument("--mode", choices=["notify", "poll"], default="notify")
     args = parser.parse_args()
     if args.mode == "poll":
-        events.PostgresWakeups = _LocalOnly  # type: ignore[misc,assignment]
+        module: Any = events
+        module.PostgresWakeups = _LocalOnly
     with running_cluster() as cluster, tempfile.TemporaryDirectory() as tmp:
         got = measure(cluster.create_database(), Path(tmp), args.events, args.poll)
     ms = sorted(1000 * s for s in got)
