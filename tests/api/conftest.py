@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,22 @@ def server(server_config: Config) -> Iterator[RegistryServer]:
 def client(server: RegistryServer) -> Iterator[RegistryClient]:
     with RegistryClient(server.address, timeout=30, chunk_size=64 * KiB) as c:
         yield c
+
+
+@pytest.fixture
+def replicas(server_config: Config) -> Iterator[list[RegistryServer]]:
+    """The servers that competing calls go to. On PostgreSQL two replicas of one database and
+    one blob store, each with its own use cases, pools and caches (what two processes have);
+    on SQLite the one server a database file allows."""
+    count = 2 if server_config.database_url.startswith("postgresql") else 1
+    with ExitStack() as stack:
+        yield [stack.enter_context(serving(server_config)) for _ in range(count)]
+
+
+@pytest.fixture
+def replica_clients(replicas: list[RegistryServer]) -> Iterator[list[RegistryClient]]:
+    """One client per replica, without retries (a race must show its first outcome)."""
+    with ExitStack() as stack:
+        yield [
+            stack.enter_context(RegistryClient(r.address, timeout=30, retries=0)) for r in replicas
+        ]

@@ -3,6 +3,8 @@ ListStageTransitions) through the client; every failure also checks that nothing
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -127,6 +129,36 @@ def test_set_alias_errors(fraud: RegistryClient) -> None:
                 "SetAlias",
                 mr.SetAliasRequest(alias=res.Alias(name="models/fraud/aliases/x")),
             )
+
+
+def test_concurrent_alias_moves_on_the_replicas_agree(
+    replica_clients: list[RegistryClient],
+) -> None:
+    """SetAlias carries no etag: moves of one alias from the replicas serialise (last writer
+    wins). Every call succeeds, every replica then reads the same target, which is the last
+    of exactly as many recorded moves (history and events) as there were calls."""
+    clients = replica_clients
+    first = clients[0]
+    first.create_model("fraud")
+    for _ in range(4):
+        ready_version(first, "fraud")
+    moves = 8
+    barrier = threading.Barrier(moves)
+
+    def move(i: int) -> str:
+        barrier.wait(timeout=30)
+        return clients[i % len(clients)].set_alias("fraud", "production", i % 4 + 1).version
+
+    with ThreadPoolExecutor(moves) as pool:
+        targets = list(pool.map(move, range(moves)))
+    history = list(first.list_alias_history("fraud", "production"))
+    assert len(history) == moves
+    assert sorted(h.version for h in history) == sorted(targets)
+    now = {on.get_alias("fraud", "production").version for on in clients}
+    assert now == {history[-1].version}
+    events = list(first.list_events(filter='method = "SetAlias"'))
+    assert len(events) == moves
+    assert [e.sequence for e in events] == sorted(e.sequence for e in events)
 
 
 def test_set_alias_on_deleted_model(client: RegistryClient) -> None:

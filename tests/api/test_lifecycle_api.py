@@ -236,9 +236,11 @@ def test_deleted_versions_are_not_archived(client: RegistryClient) -> None:
     assert client.get_version("fraud", 1).stage == res.STAGE_PRODUCTION
 
 
-def test_concurrent_promotions_leave_one_holder(client: RegistryClient) -> None:
-    """Promotions with archive_existing serialise on the model: whatever the order, exactly
-    one version is in PRODUCTION afterwards."""
+def test_concurrent_promotions_leave_one_holder(replica_clients: list[RegistryClient]) -> None:
+    """Promotions with archive_existing serialise on the model, also from different replicas:
+    whatever the order, exactly one version is in PRODUCTION afterwards."""
+    clients = replica_clients
+    client = clients[0]
     client.create_model("fraud")
     contenders = 6
     for _ in range(contenders):
@@ -247,11 +249,13 @@ def test_concurrent_promotions_leave_one_holder(client: RegistryClient) -> None:
 
     def promote(number: int) -> None:
         go.wait()
-        client.transition_stage("fraud", number, "PRODUCTION", archive_existing=True)
+        on = clients[number % len(clients)]
+        on.transition_stage("fraud", number, "PRODUCTION", archive_existing=True)
 
     with ThreadPoolExecutor(contenders) as pool:
         for future in [pool.submit(promote, n) for n in range(1, contenders + 1)]:
             future.result(timeout=60)
-    stages = [v.stage for v in client.list_versions("fraud")]
-    assert stages.count(res.STAGE_PRODUCTION) == 1
-    assert stages.count(res.STAGE_ARCHIVED) == contenders - 1
+    for on in clients:
+        stages = [v.stage for v in on.list_versions("fraud")]
+        assert stages.count(res.STAGE_PRODUCTION) == 1
+        assert stages.count(res.STAGE_ARCHIVED) == contenders - 1

@@ -490,24 +490,31 @@ def test_forced_delete_cascades_and_undelete_restores(client: RegistryClient) ->
     assert client.list_aliases("fraud") == []
 
 
-def test_concurrent_updates_with_one_etag_have_one_winner(server: RegistryServer) -> None:
-    with RegistryClient(server.address, retries=0) as client:
-        etag = client.create_model("fraud").etag
-        barrier = threading.Barrier(8)
+def test_concurrent_updates_with_one_etag_have_one_winner(
+    replica_clients: list[RegistryClient],
+) -> None:
+    """Eight updates with one etag, spread over the replicas: one wins, the rest are ABORTED,
+    and every replica then reads the winner's value and etag."""
+    clients = replica_clients
+    etag = clients[0].create_model("fraud").etag
+    barrier = threading.Barrier(8)
 
-        def update(i: int) -> str:
-            patch = res.Model(name="models/fraud", etag=etag, display_name=f"writer {i}")
-            barrier.wait(timeout=30)
-            try:
-                return client.update_model(patch, update_mask=["display_name"]).display_name
-            except AbortedError as err:
-                assert err.reason == "ETAG_MISMATCH"
-                return ""
+    def update(i: int) -> str:
+        patch = res.Model(name="models/fraud", etag=etag, display_name=f"writer {i}")
+        barrier.wait(timeout=30)
+        try:
+            on = clients[i % len(clients)]
+            return on.update_model(patch, update_mask=["display_name"]).display_name
+        except AbortedError as err:
+            assert err.reason == "ETAG_MISMATCH"
+            return ""
 
-        with ThreadPoolExecutor(8) as pool:
-            winners = [name for name in pool.map(update, range(8)) if name]
-        assert len(winners) == 1
-        assert client.get_model("fraud").display_name == winners[0]
+    with ThreadPoolExecutor(8) as pool:
+        winners = [name for name in pool.map(update, range(8)) if name]
+    assert len(winners) == 1
+    seen = {(m.display_name, m.etag) for m in (on.get_model("fraud") for on in clients)}
+    assert len(seen) == 1 and next(iter(seen))[0] == winners[0]
+    assert next(iter(seen))[1] != etag
 
 
 def test_concurrent_creates_of_one_id_have_one_winner(server: RegistryServer) -> None:

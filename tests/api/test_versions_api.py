@@ -356,26 +356,31 @@ def test_create_invalid_request_id(client: RegistryClient) -> None:
         client.create_version("fraud", request_id="not valid!")
 
 
-def test_concurrent_request_id_retries_create_one_version(server: RegistryServer) -> None:
-    with RegistryClient(server.address, retries=0) as client:
-        client.create_model("fraud")
-        client.create_version("fraud")
-        barrier = threading.Barrier(12)
+def test_concurrent_request_id_retries_create_one_version(
+    replica_clients: list[RegistryClient],
+) -> None:
+    """Retries of one request id, spread over the replicas, create one version."""
+    clients = replica_clients
+    client = clients[0]
+    client.create_model("fraud")
+    client.create_version("fraud")
+    barrier = threading.Barrier(12)
 
-        def create(_: int) -> res.ModelVersion:
-            barrier.wait(timeout=30)
-            return client.create_version("fraud", description="retry", request_id="same-id")
+    def create(i: int) -> res.ModelVersion:
+        on = clients[i % len(clients)]
+        barrier.wait(timeout=30)
+        return on.create_version("fraud", description="retry", request_id="same-id")
 
-        with ThreadPoolExecutor(12) as pool:
-            results = list(pool.map(create, range(12)))
-        assert {v.name for v in results} == {"models/fraud/versions/2"}
-        assert len({v.uid for v in results}) == 1
-        assert [v.version_number for v in client.list_versions("fraud", show_deleted=True)] == [
-            1,
-            2,
-        ]
-        assert client.get_model("fraud").latest_version_number == 2
-        assert client.create_version("fraud").version_number == 3
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(create, range(12)))
+    assert {v.name for v in results} == {"models/fraud/versions/2"}
+    assert len({v.uid for v in results}) == 1
+    assert [v.version_number for v in client.list_versions("fraud", show_deleted=True)] == [
+        1,
+        2,
+    ]
+    assert client.get_model("fraud").latest_version_number == 2
+    assert client.create_version("fraud").version_number == 3
 
 
 def test_concurrent_model_create_retries_create_one_model(server: RegistryServer) -> None:
@@ -392,31 +397,35 @@ def test_concurrent_model_create_retries_create_one_model(server: RegistryServer
         assert [m.name for m in client.list_models(show_deleted=True)] == ["models/fraud"]
 
 
-def test_concurrent_creates_number_gaplessly(server: RegistryServer) -> None:
+def test_concurrent_creates_number_gaplessly(replica_clients: list[RegistryClient]) -> None:
+    """Creates spread over the replicas (two on PostgreSQL) get every number once, no gaps."""
     threads, per_thread = 32, 3
-    with RegistryClient(server.address, retries=0) as client:
-        client.create_model("fraud")
-        barrier = threading.Barrier(threads)
+    clients = replica_clients
+    client = clients[0]
+    client.create_model("fraud")
+    barrier = threading.Barrier(threads)
 
-        def create(i: int) -> list[int]:
-            barrier.wait(timeout=30)
-            return [
-                client.create_version("fraud", labels={"thread": str(i)}).version_number
-                for _ in range(per_thread)
-            ]
+    def create(i: int) -> list[int]:
+        on = clients[i % len(clients)]
+        barrier.wait(timeout=30)
+        return [
+            on.create_version("fraud", labels={"thread": str(i)}).version_number
+            for _ in range(per_thread)
+        ]
 
-        with ThreadPoolExecutor(threads) as pool:
-            numbers = [n for batch in pool.map(create, range(threads)) for n in batch]
-        total = threads * per_thread
-        assert sorted(numbers) == list(range(1, total + 1))
-        listed = list(client.list_versions("fraud", page_size=1000))
+    with ThreadPoolExecutor(threads) as pool:
+        numbers = [n for batch in pool.map(create, range(threads)) for n in batch]
+    total = threads * per_thread
+    assert sorted(numbers) == list(range(1, total + 1))
+    for on in clients:  # every replica lists the same gapless sequence
+        listed = list(on.list_versions("fraud", page_size=1000))
         assert [v.version_number for v in listed] == list(range(1, total + 1))
         assert len({v.uid for v in listed}) == total
-        per_label: dict[str, int] = {}
-        for v in listed:
-            per_label[v.labels["thread"]] = per_label.get(v.labels["thread"], 0) + 1
-        assert per_label == {str(i): per_thread for i in range(threads)}
-        assert client.get_model("fraud").latest_version_number == total
+        assert on.get_model("fraud").latest_version_number == total
+    per_label: dict[str, int] = {}
+    for v in listed:
+        per_label[v.labels["thread"]] = per_label.get(v.labels["thread"], 0) + 1
+    assert per_label == {str(i): per_thread for i in range(threads)}
 
 
 # -- get / latest -----------------------------------------------------------------------------

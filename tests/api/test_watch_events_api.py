@@ -8,7 +8,9 @@ import dataclasses
 import queue
 import socket
 import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -22,6 +24,7 @@ from tests.support.payload_helpers import wait_for
 from tests.support.servers import serving
 
 WAIT_S = 20.0
+POLL_LONGER_THAN_BOUND_S = 6.0
 
 
 class Collector:
@@ -212,24 +215,51 @@ def test_the_client_resumes_by_itself_after_a_server_restart(server_config: Conf
 
 
 def test_a_watch_on_one_replica_sees_what_another_commits(server_config: Config) -> None:
+    """Server B's watch gets what server A commits in order, exactly once, promptly (B's poll
+    is longer than the bound: only the LISTEN/NOTIFY wake-up is fast enough), also after B's
+    listener connection was killed and reopened."""
     if not server_config.database_url.startswith("postgresql"):
         pytest.skip("one SQLite file serves one process")
+    config = dataclasses.replace(server_config, watch_poll_seconds=POLL_LONGER_THAN_BOUND_S)
     with (
-        serving(server_config) as a,
-        serving(server_config) as b,
+        serving(config) as a,
+        serving(config) as b,
         RegistryClient(a.address) as on_a,
         RegistryClient(b.address) as on_b,
     ):
         watch = Collector(on_b.watch_events(after_cursor="events/0"))
+        wakeups: Any = b.store.event_wakeups()
         try:
-            on_a.create_model("x")
-            on_b.create_model("y")
-            on_a.create_model("z")
-            got = watch.take(3)
+            assert wakeups.listening.wait(WAIT_S)
+            got: list[ev.Event] = []
+            latencies: list[float] = []
+
+            def write(name: str, through: RegistryClient) -> None:
+                through.create_model(name)
+                committed = time.monotonic()
+                got.extend(watch.take(1))
+                latencies.append(time.monotonic() - committed)
+
+            write("x", on_a)
+            write("y", on_b)
+            write("z", on_a)
+            with b.store.connection():  # kill B's listener: B reconnects and re-reads
+                b.store.backend.database.execute_sql(
+                    "SELECT pg_terminate_backend(%s)", (wakeups.listener_pid,)
+                )
+            wait_for(lambda: wakeups.connects >= 2, what="the listener's reconnect")
+            for name in ("after-1", "after-2", "after-3"):
+                write(name, on_a)
+            assert watch.nothing_more(0.2)
             assert [(e.sequence, e.resource) for e in got] == [
                 (1, "models/x"),
                 (2, "models/y"),
                 (3, "models/z"),
+                (4, "models/after-1"),
+                (5, "models/after-2"),
+                (6, "models/after-3"),
             ]
+            assert max(latencies) < 1.5, latencies
         finally:
+            on_a.create_model("wake")  # ends B's wait at once, so the close is prompt
             watch.close()

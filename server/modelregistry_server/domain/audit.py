@@ -181,8 +181,9 @@ class Audit:
         anything. ``""`` starts at the current end of the log, ``events/0`` at its start.
 
         At most :data:`WATCH_BATCH` events are held at a time: a slow reader is served from
-        the table at its own pace. Ends when ``cancelled()``; waits on commits of this
-        process and polls for those of other replicas.
+        the table at its own pace. Ends when ``cancelled()``; waits on the store's event
+        wake-ups (this process's commits, and other replicas' where the database notifies)
+        and polls every ``watch_poll_s`` for what no wake-up announced.
         """
         expr = parse_filter(filter_text, EVENT_SCHEMA)
         scope = self.scope_of(caller)
@@ -200,12 +201,13 @@ class Audit:
                 metadata={"oldest_cursor": f"events/{head.anchor_sequence - 1}"},
             )
         yield None, f"events/{position}"
+        wakeups = self._store.event_wakeups()
         while not cancelled():
-            generation = self._store.event_generation()
+            generation = wakeups.generation()
             head = self._store.event_head(tenant)
             end = 0 if head is None else head.last_sequence
             if end <= position:
-                self._store.wait_for_events(generation, self._poll)
+                wakeups.wait(generation, self._poll)
                 continue
             # Every event up to the head's sequence has committed (the head row is written in
             # the same transaction as its event, after all earlier ones committed).

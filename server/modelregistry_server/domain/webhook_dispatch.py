@@ -34,7 +34,7 @@ from .events import Event
 from .filter_parser import parse_filter
 from .filtering import And, Comparison, Expr, Op
 from .listing import EVENT_DEFAULT_ORDER, EVENT_SCHEMA
-from .ports import ALL_EVENTS, EventLog, ListQuery
+from .ports import ALL_EVENTS, EventLog, EventWakeups, ListQuery
 from .ports.webhooks import WebhookBook
 from .webhook_signing import SecretBox, binding, signature
 from .webhook_types import (
@@ -118,8 +118,9 @@ class Dispatcher:
     def run(self, stopping: threading.Event) -> None:
         """Dispatch until ``stopping`` is set; waits for new events or the poll interval when
         there is nothing to do. Errors are logged and retried after the poll interval."""
+        wakeups = self._store.event_wakeups()
         while not stopping.is_set():
-            generation = self._store.event_generation()
+            generation = wakeups.generation()
             try:
                 worked = self.step()
             except Exception:
@@ -127,10 +128,10 @@ class Dispatcher:
                 stopping.wait(self.settings.poll_s)
                 continue
             if not worked:
-                self._idle(generation, stopping)
+                self._idle(wakeups, generation, stopping)
 
-    def _idle(self, generation: int, stopping: threading.Event) -> None:
-        """Wait up to the poll interval for an event this process commits, looking at
+    def _idle(self, wakeups: EventWakeups, generation: int, stopping: threading.Event) -> None:
+        """Wait up to the poll interval for an event wake-up, looking at
         ``stopping`` every :data:`STOP_CHECK_S` so a server stops promptly."""
         deadline = time.monotonic() + self.settings.poll_s
         while not stopping.is_set():
@@ -138,7 +139,7 @@ class Dispatcher:
             if remaining <= 0:
                 return
             timeout = min(remaining, STOP_CHECK_S)
-            if self._store.wait_for_events(generation, timeout) != generation:
+            if wakeups.wait(generation, timeout) != generation:
                 return
 
     def step(self) -> bool:

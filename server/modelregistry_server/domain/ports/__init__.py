@@ -21,6 +21,8 @@ runs over every backend.
 - :mod:`.secrets`: :class:`ServerSecrets` (random secrets made once per database).
 - :mod:`.api_keys`: :class:`ApiKeyBook` (API keys: hashes of their secrets, scopes, times).
 - :mod:`.events`: :class:`EventLog` (the hash-chained record of change, per tenant).
+- :mod:`.wakeups`: :class:`EventWakeups` (a hint that events committed, here or on another
+  replica).
 - :mod:`.webhooks`: :class:`WebhookBook` (webhooks, their deliveries, attempts and leases).
 - :mod:`.queries`: value types the ports take and return.
 
@@ -50,6 +52,7 @@ from .policies import ModelPolicies
 from .queries import ListQuery, OrderKey, PurgeCounts
 from .scopes import Transactions
 from .secrets import ServerSecrets
+from .wakeups import EventWakeups
 from .webhooks import WebhookBook
 
 __all__ = [
@@ -64,6 +67,7 @@ __all__ = [
     "BlobStore",
     "EventLog",
     "EventScope",
+    "EventWakeups",
     "FileCatalog",
     "LineageIndex",
     "ListQuery",

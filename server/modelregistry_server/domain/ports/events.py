@@ -9,6 +9,7 @@ from typing import Protocol
 from ..entities import Page
 from ..events import Event, EventHead
 from .queries import ListQuery
+from .wakeups import EventWakeups
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,9 @@ class EventLog(Protocol):
         """Every tenant that has a chain head, sorted."""
         ...
 
-    def event_generation(self) -> int:
-        """A counter this process bumps after each commit that appended events."""
-        ...
-
-    def wait_for_events(self, generation: int, timeout: float) -> int:
-        """Wait until the counter differs from ``generation`` (an event was committed by
-        this process) or ``timeout`` seconds passed; returns the counter. Events committed by
-        other processes are seen by reading again (callers poll with the timeout)."""
+    def event_wakeups(self) -> EventWakeups:
+        """Wake-ups after events commit (this process's, and other replicas' where the
+        database can tell); waiters read the table again when it moves."""
         ...
 
     def prune_events(self, before: datetime) -> dict[str, int]:

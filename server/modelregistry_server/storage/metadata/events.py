@@ -27,6 +27,7 @@ from .database import Backend
 from .pages import fetch_page
 from .rows import from_micros, to_micros
 from .sql_filters import Collection, Column
+from .wakeups import CHANNEL, LocalWakeups, PostgresWakeups
 
 
 def event_collection(e: Any) -> Collection:
@@ -84,46 +85,40 @@ def _entity(row: dict[str, Any]) -> Event:
     )
 
 
-class _Signal:
-    """Commits of events by this process: a counter and a condition to wait on."""
-
-    def __init__(self) -> None:
-        self.condition = threading.Condition()
-        self.generation = 0
-        self.pending = threading.local()  # this thread's transaction appended
-
-    def bump(self) -> None:
-        with self.condition:
-            self.generation += 1
-            self.condition.notify_all()
-
-
 class EventRows(StoreCore):
     """``events`` and ``event_heads``."""
 
     def __init__(self, backend: Backend) -> None:
         super().__init__(backend)
-        self._signal = _Signal()
+        self._pending = threading.local()  # this thread's transaction appended
+        self._wakeups_lock = threading.Lock()
+        self._wakeups: LocalWakeups | None = None  # made on first use (a listener connection)
 
     def _transaction_ended(self) -> None:
         super()._transaction_ended()
-        signal = self._signal
-        if getattr(signal.pending, "appended", False):
-            signal.pending.appended = False
-            # A rolled-back transaction also wakes watchers: they read, find nothing new and
-            # wait again (cheaper than telling commit from rollback here).
-            signal.bump()
+        if getattr(self._pending, "appended", False):
+            self._pending.appended = False
+            # A rolled-back transaction also wakes this process's watchers: they read, find
+            # nothing new and wait again (cheaper than telling commit from rollback here).
+            self.event_wakeups().bump()
 
-    def event_generation(self) -> int:
-        """The commit counter of this process (see the port)."""
-        return self._signal.generation
+    def event_wakeups(self) -> LocalWakeups:
+        """This store's wake-ups: local on SQLite, local plus LISTEN on PostgreSQL."""
+        with self._wakeups_lock:
+            if self._wakeups is None:
+                if self._backend.dialect == "postgresql":
+                    self._wakeups = PostgresWakeups.for_database(self._db)
+                else:
+                    self._wakeups = LocalWakeups()
+            return self._wakeups
 
-    def wait_for_events(self, generation: int, timeout: float) -> int:
-        """Wait for the counter to move past ``generation``, at most ``timeout`` seconds."""
-        signal = self._signal
-        with signal.condition:
-            signal.condition.wait_for(lambda: signal.generation != generation, timeout)
-            return signal.generation
+    def close(self) -> None:
+        """Stop the listener, then close the connections."""
+        with self._wakeups_lock:
+            wakeups, self._wakeups = self._wakeups, None
+        if wakeups is not None:
+            wakeups.close()
+        super().close()
 
     def append_event(self, event: Event) -> Event:
         """Number, chain and insert ``event`` in the current transaction (see the module)."""
@@ -147,8 +142,13 @@ class EventRows(StoreCore):
             event.sequence, event.prev_hash = int(found[0][0]), str(found[0][1])
             event.hash = chain_hash(event.prev_hash, event)
             e.insert(**_columns(event)).execute()
-            h.update(last_hash=event.hash).where(h.tenant == event.tenant).execute()
-            self._signal.pending.appended = True
+            last = h.update(last_hash=event.hash).where(h.tenant == event.tenant)
+            if self._backend.dialect == "postgresql":
+                # Delivered to every LISTEN session when (and only if) this transaction
+                # commits; riding on the head's update it costs no extra round trip.
+                last = last.returning(peewee.fn.pg_notify(CHANNEL, h.tenant))
+            last.execute()
+            self._pending.appended = True
         return event
 
     def list_events(self, tenant: str, query: ListQuery, scope: EventScope) -> Page[Event]:
