@@ -22,6 +22,7 @@ runs over every backend.
 - :mod:`.api_keys`: :class:`ApiKeyBook` (API keys: hashes of their secrets, scopes, times).
 - :mod:`.events`: :class:`EventLog` (the hash-chained record of change, per tenant).
 - :mod:`.webhooks`: :class:`WebhookBook` (webhooks, their deliveries, attempts and leases).
+- :mod:`.leases`: :class:`LeaseBook` (named leases: one holder at a time across processes).
 - :mod:`.queries`: value types the ports take and return.
 
 Conventions for every adapter:
@@ -44,6 +45,7 @@ from .catalog import (
 )
 from .events import ALL_EVENTS, EventLog, EventScope
 from .files import BlobIntegrity, BlobReferences, FileCatalog, UploadSessions
+from .leases import LeaseBook
 from .lineage import LineageIndex
 from .metadata import MetadataStore
 from .policies import ModelPolicies
@@ -65,6 +67,7 @@ __all__ = [
     "EventLog",
     "EventScope",
     "FileCatalog",
+    "LeaseBook",
     "LineageIndex",
     "ListQuery",
     "MetadataStore",

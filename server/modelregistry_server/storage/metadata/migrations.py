@@ -364,6 +364,16 @@ def _v11(dialect: Dialect) -> list[str]:
     ]
 
 
+def _v12(dialect: Dialect) -> list[str]:
+    """Named leases (one holder at a time across processes: the maintenance lease of
+    ``--workers`` and replicas)."""
+    text = _types(dialect)["text"]
+    return [
+        f"""CREATE TABLE leases (
+            name {text} PRIMARY KEY, holder {text}, expire_time BIGINT NOT NULL)""",
+    ]
+
+
 def _execute(db: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return db.execute_sql(sql, params)
 
@@ -380,6 +390,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "event log: events, per-tenant chain heads, alias history", _v9),
     Migration(10, "index metrics by model and value in both directions (metric order)", _v10),
     Migration(11, "webhooks: endpoints, deliveries with leases, attempts", _v11),
+    Migration(12, "named leases (maintenance in one process at a time)", _v12),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
