@@ -23,16 +23,19 @@ __all__ = [
 ]
 
 
-def open_metadata_store(url: str, *, max_connections: int = 32) -> PeeweeMetadataStore:
+def open_metadata_store(
+    url: str, *, max_connections: int = 32, shared: bool = False
+) -> PeeweeMetadataStore:
     """Open the store at ``url`` and bring its schema up to date.
 
     URLs: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` (the parent
     directory is created), ``postgresql://user:pass@host:port/dbname`` (or ``postgres://``).
     Raises ``ValueError`` for a malformed URL, ``Unavailable`` if the database cannot be
     reached, :class:`DatabaseInUseError` if another process holds the SQLite file and
-    :class:`SchemaTooNewError` if a newer release migrated it.
+    :class:`SchemaTooNewError` if a newer release migrated it. ``shared``: SQLite is opened
+    for several processes (the workers of one supervisor, see ``open_database``).
     """
-    backend = open_database(url, max_connections=max_connections)
+    backend = open_database(url, max_connections=max_connections, shared=shared)
     try:
         with translated():
             migrate(backend)
