@@ -7,6 +7,8 @@ as soon as its previous call returns) over one shared channel, and prints one JS
 ``{"calls", "errors", "seconds", "latencies_ms": [...], "starts_s": [...]}``. Calls that start
 during the first ``--warmup`` seconds are not recorded. With ``--interval`` a single thread
 paces calls instead (a probe), and ``--until-stdin`` stops it when stdin closes or gets a line.
+``--channels K`` spreads the closed loop's threads over K channels, each with a TCP connection
+of its own (so the kernel spreads them over the workers of ``--workers N``).
 """
 
 from __future__ import annotations
@@ -88,14 +90,19 @@ class Recorder:
         return not self.stop.is_set() and time.perf_counter() < self.stop_at
 
 
-def closed_loop(call: Callable[[], object], rec: Recorder, concurrency: int) -> None:
-    """``concurrency`` threads calling back to back until the window ends."""
+def closed_loop(
+    call: Callable[[], object] | Sequence[Callable[[], object]], rec: Recorder, concurrency: int
+) -> None:
+    """``concurrency`` threads calling back to back until the window ends (thread i uses
+    ``call[i % len(call)]`` when given several)."""
+    calls = [call] if callable(call) else list(call)
 
-    def worker() -> None:
+    def worker(n: int) -> None:
+        mine = calls[n % len(calls)]
         while rec.running():
-            rec.one(call)
+            rec.one(mine)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(concurrency)]
     for t in threads:
         t.start()
     for t in threads:
@@ -127,12 +134,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=0.0)
     parser.add_argument("--until-stdin", action="store_true")
     parser.add_argument("--timeout", type=float, default=30.0, help="deadline of each call")
+    parser.add_argument("--channels", type=int, default=1, help="connections of the closed loop")
     args = parser.parse_args(argv)
 
-    channel = grpc.insecure_channel(args.target, options=channel_options())
-    call = make_call(channel, args.method, args.name, args.timeout)
-    with contextlib.suppress(grpc.RpcError):  # an overloaded server: errors are counted below
-        call()  # connect before the clock starts
+    options = channel_options()
+    if args.channels > 1:
+        options = [*options, ("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.insecure_channel(args.target, options=options) for _ in range(args.channels)]
+    calls = [make_call(c, args.method, args.name, args.timeout) for c in channels]
+    call = calls[0]
+    for each in calls:
+        with contextlib.suppress(grpc.RpcError):  # an overloaded server: errors counted below
+            each()  # connect before the clock starts
     t0 = time.perf_counter()
     rec = Recorder(t0, t0 + args.warmup, t0 + args.warmup + args.duration)
     if args.until_stdin:
@@ -146,9 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.interval > 0:
         paced(call, rec, args.interval)
     else:
-        closed_loop(call, rec, args.concurrency)
+        closed_loop(calls, rec, args.concurrency)
     seconds = min(time.perf_counter(), rec.stop_at) - rec.record_from
-    channel.close()
+    for c in channels:
+        c.close()
     result = {
         "calls": len(rec.latencies),
         "errors": rec.errors,

@@ -156,6 +156,8 @@ def start_registry(work: Path, *extra: str, tag: str = "registry") -> Child:
         "0",
         "--log-level",
         "WARNING",
+        "--workers",  # one process unless a scenario asks for more (extra comes last)
+        "1",
         *extra,
     ]
     return start_child(tag, argv, "modelregistry listening on", work / f"{tag}.log")

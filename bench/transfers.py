@@ -38,9 +38,14 @@ class Transfer:
         return self.nbytes / self.seconds / 1e6
 
 
-def open_channel(address: str) -> grpc.Channel:
-    """A channel configured as the registry client configures its own."""
-    return grpc.insecure_channel(address, options=channel_options())
+def open_channel(address: str, *, own_connection: bool = False) -> grpc.Channel:
+    """A channel configured as the registry client configures its own; ``own_connection``:
+    not shared with other channels to ``address`` (gRPC's global subchannel pool otherwise
+    gives every such channel the same TCP connection, so the same worker)."""
+    options = channel_options()
+    if own_connection:
+        options = [*options, ("grpc.use_local_subchannel_pool", 1)]
+    return grpc.insecure_channel(address, options=options)
 
 
 def upload_registry(

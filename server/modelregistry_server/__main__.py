@@ -6,31 +6,25 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from . import api_keys_cli
 from .api.logs import configure_logging
-from .app import ListenError, build_server, verify_event_log
+from .app import verify_event_log
 from .config import Config, load_config
 from .domain.errors import DomainError
-from .security import StartRefused
-from .storage.metadata import (
-    DatabaseInUseError,
-    SchemaNotCurrentError,
-    SchemaTooNewError,
-    migrate_database,
-)
+from .process import run_process
+from .storage.metadata import DatabaseInUseError, SchemaTooNewError, migrate_database
+from .supervisor import supervise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse configuration, serve, and shut down gracefully on a signal; or run a command
-    (``api-keys …``, ``events verify``, ``migrate``)."""
+    """Parse configuration, serve (one process, or ``--workers N`` under a supervisor), and
+    shut down gracefully on a signal; or run a command (``api-keys …``, ``events verify``,
+    ``migrate``)."""
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] == ["api-keys"]:
         return api_keys_cli.main(args[1:])
@@ -43,39 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A file-size limit (RLIMIT_FSIZE) makes writes fail with EFBIG, reported as UNAVAILABLE
     # like a full disk, instead of killing the process.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    try:
-        service = build_server(config)
-    except ListenError as exc:
-        print(f"modelregistry: {exc}", file=sys.stderr, flush=True)
-        return 1
-    except StartRefused as exc:  # exposed without authentication, or contradictory settings
-        print(f"modelregistry: {exc}", file=sys.stderr, flush=True)
-        return 2
-    except (
-        ValueError,
-        OSError,
-        SchemaTooNewError,
-        SchemaNotCurrentError,
-        DatabaseInUseError,
-    ) as exc:  # not outages
-        logging.getLogger(__name__).error("cannot start: %s", exc)
-        return 2
-    stopping = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger(__name__).info("signal %d: shutting down", signum)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    service.start()
-    if service.http is not None:
-        scheme = "https" if service.http.tls else "http"
-        print(f"modelregistry web interface on {scheme}://{service.http.address}", flush=True)
-    print(f"modelregistry listening on {service.address}", flush=True)
-    stopping.wait()
-    service.stop()
-    return 0
+    if config.workers > 1:
+        return supervise(config)
+    return run_process(config)
 
 
 def _database_url_option(parser: argparse.ArgumentParser) -> None:

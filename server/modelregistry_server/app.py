@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,6 +68,7 @@ from .domain.events import Verification
 from .domain.gc import GcReport
 from .domain.identity import Caller, Permission
 from .domain.integrity import Integrity, ScrubReport
+from .domain.leases import MAINTENANCE_LEASE, LeaseKeeper
 from .domain.lineage import Lineage
 from .domain.listing import MIN_SECRET_BYTES, PageTokens
 from .domain.payloads import Payloads
@@ -75,6 +77,7 @@ from .domain.registry import Registry, utc_now
 from .domain.webhook_dispatch import Dispatcher, DispatchSettings
 from .domain.webhook_signing import SecretBox
 from .domain.webhooks import Webhooks
+from .fleet import FOLLOW_INTERVAL_S, FleetSlot, WorkerState
 from .outbound.http_sender import HttpSender
 from .security import StartRefused, build_authentication, check_exposure, tls_files
 from .storage.blobs import open_blob_store
@@ -227,6 +230,10 @@ class RegistryServer:
     metrics: MetricsEndpoint | None = None
     _maintenance_metrics: MaintenanceMetrics | None = None
     _tracer_provider: Any = None  # the one --tracing otlp made (flushed on stop)
+    # With --workers N: this worker's slot in the supervisor's fleet (health follows it).
+    fleet: FleetSlot | None = None
+    # Held by the one process (of all sharing the database) that runs scheduled maintenance.
+    maintenance_lease: LeaseKeeper | None = None
 
     @property
     def metrics_address(self) -> str | None:
@@ -322,6 +329,8 @@ class RegistryServer:
             self._loop.call(self.http.start())
             scheme = "https" if self.http.tls else "http"
             log.info("web interface on %s://%s", scheme, self.http_address)
+        if self.fleet is not None:
+            self.fleet.mark(WorkerState.LISTENING)
         if self._backends is not None:
             self._serving()
         else:
@@ -333,12 +342,39 @@ class RegistryServer:
         thread.start()
 
     def _serving(self) -> None:
-        self._loop.call(_set_health(self.health, health_pb2.HealthCheckResponse.SERVING))
+        if self.fleet is None:
+            self._loop.call(_set_health(self.health, health_pb2.HealthCheckResponse.SERVING))
+        else:
+            self.fleet.mark(WorkerState.SERVING)
+            self._spawn(self._follow_fleet, "fleet-health")
         if self.config.maintenance_interval_seconds > 0:
+            keeper = LeaseKeeper(
+                self._wired().store,
+                MAINTENANCE_LEASE,
+                ttl=timedelta(seconds=self.config.maintenance_lease_seconds),
+                clock=utc_now,
+            )
+            self.maintenance_lease = keeper
+            self._spawn(lambda: keeper.run(self._stopping), "maintenance-lease")
             self._spawn(self._maintain, "maintenance")
         dispatcher = self._wired().dispatcher
         for n in range(self.config.webhook_workers):
             self._spawn(lambda: dispatcher.run(self._stopping), f"webhooks-{n}")
+
+    def _follow_fleet(self) -> None:
+        """Health SERVING while every worker of the fleet serves, NOT_SERVING otherwise."""
+        assert self.fleet is not None
+        shown: bool | None = None
+        while True:
+            serving = self.fleet.registry_serving()
+            if serving != shown:
+                status = health_pb2.HealthCheckResponse
+                self._loop.call(
+                    _set_health(self.health, status.SERVING if serving else status.NOT_SERVING)
+                )
+                shown = serving
+            if self._stopping.wait(FOLLOW_INTERVAL_S):
+                return
 
     def _keep_connecting(self) -> None:
         delay, longest = CONNECT_RETRY_S
@@ -401,7 +437,12 @@ class RegistryServer:
         return MaintenanceReport(models, versions, gc, scrub, tuple(failed), pruned)
 
     def _maintain(self) -> None:
+        """Run maintenance every interval, in this process only while it holds the lease (one
+        process of all sharing the database: the workers of a supervisor, or replicas)."""
         while not self._stopping.wait(self.config.maintenance_interval_seconds):
+            if self.maintenance_lease is None or not self.maintenance_lease.held():
+                log.debug("maintenance: another process holds the lease")
+                continue
             try:
                 self.run_maintenance()
             except Exception:
@@ -410,6 +451,8 @@ class RegistryServer:
     def stop(self, grace: float | None = None) -> None:
         """Health turns NOT_SERVING, in-flight calls (gRPC and web alike) get ``grace``
         seconds, then the executors and the upload sync pool stop and the stores close."""
+        if self.fleet is not None:
+            self.fleet.mark(WorkerState.DRAINING)
         self._loop.call(self.health.enter_graceful_shutdown())
         self._stopping.set()
         self._loop.call(
@@ -471,12 +514,14 @@ def page_tokens(config: Config, store: MetadataStore) -> PageTokens:
     return PageTokens(server_secret(config, store))
 
 
-def connect(config: Config) -> Backends:
-    """Open the stores and build the use cases; Unavailable if the database is unreachable."""
+def connect(config: Config, *, shared: bool = False) -> Backends:
+    """Open the stores and build the use cases; Unavailable if the database is unreachable.
+    ``shared``: a worker of ``--workers N``, whose siblings open the same SQLite file."""
     store = open_metadata_store(
         config.database_url,
         max_connections=config.db_max_connections,
         migrate_schema=config.migrate == "auto",
+        shared=shared,
     )
     try:
         blobs = open_blob_store(config.blob_url, timeout_seconds=config.blob_timeout_seconds)
@@ -613,7 +658,9 @@ def web_edge(interceptor: ErrorMappingInterceptor) -> Edge:
     )
 
 
-def build_server(config: Config, *, tracer_provider: Any = None) -> RegistryServer:
+def build_server(
+    config: Config, *, fleet: FleetSlot | None = None, tracer_provider: Any = None
+) -> RegistryServer:
     """Wire everything explicitly from ``config``; binds the port but does not start.
 
     An unreachable database does not fail the build: the server starts NOT_SERVING and
@@ -627,7 +674,12 @@ def build_server(config: Config, *, tracer_provider: Any = None) -> RegistryServ
     exporting over OTLP as the OTEL_* environment says. With ``--metrics-listen`` the calls
     are measured; /metrics is served here unless ``PROMETHEUS_MULTIPROC_DIR`` is set (a
     worker: its supervisor serves the sum of its workers).
+
+    ``fleet``: this process is a worker of ``--workers N`` (see :mod:`.supervisor`): it shares
+    its ports with its siblings (SO_REUSEPORT; the supervisor checked them), opens SQLite for
+    sharing, and its health follows the whole fleet.
     """
+    shared = fleet is not None
     api_keys = ApiKeyAuthenticator()  # verifies keys once the database is reached
     authentication = build_authentication(config, api_keys)
     check_exposure(config, authentication)
@@ -678,7 +730,7 @@ def build_server(config: Config, *, tracer_provider: Any = None) -> RegistryServ
     metrics: MetricsEndpoint | None = None
     try:
         server, health_servicer, port = loop.call(
-            _serve(config, gate, [*outer, interceptor], credentials)
+            _serve(config, gate, [*outer, interceptor], credentials, reuse_port=shared)
         )
         try:
             if metrics_registry is not None and not multiprocess_metrics():
@@ -695,8 +747,9 @@ def build_server(config: Config, *, tracer_provider: Any = None) -> RegistryServ
                     config.http_listen,
                     grace_seconds=config.shutdown_grace_seconds,
                     tls=(config.tls_cert, config.tls_key) if files else None,
+                    reuse_port=shared,
                 )
-            backends = connect(config)
+            backends = connect(config, shared=shared)
         except Unavailable as exc:
             log.warning("database unreachable at start-up (%s); serving NOT_SERVING", exc)
         except BaseException:
@@ -721,7 +774,7 @@ def build_server(config: Config, *, tracer_provider: Any = None) -> RegistryServ
         (unary_pool, stream_pool),
         gate,
         api_keys,
-        lambda: connect(config),
+        lambda: connect(config, shared=shared),
         backends,
         tls=reloader,
         http=http,
@@ -729,6 +782,7 @@ def build_server(config: Config, *, tracer_provider: Any = None) -> RegistryServ
         metrics=metrics,
         _maintenance_metrics=maintenance_metrics,
         _tracer_provider=made_provider,
+        fleet=fleet,
     )
     if metrics_registry is not None:
         metrics_registry.register(ScrapeCollector(service.pool_usage, service.webhook_lags))
@@ -742,15 +796,17 @@ async def _set_health(
         await servicer.set(name, status)
 
 
-def server_options(config: Config) -> list[tuple[str, Any]]:
+def server_options(config: Config, *, reuse_port: bool = False) -> list[tuple[str, Any]]:
     """Transport limits (README *Limits*): message sizes, HTTP/2 streams per connection,
-    keepalive enforcement against clients that ping too often, dead-peer detection."""
+    keepalive enforcement against clients that ping too often, dead-peer detection.
+    ``reuse_port``: a worker sharing the port its supervisor reserved."""
     return [
         ("grpc.max_receive_message_length", receive_limit(config.max_upload_chunk_bytes)),
         ("grpc.max_send_message_length", config.max_upload_chunk_bytes + MESSAGE_HEADROOM_BYTES),
         # Without this gRPC sets SO_REUSEPORT, and a second server on a port in use
         # would start and share it with the first (clients reaching either at random).
-        ("grpc.so_reuseport", 0),
+        # Workers do share it: their supervisor reserved it without SO_REUSEPORT first.
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
         ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
         ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
         ("grpc.keepalive_permit_without_calls", 0),
@@ -765,6 +821,8 @@ async def _serve(
     gate: DeferredServices,
     interceptors: Sequence[Any],
     credentials: grpc.ServerCredentials | None,
+    *,
+    reuse_port: bool = False,
 ) -> tuple[grpc.aio.Server | None, HealthServicer, int]:
     """The gRPC server, bound; ``interceptors`` outermost first (tracing, then the edge)."""
     if config.listen == NO_GRPC:
@@ -772,7 +830,7 @@ async def _serve(
     server = grpc.aio.server(
         interceptors=list(interceptors),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
-        options=server_options(config),
+        options=server_options(config, reuse_port=reuse_port),
     )
     server.add_generic_rpc_handlers((gate,))
     health_servicer = HealthServicer()

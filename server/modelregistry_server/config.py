@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any, get_type_hints
 
@@ -16,11 +16,17 @@ KiB = 1024
 MiB = 1024 * KiB
 
 
+def cores() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's cpuset too)."""
+    return len(os.sched_getaffinity(0)) or 1
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything ``build_server`` needs."""
 
     listen: str = "127.0.0.1:50051"
+    workers: int = field(default_factory=cores)
     http_listen: str = ""
     database_url: str = "sqlite:///var/registry.db"
     migrate: str = "auto"
@@ -39,6 +45,7 @@ class Config:
     retention_hours: float = 30 * 24
     gc_grace_hours: float = 24
     maintenance_interval_seconds: float = 3600
+    maintenance_lease_seconds: float = 30
     scrub_bytes_per_run: int = 16 * 1024 * MiB
     scrub_reverify_hours: float = 7 * 24
     shutdown_grace_seconds: float = 10
@@ -114,6 +121,11 @@ CHOICES: Mapping[str, tuple[str, ...]] = {
 _HELP = {
     "listen": "gRPC address to listen on, host:port (port 0 picks a free port); none: serve "
     "only the web interface (--http-listen), e.g. a web replica on the same database and store",
+    "workers": "server processes sharing the ports (SO_REUSEPORT) under one supervisor that "
+    "restarts a crashed one; 1: a single process",
+    "maintenance_lease_seconds": "the database lease that lets one process (of the workers and "
+    "replicas sharing the database) run scheduled maintenance; a dead holder's lease is taken "
+    "over after this long",
     "http_listen": "address of the web interface, host:port (port 0 picks a free port); empty: "
     "no web interface",
     "database_url": "sqlite:///path.db or postgresql://user:pass@host:port/db",
@@ -238,6 +250,10 @@ def load_config(
         else:
             parser.add_argument(flag, dest=f.name, type=kind, default=value, help=usage)
     ns = parser.parse_args(argv)
+    if ns.workers < 1:
+        parser.error("--workers must be at least 1")
+    if ns.maintenance_lease_seconds <= 0:
+        parser.error("--maintenance-lease-seconds must be positive")
     for name, allowed in CHOICES.items():
         if getattr(ns, name) not in allowed:
             parser.error(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")

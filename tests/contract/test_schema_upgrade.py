@@ -125,6 +125,8 @@ def test_migrate_check_refuses_a_schema_behind_and_changes_nothing(
         f"file://{tmp_path / 'blobs'}",
         "--migrate",
         "check",
+        "--workers",  # the single process here; --workers 2: tests/api/test_workers_process.py
+        "1",
     ]
     assert main(args) == 2
     assert "run `modelregistry-server migrate` first" in caplog.text

@@ -55,6 +55,8 @@ class ServerProcess:
             "0",
             "--shutdown-grace-seconds",
             "1",
+            "--workers",  # one process (the default is one per core); extra_args may override
+            "1",
             *(["--upload-piece-bytes", str(piece_bytes)] if piece_bytes else []),
             *extra_args,
         ]

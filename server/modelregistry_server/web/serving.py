@@ -35,7 +35,8 @@ def split_address(listen: str) -> tuple[str, int]:
 
 
 class HttpServer:
-    """uvicorn serving ``app`` on ``listen`` (see the module docstring)."""
+    """uvicorn serving ``app`` on ``listen`` (see the module docstring); ``reuse_port``: a
+    worker of ``--workers N`` sharing the port its supervisor reserved (SO_REUSEPORT)."""
 
     def __init__(
         self,
@@ -44,11 +45,14 @@ class HttpServer:
         *,
         grace_seconds: float,
         tls: tuple[str, str] | None = None,
+        reuse_port: bool = False,
     ) -> None:
         host, port = split_address(listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
-            self._socket = socket.create_server((host, port), family=family, backlog=2048)
+            self._socket = socket.create_server(
+                (host, port), family=family, backlog=2048, reuse_port=reuse_port
+            )
         except OSError as exc:
             raise OSError(
                 exc.errno, f"cannot listen on {listen}: the address is in use or not available"

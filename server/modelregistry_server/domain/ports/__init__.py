@@ -24,6 +24,7 @@ runs over every backend.
 - :mod:`.wakeups`: :class:`EventWakeups` (a hint that events committed, here or on another
   replica).
 - :mod:`.webhooks`: :class:`WebhookBook` (webhooks, their deliveries, attempts and leases).
+- :mod:`.leases`: :class:`LeaseBook` (named leases: one holder at a time across processes).
 - :mod:`.queries`: value types the ports take and return.
 
 Conventions for every adapter:
@@ -46,6 +47,7 @@ from .catalog import (
 )
 from .events import ALL_EVENTS, EventLog, EventScope
 from .files import BlobIntegrity, BlobReferences, FileCatalog, UploadSessions
+from .leases import LeaseBook
 from .lineage import LineageIndex
 from .metadata import MetadataStore
 from .policies import ModelPolicies
@@ -69,6 +71,7 @@ __all__ = [
     "EventScope",
     "EventWakeups",
     "FileCatalog",
+    "LeaseBook",
     "LineageIndex",
     "ListQuery",
     "MetadataStore",

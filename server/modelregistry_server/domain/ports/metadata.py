@@ -16,6 +16,7 @@ from .catalog import (
 )
 from .events import EventLog
 from .files import BlobIntegrity, BlobReferences, FileCatalog, UploadSessions
+from .leases import LeaseBook
 from .lineage import LineageIndex
 from .policies import ModelPolicies
 from .scopes import Transactions
@@ -42,6 +43,7 @@ class MetadataStore(
     ApiKeyBook,
     EventLog,
     WebhookBook,
+    LeaseBook,
     Protocol,
 ):
     """All metadata ports of one database; use cases take the narrower ports they need."""

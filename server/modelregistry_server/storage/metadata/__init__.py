@@ -32,7 +32,11 @@ __all__ = [
 
 
 def open_metadata_store(
-    url: str, *, max_connections: int = 32, migrate_schema: bool = True
+    url: str,
+    *,
+    max_connections: int = 32,
+    migrate_schema: bool = True,
+    shared: bool = False,
 ) -> PeeweeMetadataStore:
     """Open the store at ``url`` and bring its schema up to date (``migrate_schema=False``:
     only check that it is, raising :class:`SchemaNotCurrentError` if migrations are pending).
@@ -41,9 +45,10 @@ def open_metadata_store(
     directory is created), ``postgresql://user:pass@host:port/dbname`` (or ``postgres://``).
     Raises ``ValueError`` for a malformed URL, ``Unavailable`` if the database cannot be
     reached, :class:`DatabaseInUseError` if another process holds the SQLite file and
-    :class:`SchemaTooNewError` if a newer release migrated it.
+    :class:`SchemaTooNewError` if a newer release migrated it. ``shared``: SQLite is opened
+    for several processes (the workers of one supervisor, see ``open_database``).
     """
-    backend = open_database(url, max_connections=max_connections)
+    backend = open_database(url, max_connections=max_connections, shared=shared)
     try:
         with translated():
             if migrate_schema:

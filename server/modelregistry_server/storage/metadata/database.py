@@ -35,6 +35,11 @@ class DatabaseInUseError(RuntimeError):
     """Another process holds the SQLite database (``unix-excl`` serves one process)."""
 
 
+# The SQLite VFS of a file only this process opens, and of one the workers of a supervisor share.
+EXCLUSIVE_VFS = "unix-excl"
+SHARED_VFS = "unix"
+
+
 @dataclass(frozen=True)
 class Backend:
     """A configured database and its dialect."""
@@ -83,9 +88,13 @@ class Backend:
         pool.close_all()
 
 
-def open_database(url: str, *, max_connections: int) -> Backend:
+def open_database(url: str, *, max_connections: int, shared: bool = False) -> Backend:
     """Parse a database URL into a pooled peewee database (not yet connected; a SQLite file
     that another process holds raises :class:`DatabaseInUseError`).
+
+    ``shared``: SQLite is opened through the default ``unix`` VFS (the WAL index in the
+    ``-shm`` file), so the workers of one supervisor share the file; the supervisor checked
+    that no other process holds it, so there is no such check here. Ignored for PostgreSQL.
 
     ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
     ``postgresql://user:pass@host:port/dbname`` (``postgres://`` too; query parameters are
@@ -95,7 +104,7 @@ def open_database(url: str, *, max_connections: int) -> Backend:
     if not sep:
         raise ValueError(f"database URL {url!r} has no scheme (sqlite:/// or postgresql://)")
     if scheme == "sqlite":
-        return Backend(_sqlite(url, max_connections), "sqlite")
+        return Backend(_sqlite(url, max_connections, shared=shared), "sqlite")
     if scheme in ("postgresql", "postgres"):
         return Backend(_postgresql(url, max_connections), "postgresql")
     raise ValueError(
@@ -103,7 +112,7 @@ def open_database(url: str, *, max_connections: int) -> Backend:
     )
 
 
-def _sqlite(url: str, max_connections: int) -> peewee.Database:
+def _sqlite(url: str, max_connections: int, *, shared: bool = False) -> peewee.Database:
     prefix = "sqlite:///"
     if not url.startswith(prefix):
         raise ValueError(f"SQLite URL {url!r} must look like sqlite:///relative/path.db")
@@ -111,9 +120,10 @@ def _sqlite(url: str, max_connections: int) -> peewee.Database:
     if not path or path == ":memory:" or path.endswith("/"):
         raise ValueError(f"SQLite URL {url!r} must name a database file")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    _refuse_if_held(path)
+    if not shared:
+        _refuse_if_held(path)
     database: peewee.Database = PooledSqliteDatabase(
-        sqlite_vfs_uri(path),
+        sqlite_vfs_uri(path, SHARED_VFS if shared else EXCLUSIVE_VFS),
         max_connections=max_connections,
         stale_timeout=STALE_TIMEOUT_S,
         timeout=POOL_WAIT_TIMEOUT_S,
@@ -133,16 +143,18 @@ def _sqlite(url: str, max_connections: int) -> peewee.Database:
     return database
 
 
-def sqlite_vfs_uri(path: str) -> str:
-    """A ``file:`` URI opening ``path`` through SQLite's ``unix-excl`` VFS.
+def sqlite_vfs_uri(path: str, vfs: str = EXCLUSIVE_VFS) -> str:
+    """A ``file:`` URI opening ``path`` through SQLite's ``unix-excl`` VFS (or ``vfs``).
 
     In WAL mode SQLite normally keeps the WAL index in a ``-shm`` file mapped into memory; a
     page of that mapping that cannot be written (the file made immutable, the filesystem
     remounted read-only or out of space) kills the process with SIGBUS. ``unix-excl`` keeps the
     index in heap memory instead, so such faults become I/O errors (UNAVAILABLE). The price:
     the database file is locked by one server process at a time (its connections share it).
+    The workers of ``--workers N`` give that up (``unix``, :data:`SHARED_VFS`) to share the
+    file; a fault that raises SIGBUS then kills one worker, which its supervisor restarts.
     """
-    return f"file:{quote(str(Path(path).resolve()))}?vfs=unix-excl"
+    return f"file:{quote(str(Path(path).resolve()))}?vfs={vfs}"
 
 
 def _refuse_if_held(path: str) -> None:

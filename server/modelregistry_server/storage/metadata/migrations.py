@@ -386,6 +386,16 @@ def _v12(dialect: Dialect) -> list[str]:
     ]
 
 
+def _v13(dialect: Dialect) -> list[str]:
+    """Named leases (one holder at a time across processes: the maintenance lease of
+    ``--workers`` and replicas)."""
+    text = _types(dialect)["text"]
+    return [
+        f"""CREATE TABLE leases (
+            name {text} PRIMARY KEY, holder {text}, expire_time BIGINT NOT NULL)""",
+    ]
+
+
 def _execute(db: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return db.execute_sql(sql, params)
 
@@ -410,6 +420,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(11, "webhooks: endpoints, deliveries with leases, attempts", _v11),
     Migration(12, "upload leases: holder, fencing token, expiry", _v12),
+    Migration(13, "named leases (maintenance in one process at a time)", _v13),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

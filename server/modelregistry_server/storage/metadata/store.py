@@ -18,6 +18,7 @@ from .blob_integrity import BlobIntegrityRows
 from .blob_refs import BlobRefRows
 from .events import EventRows
 from .files import FileRows
+from .leases import LeaseRows
 from .lineage import LineageRows
 from .models import ModelRows
 from .policies import PolicyRows
@@ -49,5 +50,6 @@ class PeeweeMetadataStore(
     ApiKeyRows,
     EventRows,
     WebhookRows,
+    LeaseRows,
 ):
     """Registry rows in a SQL database through peewee (see the module docstring)."""
