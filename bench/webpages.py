@@ -51,6 +51,8 @@ def start_web(work: Path) -> procs.Child:
         "0",
         "--log-level",
         "WARNING",
+        "--workers",  # one process, as the other scenarios (P4w/P7w ask for more)
+        "1",
     ]
     return procs.start_child("web", argv, "modelregistry web interface on", work / "web.log")
 

@@ -46,6 +46,7 @@ from .api.metrics import (
     GrpcMetrics,
     MaintenanceMetrics,
     MetricsEndpoint,
+    SampledGauges,
     ScrapeCollector,
     build_info,
     multiprocess_metrics,
@@ -230,6 +231,8 @@ class RegistryServer:
     metrics: MetricsEndpoint | None = None
     _maintenance_metrics: MaintenanceMetrics | None = None
     _tracer_provider: Any = None  # the one --tracing otlp made (flushed on stop)
+    # A worker's pool and lag gauges (multi-process metrics), sampled by a thread of its own.
+    _sampled: SampledGauges | None = None
     # With --workers N: this worker's slot in the supervisor's fleet (health follows it).
     fleet: FleetSlot | None = None
     # Held by the one process (of all sharing the database) that runs scheduled maintenance.
@@ -357,6 +360,9 @@ class RegistryServer:
             self.maintenance_lease = keeper
             self._spawn(lambda: keeper.run(self._stopping), "maintenance-lease")
             self._spawn(self._maintain, "maintenance")
+        sampled = self._sampled
+        if sampled is not None:
+            self._spawn(lambda: sampled.run(self._stopping), "metrics-samples")
         dispatcher = self._wired().dispatcher
         for n in range(self.config.webhook_workers):
             self._spawn(lambda: dispatcher.run(self._stopping), f"webhooks-{n}")
@@ -784,7 +790,9 @@ def build_server(
         _tracer_provider=made_provider,
         fleet=fleet,
     )
-    if metrics_registry is not None:
+    if metrics_registry is not None and multiprocess_metrics():
+        service._sampled = SampledGauges(metrics_registry, service.pool_usage, service.webhook_lags)
+    elif metrics_registry is not None:
         metrics_registry.register(ScrapeCollector(service.pool_usage, service.webhook_lags))
     return service
 

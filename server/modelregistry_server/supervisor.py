@@ -19,6 +19,10 @@ binds the same port with SO_REUSEPORT, and the kernel spreads incoming connectio
 - **Crashes.** A worker that dies is restarted after a back-off (0.5 s doubling to 30 s, reset
   once it has served a minute), logged. A worker that fails at start-up before the fleet was
   ever up ends the supervisor with its status (a refused setting is refused once, not looped).
+- **Metrics.** With ``--metrics-listen`` the supervisor, not the workers, binds that address
+  and serves ``/metrics`` from its own loop (no thread): the sum over its workers through
+  prometheus-client's multiprocess mode, in a fresh private directory made before the first
+  fork and removed at exit; a dead worker's live gauges are dropped when it is reaped.
 - **Stopping.** SIGTERM/SIGINT set the fleet draining (every worker NOT_SERVING at once), go
   to every worker (each drains its calls for ``--shutdown-grace-seconds``), and the supervisor
   exits once all have: 0 if they all exited cleanly. A worker whose supervisor dies drains too.
@@ -30,13 +34,22 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from types import FrameType
 
 from .api.api_key_authenticator import ApiKeyAuthenticator
+from .api.metrics import (
+    MULTIPROC_ENV,
+    PolledMetricsEndpoint,
+    forget_process,
+    multiprocess_registry,
+    use_multiprocess,
+)
 from .app import NO_GRPC, ListenError
 from .config import Config
 from .domain.errors import Unavailable
@@ -85,6 +98,7 @@ def supervise(config: Config) -> int:
     if refused is not None:
         return refused
     reservations: list[socket.socket] = []
+    metrics: _Metrics | None = None
     try:
         workers_config = config
         if config.listen != NO_GRPC:
@@ -107,13 +121,51 @@ def supervise(config: Config) -> int:
                 return 2
             reservations.append(sock)
             workers_config = dataclasses.replace(workers_config, http_listen=http_listen)
+        if config.metrics_listen:
+            metrics = _Metrics()
+            try:
+                metrics.listen(config.metrics_listen)
+            except (OSError, ValueError) as exc:
+                reason = getattr(exc, "strerror", None) or exc
+                print(
+                    f"modelregistry: cannot serve metrics on {config.metrics_listen}: {reason}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 1
         refused = _prepare_database(config)
         if refused is not None:
             return refused
-        return Supervisor(workers_config, reservations).run()
+        return Supervisor(workers_config, reservations, metrics).run()
     finally:
         for sock in reservations:
             sock.close()
+        if metrics is not None:
+            metrics.close()
+
+
+class _Metrics:
+    """The supervisor's side of multi-process metrics: the directory its workers write (set
+    in the environment before they fork) and the endpoint that sums them."""
+
+    def __init__(self) -> None:
+        self._previous = os.environ.get(MULTIPROC_ENV)
+        self.directory = tempfile.mkdtemp(prefix="modelregistry-metrics-")  # private, empty
+        use_multiprocess(self.directory)
+        self.endpoint: PolledMetricsEndpoint | None = None
+
+    def listen(self, address: str) -> None:
+        self.endpoint = PolledMetricsEndpoint(address, multiprocess_registry())
+        log.info("serving /metrics of the workers on http://%s/metrics", self.endpoint.address)
+
+    def close(self) -> None:
+        if self.endpoint is not None:
+            self.endpoint.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+        if self._previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = self._previous
 
 
 def _in_use(listen: str) -> str:
@@ -170,10 +222,16 @@ class _Worker:
 class Supervisor:
     """Forks, watches, restarts and stops the workers (see the module docstring)."""
 
-    def __init__(self, config: Config, reservations: list[socket.socket]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        reservations: list[socket.socket],
+        metrics: _Metrics | None = None,
+    ) -> None:
         self.config = config
         self.fleet = Fleet(config.workers)
         self._reservations = reservations
+        self._metrics = None if metrics is None else metrics.endpoint
         self._workers = [_Worker() for _ in range(config.workers)]
         self._signalled: int | None = None
         self._announced = False
@@ -191,12 +249,19 @@ class Supervisor:
                 return failed
             self._restart_due()
             self._announce()
-            time.sleep(POLL_S)
+            self._idle()
         log.info("signal %d: draining %d workers", self._signalled, len(self._workers))
         return self._stop_all()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signalled = signum
+
+    def _idle(self) -> None:
+        """Wait one poll interval, answering scrapes of /metrics meanwhile."""
+        if self._metrics is None:
+            time.sleep(POLL_S)
+        else:
+            self._metrics.serve_for(POLL_S)
 
     def _start(self, index: int) -> None:
         worker = self._workers[index]
@@ -219,6 +284,8 @@ class Supervisor:
                 signal.signal(signum, signal.SIG_DFL)
             for sock in self._reservations:
                 sock.close()  # the supervisor's copy keeps the reservation
+            if self._metrics is not None:
+                self._metrics.close()  # only the supervisor answers /metrics
             code = run_process(self.config, fleet=self.fleet.slot(index))
         except BaseException:
             log.exception("worker %d failed", index)
@@ -243,6 +310,8 @@ class Supervisor:
             code = os.waitstatus_to_exitcode(status)
             was = self.fleet.state(index)
             self.fleet.set_state(index, WorkerState.DOWN)
+            if self._metrics is not None:
+                forget_process(pid)
             worker.pid = 0
             if not self._announced and was == WorkerState.STARTING and code in (1, 2):
                 return code  # refused at start-up (its reason is logged): do not loop
@@ -300,8 +369,10 @@ class Supervisor:
             except ChildProcessError:
                 break
             if pid == 0:
-                time.sleep(POLL_S)
+                self._idle()
                 continue
+            if self._metrics is not None:
+                forget_process(pid)
             if running.pop(pid, None) is not None and os.waitstatus_to_exitcode(status) != 0:
                 clean = False
         log.info("all workers stopped")

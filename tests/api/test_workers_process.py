@@ -9,6 +9,7 @@ refused before any worker starts."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -24,6 +25,7 @@ import grpc
 import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from modelregistry.client import RegistryClient, channel_options
 from modelregistry_server.__main__ import main
@@ -36,6 +38,7 @@ pytestmark = pytest.mark.slow
 
 WAIT_S = 20.0  # bound on every wait for the fleet to change
 LEASE_S = 1.5  # --maintenance-lease-seconds: a dead holder's lease is taken over this soon
+POOL = 3  # --db-max-connections of each worker
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -88,6 +91,34 @@ class Fleet:
         self.server = server
         self.database = database
         self.port = int(server.address.rsplit(":", 1)[1])
+        found = re.search(
+            r"/metrics of the workers on (http://\S+/metrics)", server.log.read_text()
+        )
+        assert found, server.log.read_text()[-3000:]
+        self.metrics_url = found.group(1)
+
+    def scrape(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as reply:
+            text = reply.read().decode()
+        return {
+            (s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+
+def _created(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> float:
+    labels = {
+        "grpc_type": "unary",
+        "grpc_service": "modelregistry.v1.ModelRegistry",
+        "grpc_method": "CreateModel",
+        "grpc_code": "OK",
+    }
+    return samples.get(("grpc_server_handled_total", frozenset(labels.items())), 0.0)
+
+
+def _gauge(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str) -> float:
+    return samples.get((name, frozenset()), -1.0)
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +137,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             "3600",
             "--maintenance-lease-seconds",
             str(LEASE_S),
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--db-max-connections",
+            str(POOL),
         ],
     )
     with server:
@@ -152,6 +187,21 @@ def test_both_workers_serve_calls_and_share_the_sqlite_file(fleet: Fleet) -> Non
         names = {m.name for m in client.list_models(page_size=100)}
     assert len({n for n in names if n.startswith("models/m-")}) == 80
     assert "database is locked" not in fleet.server.log.read_text()
+
+
+def test_the_supervisor_serves_the_sum_of_both_workers_metrics(fleet: Fleet) -> None:
+    """The 80 CreateModel calls above were spread over both workers (asserted there): the
+    supervisor's /metrics counts them all; each worker's pool is in the sum."""
+    samples = fleet.scrape()
+    assert _created(samples) == 80
+    _wait(
+        lambda: _gauge(fleet.scrape(), "modelregistry_db_connections_max") == 2 * POOL,
+        "both workers' pools in the sum",
+        fleet.server.log,
+    )
+    assert _gauge(samples, "modelregistry_webhooks_behind") == 0
+    text = fleet.server.log.read_text()
+    assert "cannot serve metrics" not in text
 
 
 def test_the_web_interface_is_served_on_the_shared_port(fleet: Fleet) -> None:
@@ -210,6 +260,18 @@ def test_a_killed_worker_is_restarted_and_calls_keep_working(fleet: Fleet) -> No
     for n in range(8):
         with _own_channel(address) as channel, RegistryClient(channel=channel) as client:
             client.create_model(f"after-{n}")
+
+
+def test_metrics_keep_a_dead_workers_counts_and_drop_its_live_gauges(fleet: Fleet) -> None:
+    """After the restart above: the killed worker's calls still count (its files stay), its
+    pool left the sum (mark_process_dead), the replacement's joined it."""
+    samples = fleet.scrape()
+    assert _created(samples) == 80 + 8
+    _wait(
+        lambda: _gauge(fleet.scrape(), "modelregistry_db_connections_max") == 2 * POOL,
+        "the replacement's pool replaces the dead one's",
+        fleet.server.log,
+    )
 
 
 def test_sigterm_drains_every_worker_and_exits_zero(fleet: Fleet) -> None:

@@ -5,20 +5,23 @@ Per call the edge costs a few label lookups cached per method and code, and the 
 histogram updates. Everything read from the database (pool in use, webhook lag) is read at
 scrape time by collectors, never per call.
 
-Multi-process serving: with ``PROMETHEUS_MULTIPROC_DIR`` set before this module is imported,
-prometheus-client keeps every counter, histogram and gauge (their ``multiprocess_mode`` is set
-here) in files of that directory, and :func:`multiprocess_registry` is what a supervisor
-serves: the sum over its workers. Scrape-time collectors are per process and are not part of
-that aggregate (see docs/design.md "Metrics and logs").
+Multi-process serving (``--workers N``): the supervisor calls :func:`use_multiprocess` before
+it forks, so every counter, histogram and gauge its workers make (their ``multiprocess_mode``
+is set here) lives in files of that directory, and serves :func:`multiprocess_registry` (the
+sum over its workers) through :class:`PolledMetricsEndpoint`. What a single process reads at
+scrape time (pool in use, webhook lag) each worker samples into gauges instead
+(:class:`SampledGauges`; see docs/design.md "Metrics with workers").
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import HTTPServer
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
@@ -30,8 +33,10 @@ from prometheus_client import (
     Histogram,
     multiprocess,
     start_http_server,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import MetricsHandler
 from prometheus_client.registry import Collector
 
 from .observation import CallRecord, MethodInfo
@@ -44,6 +49,20 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 _CALL = ("grpc_type", "grpc_service", "grpc_method")
 # How many behind webhooks one scrape reads at most (the most behind first).
 LAG_SCAN_LIMIT = 1000
+# Multi-process mode: how often a worker samples its pool, and the webhook lag.
+POOL_SAMPLE_S = 1.0
+LAG_SAMPLE_S = 10.0
+# The longest a scrape of the supervisor may take to send its request or read the answer.
+SCRAPE_TIMEOUT_S = 5.0
+_HELP = {
+    "modelregistry_db_connections_in_use": "Pooled database connections checked out by a "
+    "request now.",
+    "modelregistry_db_connections_max": "The database pool's size (--db-max-connections).",
+    "modelregistry_webhooks_behind": "Enabled webhooks whose cursor is behind their tenant's "
+    f"newest event (at most {LAG_SCAN_LIMIT} counted).",
+    "modelregistry_webhook_lag_events": "Events between the newest event of a tenant and the "
+    "cursor of its most behind webhook (0: every webhook has been handed every event).",
+}
 
 
 def server_version() -> str:
@@ -239,30 +258,64 @@ class ScrapeCollector(Collector):
         pool = self._pool()
         if pool is not None:
             in_use, most = pool
-            yield GaugeMetricFamily(
-                "modelregistry_db_connections_in_use",
-                "Pooled database connections checked out by a request now.",
-                value=in_use,
-            )
-            yield GaugeMetricFamily(
-                "modelregistry_db_connections_max",
-                "The database pool's size (--db-max-connections).",
-                value=most,
-            )
+            for name, number in (
+                ("modelregistry_db_connections_in_use", in_use),
+                ("modelregistry_db_connections_max", most),
+            ):
+                yield GaugeMetricFamily(name, _HELP[name], value=number)
         lags = self._behind()
         if lags is not None:
-            yield GaugeMetricFamily(
-                "modelregistry_webhooks_behind",
-                "Enabled webhooks whose cursor is behind their tenant's newest event "
-                f"(at most {LAG_SCAN_LIMIT} counted).",
-                value=len(lags),
-            )
-            yield GaugeMetricFamily(
-                "modelregistry_webhook_lag_events",
-                "Events between the newest event of a tenant and the cursor of its most "
-                "behind webhook (0: every webhook has been handed every event).",
-                value=max(lags, default=0),
-            )
+            for name, number in (
+                ("modelregistry_webhooks_behind", len(lags)),
+                ("modelregistry_webhook_lag_events", max(lags, default=0)),
+            ):
+                yield GaugeMetricFamily(name, _HELP[name], value=number)
+
+
+class SampledGauges:
+    """A worker's pool and webhook-lag gauges in multi-process mode, where nothing is read at
+    scrape time in the workers: the pool every :data:`POOL_SAMPLE_S` (summed over the live
+    workers: the machine's connections in use, and its pools' total size), the lag every
+    :data:`LAG_SAMPLE_S` (the largest of the live workers' last samples: every worker reads
+    the same database)."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        pool: Callable[[], tuple[int, int] | None],
+        behind: Callable[[], list[int] | None],
+    ) -> None:
+        self._pool = pool
+        self._behind = behind
+
+        def gauge(name: str, mode: Literal["livesum", "livemax"]) -> Gauge:
+            return Gauge(name, _HELP[name], registry=registry, multiprocess_mode=mode)
+
+        self.in_use = gauge("modelregistry_db_connections_in_use", "livesum")
+        self.max = gauge("modelregistry_db_connections_max", "livesum")
+        self.webhooks_behind = gauge("modelregistry_webhooks_behind", "livemax")
+        self.lag = gauge("modelregistry_webhook_lag_events", "livemax")
+
+    def sample(self, *, lag: bool) -> None:
+        """Set the pool gauges (and the lag's, with ``lag``) from what is known now."""
+        pool = self._pool()
+        if pool is not None:
+            self.in_use.set(pool[0])
+            self.max.set(pool[1])
+        lags = self._behind() if lag else None
+        if lags is not None:
+            self.webhooks_behind.set(len(lags))
+            self.lag.set(max(lags, default=0))
+
+    def run(self, stopping: threading.Event) -> None:
+        """Sample until ``stopping`` is set (a thread of the worker)."""
+        every = max(1, round(LAG_SAMPLE_S / POOL_SAMPLE_S))
+        n = 0
+        while True:
+            self.sample(lag=n % every == 0)
+            n += 1
+            if stopping.wait(POOL_SAMPLE_S):
+                return
 
 
 def build_info(registry: CollectorRegistry) -> None:
@@ -282,11 +335,60 @@ def multiprocess_metrics() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
 
 
+def use_multiprocess(directory: str) -> None:
+    """Keep the metrics made from now on, in this process and those it forks, in files of
+    ``directory`` (an empty one). prometheus-client picks its value class when it is first
+    imported, which the supervisor did before it knew it would fork workers, so that choice
+    is made again here; the first value a forked worker makes sees the new pid and writes
+    files of its own."""
+    os.environ[MULTIPROC_ENV] = directory
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+def forget_process(pid: int) -> None:
+    """A worker has exited: drop its ``live*`` gauges from the aggregate (its counters and
+    histograms stay: the sums never go backwards)."""
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
 def multiprocess_registry() -> CollectorRegistry:
     """What a supervisor serves when its workers share ``PROMETHEUS_MULTIPROC_DIR``."""
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry
+
+
+class PolledMetricsEndpoint:
+    """``/metrics`` answered by its owner's own loop (:meth:`serve_for`), no thread: the
+    supervisor forks its workers from that loop, and a fork never copies a thread that holds
+    a lock. Binds in the constructor (OSError if the address is refused)."""
+
+    def __init__(self, address: str, registry: CollectorRegistry) -> None:
+        host, _, port = address.rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        family = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0][0]
+        handler = type(
+            "SupervisorMetricsHandler",
+            (MetricsHandler,),
+            {"registry": registry, "timeout": SCRAPE_TIMEOUT_S},
+        )
+        server_class = type("SupervisorMetricsServer", (HTTPServer,), {"address_family": family})
+        self._host = host
+        self._server: HTTPServer = server_class((host, int(port)), handler)
+
+    @property
+    def address(self) -> str:
+        port = self._server.server_address[1]
+        return f"[{self._host}]:{port}" if ":" in self._host else f"{self._host}:{port}"
+
+    def serve_for(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for a scrape and answer it (returns after at most one)."""
+        self._server.timeout = seconds
+        self._server.handle_request()
+
+    def close(self) -> None:
+        """Stop listening (also what a forked worker does with its copy)."""
+        self._server.server_close()
 
 
 class MetricsEndpoint:
