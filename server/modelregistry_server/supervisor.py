@@ -46,6 +46,7 @@ from .api.api_key_authenticator import ApiKeyAuthenticator
 from .api.metrics import (
     MULTIPROC_ENV,
     PolledMetricsEndpoint,
+    end_multiprocess,
     forget_process,
     multiprocess_registry,
     use_multiprocess,
@@ -162,10 +163,7 @@ class _Metrics:
         if self.endpoint is not None:
             self.endpoint.close()
         shutil.rmtree(self.directory, ignore_errors=True)
-        if self._previous is None:
-            os.environ.pop(MULTIPROC_ENV, None)
-        else:
-            os.environ[MULTIPROC_ENV] = self._previous
+        end_multiprocess(self._previous)
 
 
 def _in_use(listen: str) -> str:

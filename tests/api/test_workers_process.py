@@ -369,3 +369,18 @@ def test_migrate_check_refuses_a_schema_behind_before_any_worker_starts(tmp_path
     with checked:
         _wait(lambda: _health(checked.address) == SERVING, "the fleet serves", checked.log)
         assert len(_workers(checked)) == 2
+
+
+def test_a_metrics_port_another_process_holds_is_refused(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        address = f"127.0.0.1:{holder.getsockname()[1]}"
+        done = _supervisor(
+            tmp_path, "127.0.0.1:0", sqlite_url(tmp_path / "db"), "--metrics-listen", address
+        )
+    assert done.returncode == 1, done.stderr
+    assert f"modelregistry: cannot serve metrics on {address}: Address already in use" in (
+        done.stderr
+    )
+    assert "worker" not in done.stderr

@@ -345,6 +345,15 @@ def use_multiprocess(directory: str) -> None:
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
+def end_multiprocess(previous: str | None) -> None:
+    """Undo :func:`use_multiprocess` (``previous``: the variable's value before it)."""
+    if previous is None:
+        os.environ.pop(MULTIPROC_ENV, None)
+    else:
+        os.environ[MULTIPROC_ENV] = previous
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
 def forget_process(pid: int) -> None:
     """A worker has exited: drop its ``live*`` gauges from the aggregate (its counters and
     histograms stay: the sums never go backwards)."""
