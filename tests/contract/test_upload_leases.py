@@ -17,7 +17,7 @@ import pytest
 
 from modelregistry_server.domain import names
 from modelregistry_server.domain.entities import UploadSession, UploadState
-from modelregistry_server.domain.errors import Aborted, DomainError, NotFound, Reason
+from modelregistry_server.domain.errors import Aborted, DataLoss, DomainError, NotFound, Reason
 from modelregistry_server.domain.identity import Caller
 from modelregistry_server.domain.payloads import Payloads, UploadItem, UploadRequest
 from modelregistry_server.domain.registry import Registry
@@ -367,6 +367,53 @@ def test_gc_leaves_an_upload_resumed_after_it_listed_the_stale_ones(
     (record,) = outcome
     assert not isinstance(record, DomainError), record
     assert b.payloads.get_file(CALLER, _file()).sha256 == sha256_hex(DATA)
+
+
+def test_a_stale_writer_finding_its_bytes_missing_leaves_the_new_writer_alone(
+    replicas: list[Replica], metadata_store: PeeweeMetadataStore, tmp_path: Path
+) -> None:
+    """A writer that lost its lease while reading back the stored prefix (and found it
+    missing) must not reset the upload or drop the bytes of the server that took it over."""
+    a = replicas[0]
+
+    def broken() -> Iterator[UploadItem]:
+        yield from pieces(0, 2 * PIECE)
+        raise ConnectionError("the client went away")
+
+    with pytest.raises(ConnectionError):
+        a.payloads.upload(CALLER, request(0), broken())
+    start = committed(metadata_store, 2 * PIECE).committed_size
+    staged = a.payloads._blobs
+    taken: list[UploadSession] = []
+
+    class TakenOverWhileReading:
+        """a's blob store: while a reads the prefix back, b takes the upload over (a
+        paused past its lease); then a finds the prefix missing."""
+
+        def read_upload(self, sid: str, size: int) -> Iterator[bytes]:
+            current = metadata_store.get_upload("default", "u1")
+            assert current is not None
+            took = replace(current, lease_holder="replica-b", lease_token=current.lease_token + 1)
+            with metadata_store.transaction():
+                metadata_store.save_upload(took)
+            taken.append(took)
+            raise DataLoss("gone", reason=Reason.UPLOAD_DATA_MISSING)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(staged, name)
+
+    a.payloads._blobs = TakenOverWhileReading()  # type: ignore[assignment]
+    try:
+        with pytest.raises(Aborted) as lost:
+            a.payloads.upload(CALLER, request(start), pieces(start, len(DATA)))
+    finally:
+        a.payloads._blobs = staged
+    assert lost.value.reason is Reason.UPLOAD_LEASE_LOST
+    after = metadata_store.get_upload("default", "u1")
+    assert after is not None and after.committed_size == start  # b's progress kept
+    assert (after.lease_holder, after.lease_token) == ("replica-b", taken[0].lease_token)
+    (kept,) = stored_uploads(tmp_path / "blobs")
+    assert kept.stat().st_size == start  # and b's stored bytes
 
 
 def test_a_stream_that_fails_releases_its_lease(
