@@ -257,4 +257,7 @@ def load_config(
     for name, allowed in CHOICES.items():
         if getattr(ns, name) not in allowed:
             parser.error(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
+    # Zero or less would let every replica take any upload over at once (no exclusion).
+    if not ns.upload_lease_seconds > 0:
+        parser.error("--upload-lease-seconds must be more than 0")
     return Config(**vars(ns))

@@ -27,6 +27,16 @@ from tests.support.jwt_tokens import EVERY_SCOPE, jwt_config, mint, rsa_key
 from tests.support.servers import serving
 
 
+def _restore_root(saved: tuple[list[logging.Handler], int]) -> None:
+    """Give the root logger back the handlers and level ``saved`` holds."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in saved[0]:
+        root.addHandler(handler)
+    root.setLevel(saved[1])
+
+
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
     """Everything logged, at DEBUG on the root and on every logger that exists, as JSON."""
@@ -41,19 +51,11 @@ def captured() -> Iterator[io.StringIO]:
     try:
         yield out
     finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved[0]:
-            root.addHandler(handler)
-        root.setLevel(saved[1])
+        _restore_root(saved)
         for logger, level in levels:
             logger.setLevel(level)
         configure_logging("WARNING", "text", log_sql=True, force=True)  # no SQL filter …
-        for handler in list(root.handlers):  # … then leaves pytest's handlers as they were
-            root.removeHandler(handler)
-        for handler in saved[0]:
-            root.addHandler(handler)
-        root.setLevel(saved[1])
+        _restore_root(saved)  # … then leaves pytest's handlers as they were
         logging.getLogger(SQL_LOGGER).setLevel(logging.NOTSET)
 
 
@@ -117,11 +119,7 @@ def test_text_format_names_the_fields(server: RegistryServer) -> None:
         with RegistryClient(server.address, timeout=10) as client:
             client.create_model("m")
     finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved[0]:
-            root.addHandler(handler)
-        root.setLevel(saved[1])
+        _restore_root(saved)
     [line] = [x for x in out.getvalue().splitlines() if ACCESS_LOGGER in x]
     assert " INFO modelregistry.access: /modelregistry.v1.ModelRegistry/CreateModel OK " in line
     assert "principal=anonymous tenant=default request_id=" in line

@@ -273,6 +273,8 @@ def test_load_config_defaults_env_and_flags() -> None:
         (["--no-such-flag"], {}, "--no-such-flag"),
         (["--log-format", "xml"], {}, "--log-format"),
         ([], {"MODELREGISTRY_TRACING": "jaeger"}, "--tracing"),
+        (["--upload-lease-seconds", "0"], {}, "--upload-lease-seconds"),
+        ([], {"MODELREGISTRY_UPLOAD_LEASE_SECONDS": "-5"}, "--upload-lease-seconds"),
     ],
 )
 def test_load_config_rejects_bad_values(

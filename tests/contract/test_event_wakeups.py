@@ -5,10 +5,12 @@ process) wakes this one through LISTEN/NOTIFY, also after the listener lost its 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg2
 import pytest
 
 from modelregistry_server.domain.events import Event
@@ -81,6 +83,38 @@ def test_a_rolled_back_append_of_another_store_wakes_nobody(
         other.append_event(_event(1))
         raise RuntimeError("roll back")
     assert not _woken(metadata_store, generation, 0.3)  # NOTIFY is sent on commit only
+
+
+class _SlowCatchUp(PostgresWakeups):
+    """A listener whose first bump (the catch-up after connecting) is held until
+    :attr:`release` or 0.5 s, as a busy machine's scheduling may hold it."""
+
+    def __init__(self, connect: Any) -> None:
+        self.release = threading.Event()
+        self._held = False
+        super().__init__(connect)
+
+    def bump(self) -> None:
+        if not self._held:
+            self._held = True
+            self.release.wait(0.5)
+        super().bump()
+
+
+def test_listening_means_the_catch_up_wake_up_was_given(
+    metadata_store: PeeweeMetadataStore, other: PeeweeMetadataStore
+) -> None:
+    """Whoever waited for ``listening`` sees the counter move only for later commits (else a
+    test or waiter reading the counter then would be woken by the connect itself)."""
+    db: Any = metadata_store.backend.database
+    wakeups = _SlowCatchUp(lambda: psycopg2.connect(database=db.database, **db.connect_params))
+    try:
+        assert wakeups.listening.wait(WAKE_S)
+        generation = wakeups.generation()
+        wakeups.release.set()
+        assert wakeups.wait(generation, 0.2) == generation  # nothing committed since
+    finally:
+        wakeups.close()
 
 
 def test_the_listener_reconnects_after_losing_its_connection(

@@ -7,16 +7,17 @@ each has its own clock, so a test can freeze one (a paused process) while the ot
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from modelregistry_server.domain import names
 from modelregistry_server.domain.entities import UploadSession, UploadState
-from modelregistry_server.domain.errors import Aborted, DomainError, NotFound, Reason
+from modelregistry_server.domain.errors import Aborted, DataLoss, DomainError, NotFound, Reason
 from modelregistry_server.domain.identity import Caller
 from modelregistry_server.domain.payloads import Payloads, UploadItem, UploadRequest
 from modelregistry_server.domain.registry import Registry
@@ -292,6 +293,127 @@ def test_gc_on_another_server_leaves_an_upload_whose_lease_is_live(
     thread.join(30)
     (record,) = outcome
     assert not isinstance(record, DomainError), record
+
+
+class _ResumedAfterListing:
+    """The metadata store as GC on another server sees it: right after GC listed the stale
+    sessions, ``resume`` runs (a client resumes one of them on a second server)."""
+
+    def __init__(self, store: PeeweeMetadataStore, resume: Callable[[], None]) -> None:
+        self._store = store
+        self._resume = resume
+
+    def stale_uploads(self, before: datetime, limit: int) -> list[UploadSession]:
+        listed = self._store.stale_uploads(before, limit)
+        self._resume()
+        return listed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_gc_leaves_an_upload_resumed_after_it_listed_the_stale_ones(
+    replicas: list[Replica], metadata_store: PeeweeMetadataStore, tmp_path: Path
+) -> None:
+    """GC judges a session it listed again under the row's lock: a server that took the
+    lease since keeps the session and its stored bytes."""
+    a, b = replicas
+
+    def broken() -> Iterator[UploadItem]:
+        yield from pieces(0, 2 * PIECE)
+        raise ConnectionError("the client went away")
+
+    with pytest.raises(ConnectionError):
+        a.payloads.upload(CALLER, request(0), broken())  # abandoned, its lease released
+    start = committed(metadata_store, PIECE).committed_size
+    later = 2 * 3600.0  # long past the grace period
+    b.clock.advance(later)
+    stream = PausedStream(pause_at=0)
+    outcome: list[object] = []
+
+    def resume() -> None:
+        def run() -> None:
+            chunks = (item for item in stream if item[0] >= start)  # type: ignore[index]
+            try:
+                outcome.append(b.payloads.upload(CALLER, request(start), chunks))
+            except DomainError as exc:
+                outcome.append(exc)
+
+        threading.Thread(target=run, daemon=True).start()
+        for _ in range(500):  # bounded: until b holds the lease
+            held = metadata_store.get_upload("default", "u1")
+            if held is not None and held.lease_holder == "replica-b":
+                return
+            threading.Event().wait(0.01)
+        raise AssertionError("the second server never took the lease")
+
+    gc = Payloads(
+        _ResumedAfterListing(metadata_store, resume),  # type: ignore[arg-type]
+        LocalBlobStore(tmp_path / "blobs"),
+        b.payloads._registry,
+        clock=lambda: T0 + timedelta(seconds=later),
+        gc_grace=timedelta(hours=1),
+        lease_holder="gc",
+    )
+    try:
+        assert gc.collect_garbage().uploads == 0
+    finally:
+        gc.close()
+    stream.resume()
+    for _ in range(500):
+        if outcome:
+            break
+        threading.Event().wait(0.01)
+    (record,) = outcome
+    assert not isinstance(record, DomainError), record
+    assert b.payloads.get_file(CALLER, _file()).sha256 == sha256_hex(DATA)
+
+
+def test_a_stale_writer_finding_its_bytes_missing_leaves_the_new_writer_alone(
+    replicas: list[Replica], metadata_store: PeeweeMetadataStore, tmp_path: Path
+) -> None:
+    """A writer that lost its lease while reading back the stored prefix (and found it
+    missing) must not reset the upload or drop the bytes of the server that took it over."""
+    a = replicas[0]
+
+    def broken() -> Iterator[UploadItem]:
+        yield from pieces(0, 2 * PIECE)
+        raise ConnectionError("the client went away")
+
+    with pytest.raises(ConnectionError):
+        a.payloads.upload(CALLER, request(0), broken())
+    start = committed(metadata_store, 2 * PIECE).committed_size
+    staged = a.payloads._blobs
+    taken: list[UploadSession] = []
+
+    class TakenOverWhileReading:
+        """a's blob store: while a reads the prefix back, b takes the upload over (a
+        paused past its lease); then a finds the prefix missing."""
+
+        def read_upload(self, sid: str, size: int) -> Iterator[bytes]:
+            current = metadata_store.get_upload("default", "u1")
+            assert current is not None
+            took = replace(current, lease_holder="replica-b", lease_token=current.lease_token + 1)
+            with metadata_store.transaction():
+                metadata_store.save_upload(took)
+            taken.append(took)
+            raise DataLoss("gone", reason=Reason.UPLOAD_DATA_MISSING)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(staged, name)
+
+    a.payloads._blobs = TakenOverWhileReading()  # type: ignore[assignment]
+    try:
+        with pytest.raises(Aborted) as lost:
+            a.payloads.upload(CALLER, request(start), pieces(start, len(DATA)))
+    finally:
+        a.payloads._blobs = staged
+    assert lost.value.reason is Reason.UPLOAD_LEASE_LOST
+    after = metadata_store.get_upload("default", "u1")
+    assert after is not None and after.committed_size == start  # b's progress kept
+    assert (after.lease_holder, after.lease_token) == ("replica-b", taken[0].lease_token)
+    (kept,) = stored_uploads(tmp_path / "blobs")
+    assert kept.stat().st_size == start  # and b's stored bytes
 
 
 def test_a_stream_that_fails_releases_its_lease(

@@ -132,28 +132,25 @@ class PostgresCluster:
     def create_database(self) -> str:
         """A new, empty database; returns its URL."""
         name = f"test_{os.getpid()}_{next(self._names)}"
-        conn = psycopg2.connect(
-            host="127.0.0.1", port=self.port, user=_SUPERUSER, dbname="postgres"
-        )
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cursor:
-                cursor.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            conn.close()
+        self._admin(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     def drop_database(self, url: str) -> None:
         """Drop a database made by :meth:`create_database`, disconnecting its sessions. A
         thousand left behind cost gigabytes and over a minute of clean-up at the end."""
         name = url.rsplit("/", 1)[1]
+        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _admin(self, statement: str) -> None:
+        """Run one statement as the superuser on the ``postgres`` database, outside a
+        transaction (CREATE and DROP DATABASE need that)."""
         conn = psycopg2.connect(
             host="127.0.0.1", port=self.port, user=_SUPERUSER, dbname="postgres"
         )
         try:
             conn.autocommit = True
             with conn.cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                cursor.execute(statement)
         finally:
             conn.close()
 

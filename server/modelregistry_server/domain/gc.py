@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from .blob_names import blob_key, digest_of_key, storage_id
-from .entities import UploadState
+from .entities import UploadSession, UploadState
 from .ports import (
     BlobInventory,
     BlobReferences,
@@ -98,17 +98,22 @@ class GarbageCollector:
     def _stale_sessions(self, cutoff: datetime) -> int:
         removed = 0
         now = self._clock()
-        for session in self._store.stale_uploads(cutoff, self._limit):
-            leased = session.lease_expire is not None and session.lease_expire > now
-            if leased and session.state is UploadState.ACTIVE:
-                continue  # a server holds its lease: some stream is receiving it
-            with self._claim(session.tenant, session.upload_id) as claimed:
+        for listed in self._store.stale_uploads(cutoff, self._limit):
+            if not _abandoned(listed, cutoff, now):
+                continue
+            tenant, upload_id = listed.tenant, listed.upload_id
+            with self._claim(tenant, upload_id) as claimed:
                 if not claimed:
                     continue  # a stream is receiving it right now: not abandoned
-                # A committed session can still have leftover parts (a failed clean-up).
-                self._blobs.abort_upload(storage_id(session.tenant, session.upload_id))
                 with self._store.transaction():
-                    self._store.delete_upload(session.tenant, session.upload_id)
+                    # Judged again under the row's lock: another server may have resumed it
+                    # (taken its lease) since the listing; it then keeps row and bytes.
+                    session = self._store.get_upload(tenant, upload_id, for_update=True)
+                    if session is None or not _abandoned(session, cutoff, now):
+                        continue
+                    # A committed session can still have leftover parts (a failed clean-up).
+                    self._blobs.abort_upload(storage_id(tenant, upload_id))
+                    self._store.delete_upload(tenant, upload_id)
             removed += 1
         return removed
 
@@ -171,3 +176,9 @@ def _batches(objects: Iterable[StoredObject], size: int) -> Iterable[list[Stored
     iterator = iter(objects)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
+
+
+def _abandoned(session: UploadSession, cutoff: datetime, now: datetime) -> bool:
+    """Not updated since ``cutoff``, and (if ACTIVE) no server holds its lease at ``now``."""
+    leased = session.lease_expire is not None and session.lease_expire > now
+    return session.update_time < cutoff and not (leased and session.state is UploadState.ACTIVE)

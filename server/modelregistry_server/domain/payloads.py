@@ -529,7 +529,9 @@ class Payloads:
                 if fresh is not None:
                     fresh.committed_size = 0
                     fresh.update_time = self._clock()
-                    self._store.save_upload(fresh)
+                    # Fenced: a writer that lost its lease meanwhile resets nothing and
+                    # leaves the new writer's bytes (UPLOAD_LEASE_LOST).
+                    self._store.save_upload(fresh, lease_token=session.lease_token)
             self._blobs.abort_upload(sid)
             raise Aborted(
                 "the upload's stored bytes are missing; resume from offset 0",

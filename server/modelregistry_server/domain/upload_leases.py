@@ -8,7 +8,9 @@ same UPDATE that advances ``committed_size``, fenced by the token), and so does 
 still receiving a long piece, at most every third of the lease. When a stream ends without
 publishing, its lease is released (expiry now), so a client resuming elsewhere at once is
 not kept waiting. A writer whose replica died leaves its lease to expire; then any replica
-takes the upload over from its last committed piece.
+takes the upload over from its last committed piece. A holder that is known to be dead (a
+process of this host and pid namespace that no longer runs: a restarted server, a worker the
+supervisor replaced) does not make anyone wait for its expiry.
 
 Fencing: the token guards every metadata write of a writer (advance, renewal, publish), so a
 writer that lost its lease changes nothing in the database. Blob-store bytes cannot carry the
@@ -50,8 +52,45 @@ class LeaseStore(Transactions, Protocol):
 
 
 def process_holder() -> str:
-    """A holder id for this server process: host, pid and a random part (pids are reused)."""
-    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+    """A holder id for one server of this process: ``host/pid namespace/pid/start time/random``
+    (the start time tells a reused pid apart; the random part servers in one process), or
+    ``host/pid/random`` where ``/proc`` cannot say."""
+    pid, tag = os.getpid(), secrets.token_hex(4)
+    namespace, started = _pid_namespace(), _start_time(pid)
+    if namespace is None or started is None:
+        return f"{socket.gethostname()}/{pid}/{tag}"
+    return f"{socket.gethostname()}/{namespace}/{pid}/{started}/{tag}"
+
+
+def holder_known_dead(holder: str) -> bool:
+    """Whether ``holder`` is a process of this host and pid namespace that no longer runs (its
+    pid is gone or now belongs to a process started at another time). Anything this process
+    cannot see (another host or container, a holder id without a start time) is not known."""
+    parts = holder.split("/")
+    if len(parts) != 5 or parts[0] != socket.gethostname() or parts[1] != _pid_namespace():
+        return False
+    try:
+        pid = int(parts[2])
+    except ValueError:
+        return False
+    return _start_time(pid) != parts[3]
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19].decode() if len(fields) > 19 else None
 
 
 def busy(session: UploadSession, now: datetime) -> Aborted:
@@ -76,12 +115,14 @@ def lease_lost(upload_id: str) -> Aborted:
 
 
 def held_by_other(session: UploadSession, holder: str, now: datetime) -> bool:
-    """Whether another holder's lease on the session is still live at ``now``."""
+    """Whether another holder's lease on the session is still live at ``now`` (a holder known
+    to be dead holds nothing)."""
     return (
         bool(session.lease_holder)
         and session.lease_holder != holder
         and session.lease_expire is not None
         and session.lease_expire > now
+        and not holder_known_dead(session.lease_holder)
     )
 
 

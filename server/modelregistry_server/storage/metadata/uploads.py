@@ -10,8 +10,9 @@ import peewee
 from peewee import fn
 
 from ...domain.entities import Page, UploadSession, UploadState
-from ...domain.errors import Aborted, AlreadyExists, NotFound, Reason
+from ...domain.errors import AlreadyExists, NotFound, Reason
 from ...domain.ports import ListQuery
+from ...domain.upload_leases import lease_lost
 from . import rows
 from .core import StoreCore, check_limit, dicts, first, tuples
 from .pages import fetch_page
@@ -58,7 +59,7 @@ class UploadRows(StoreCore):
             if changed:
                 return
             if lease_token is not None and self.get_upload(session.tenant, session.upload_id):
-                raise _lease_lost(session.upload_id)
+                raise lease_lost(session.upload_id)
             raise NotFound(
                 f"upload {session.upload_id!r} does not exist", reason=Reason.UPLOAD_NOT_FOUND
             )
@@ -164,11 +165,3 @@ class UploadRows(StoreCore):
                 query = query.where(peewee.Tuple(u.tenant, u.upload_id) > peewee.Tuple(*after))
             query = query.order_by(u.tenant, u.upload_id).limit(limit)
             return [(tenant, upload_id) for tenant, upload_id in tuples(query)]
-
-
-def _lease_lost(upload_id: str) -> Aborted:
-    return Aborted(
-        f"upload {upload_id!r} was taken over by another server after this stream's lease "
-        "expired; resume it",
-        reason=Reason.UPLOAD_LEASE_LOST,
-    )

@@ -111,8 +111,10 @@ class PostgresWakeups(LocalWakeups):
                 with self._lock:
                     self._conn = conn
                 self.connects += 1
-                self.listening.set()
                 self.bump()  # commits while nobody listened: read the table again
+                # Set after that bump: one who waited for ``listening`` sees the counter move
+                # only for commits from now on.
+                self.listening.set()
                 delay = RETRY_FIRST_S
                 self._listen(conn)
             except (psycopg2.Error, OSError) as error:
