@@ -141,3 +141,8 @@ def test_closing_the_store_stops_the_listener(metadata_url: str) -> None:
     store.close()
     if isinstance(wakeups, PostgresWakeups):
         assert not wakeups._thread.is_alive()
+
+
+def test_a_store_that_only_writes_opens_no_listener(metadata_store: PeeweeMetadataStore) -> None:
+    _append(metadata_store, 1)
+    assert metadata_store._wakeups is None  # wake-ups (and a LISTEN session) only on demand

@@ -100,7 +100,11 @@ class EventRows(StoreCore):
             self._pending.appended = False
             # A rolled-back transaction also wakes this process's watchers: they read, find
             # nothing new and wait again (cheaper than telling commit from rollback here).
-            self.event_wakeups().bump()
+            # Before anything asked for the wake-ups nobody waits, so none are made here: a
+            # store that never serves a watch or a dispatcher opens no listening session.
+            wakeups = self._wakeups
+            if wakeups is not None:
+                wakeups.bump()
 
     def event_wakeups(self) -> LocalWakeups:
         """This store's wake-ups: local on SQLite, local plus LISTEN on PostgreSQL."""
