@@ -49,12 +49,12 @@ run: $(STAMP)
 	$(PY) -m modelregistry_server $(if $(ADDR),--listen $(ADDR)) --http-listen $(HTTP_ADDR)
 
 lint: $(STAMP)
-	$(BIN)/ruff check server client/modelregistry/client client/modelregistry/cli tests scripts bench
-	$(BIN)/ruff format --check server client/modelregistry/client client/modelregistry/cli tests scripts bench
+	$(BIN)/ruff check server client/modelregistry/client client/modelregistry/cli tests scripts bench deploy
+	$(BIN)/ruff format --check server client/modelregistry/client client/modelregistry/cli tests scripts bench deploy
 	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
-	$(BIN)/mypy server/modelregistry_server client/modelregistry/client client/modelregistry/cli
+	$(BIN)/mypy server/modelregistry_server client/modelregistry/client client/modelregistry/cli deploy/healthcheck.py
 
 node_modules/.bin/buf: package.json
 	npm install --no-audit --no-fund --silent
