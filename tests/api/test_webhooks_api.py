@@ -46,6 +46,7 @@ FAST = {
     "webhook_max_attempts": 4,
 }
 POLL_LONGER_THAN_BOUND_S = 6.0
+BOUND_S = 4.0  # below the poll: only wake-ups deliver in time
 
 
 @pytest.fixture
@@ -226,10 +227,10 @@ def test_two_dispatchers_deliver_each_event_once_in_order(
                 assert store.event_wakeups().listening.wait(10)  # type: ignore[attr-defined]
             for n in range(6):
                 client.create_model(f"m{n}")
-            wait_for(lambda: len(receiver.got()) >= 6, what="six deliveries", timeout=2.5)
+            wait_for(lambda: len(receiver.got()) >= 6, what="six deliveries", timeout=BOUND_S)
             for n in range(6, 12):
                 client.create_model(f"m{n}")
-            wait_for(lambda: len(receiver.got()) >= 12, what="twelve deliveries", timeout=2.5)
+            wait_for(lambda: len(receiver.got()) >= 12, what="twelve deliveries", timeout=BOUND_S)
             time.sleep(0.3)
         finally:
             stopping.set()

@@ -141,6 +141,7 @@ def test_closing_the_store_stops_the_listener(metadata_url: str) -> None:
     store.close()
     if isinstance(wakeups, PostgresWakeups):
         assert not wakeups._thread.is_alive()
+    assert not isinstance(store.event_wakeups(), PostgresWakeups)  # no listener after close
 
 
 def test_a_store_that_only_writes_opens_no_listener(metadata_store: PeeweeMetadataStore) -> None:

@@ -93,6 +93,7 @@ class EventRows(StoreCore):
         self._pending = threading.local()  # this thread's transaction appended
         self._wakeups_lock = threading.Lock()
         self._wakeups: LocalWakeups | None = None  # made on first use (a listener connection)
+        self._closed = False
 
     def _transaction_ended(self) -> None:
         super()._transaction_ended()
@@ -110,7 +111,7 @@ class EventRows(StoreCore):
         """This store's wake-ups: local on SQLite, local plus LISTEN on PostgreSQL."""
         with self._wakeups_lock:
             if self._wakeups is None:
-                if self._backend.dialect == "postgresql":
+                if self._backend.dialect == "postgresql" and not self._closed:
                     self._wakeups = PostgresWakeups.for_database(self._db)
                 else:
                     self._wakeups = LocalWakeups()
@@ -120,6 +121,7 @@ class EventRows(StoreCore):
         """Stop the listener, then close the connections."""
         with self._wakeups_lock:
             wakeups, self._wakeups = self._wakeups, None
+            self._closed = True  # later callers get local wake-ups: no listener nobody closes
         if wakeups is not None:
             wakeups.close()
         super().close()

@@ -31,6 +31,16 @@ RETRY_MAX_S = 5.0
 # An idle listener checks its connection this often (a peer that vanished without a FIN is
 # found by this round trip rather than by TCP keepalive hours later).
 IDLE_CHECK_S = 15.0
+# The listener's session notices a black-holed peer within seconds, not after the kernel's
+# retransmission timeout (minutes): TCP keepalives, and a bound on unacknowledged sends
+# (libpq's tcp_user_timeout, ms). A URL's own settings win.
+LISTENER_TCP = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 20_000,
+}
 
 
 class LocalWakeups:
@@ -82,7 +92,8 @@ class PostgresWakeups(LocalWakeups):
     @classmethod
     def for_database(cls, database: Any) -> PostgresWakeups:
         """A listener with the connection parameters of a peewee PostgreSQL ``database``."""
-        return cls(lambda: psycopg2.connect(database=database.database, **database.connect_params))
+        params = {**LISTENER_TCP, **database.connect_params}
+        return cls(lambda: psycopg2.connect(database=database.database, **params))
 
     @property
     def listener_pid(self) -> int | None:
