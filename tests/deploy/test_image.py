@@ -195,6 +195,7 @@ def test_build_venv_installs_a_server_that_serves(tmp_path: Path) -> None:
         f"--database-url={database}",
         f"--blob-url={(tmp_path / 'blobs').as_uri()}",
         "--migrate=check",
+        "--workers=1",
         "--maintenance-interval-seconds=0",
         "--shutdown-grace-seconds=1",
     ]

@@ -177,7 +177,8 @@ def test_server_settings_are_ones_the_server_accepts(tree: str) -> None:
 
 def test_memory_limit_holds_every_process_at_its_stream_limit(tree: str) -> None:
     container, _, config = _server(rendered(tree))
-    workers = 1  # one server process per pod
+    workers = config.workers
+    assert workers >= 1, "set the workers explicitly: the default ignores a CPU limit"
     need = workers * (IDLE_PROCESS_BYTES + config.max_download_streams * DOWNLOAD_STREAM_BYTES)
     assert need <= quantity(container["resources"]["limits"]["memory"])
     assert workers <= int(container["resources"]["limits"]["cpu"]), "one core per process"
