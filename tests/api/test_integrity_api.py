@@ -26,7 +26,7 @@ from modelregistry.v1 import payload_pb2 as pl
 from modelregistry.v1 import resources_pb2 as res
 from modelregistry_server.app import RegistryServer
 from modelregistry_server.config import Config
-from modelregistry_server.domain.blob_names import storage_id
+from modelregistry_server.domain.blob_names import storage_id, upload_of_staging
 from tests.support.blob_fixtures import BlobBackdoor, backdoor_for
 from tests.support.payload_helpers import (
     PIECE,
@@ -321,7 +321,9 @@ def test_gc_removes_what_no_row_accounts_for_and_keeps_live_uploads(
             assert report.gc.orphan_blobs == 1
             assert report.gc.blobs == 1  # the orphan; the file's blob is referenced
             assert backdoor.blob_keys() == {f"sha256/{sha256_hex(kept)}"}
-            assert backdoor.upload_ids() == {storage_id("default", "live")}
+            # The live upload's staging (one per writer: its name starts with the upload's).
+            staged = {upload_of_staging(name) for name in backdoor.upload_ids()}
+            assert staged == {storage_id("default", "live")}
 
             requests.release(finish=True)
             assert call.result(timeout=WAIT_S).size_bytes == len(live)

@@ -10,13 +10,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psutil
 import pytest
 
 from modelregistry.client import RegistryClient
+from modelregistry.client.errors import AbortedError
 from modelregistry.v1 import payload_pb2 as pl
+from modelregistry.v1 import resources_pb2 as res
 from tests.support.metadata_fixtures import sqlite_url
 from tests.support.payload_helpers import (
     WAIT_S,
@@ -75,7 +78,10 @@ def test_upload_resumes_after_server_sigkill_and_restart(tmp_path: Path, databas
         paused.set()
         release.wait(WAIT_S * 4)
 
-    first = ServerProcess(database_url, blob_url, log, piece_bytes=piece).start()
+    # A short lease: the restarted server (another holder) takes the upload over once the
+    # killed one's lease expired, copying its committed pieces into its own staging.
+    lease = ["--upload-lease-seconds", "2"]
+    first = ServerProcess(database_url, blob_url, log, piece_bytes=piece, extra_args=lease).start()
     try:
         with RegistryClient(first.address, timeout=WAIT_S) as client:
             client.create_model("m")
@@ -92,7 +98,7 @@ def test_upload_resumes_after_server_sigkill_and_restart(tmp_path: Path, databas
         first.kill()
 
     with (
-        ServerProcess(database_url, blob_url, log, piece_bytes=piece) as second,
+        ServerProcess(database_url, blob_url, log, piece_bytes=piece, extra_args=lease) as second,
         RegistryClient(second.address, timeout=WAIT_S) as client,
     ):
         status = client.get_upload_status("crash-1")
@@ -102,12 +108,24 @@ def test_upload_resumes_after_server_sigkill_and_restart(tmp_path: Path, databas
         assert client.get_version("m", 1).file_count == 0
         resumed = header(name, "crash-1", size=size, sha256=digest, write_offset=committed)
         with raw_stub(second.address) as stub:
-            file = raw_upload(stub, [resumed, *_chunks(data, committed, size)])
+            file = _upload_once_not_busy(stub, [resumed, *_chunks(data, committed, size)])
         assert (file.size_bytes, file.sha256) == (size, digest)
         sink = HashingSink()
         client.download_file("m", 1, sink)
         assert (sink.size, sink.hexdigest()) == (size, digest)
     assert not list((tmp_path / "blobs" / "uploads").iterdir())
+
+
+def _upload_once_not_busy(stub: Any, messages: list[pl.UploadFileRequest]) -> res.File:
+    """``raw_upload``, retried (bounded) while the killed server's lease has not expired."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            return raw_upload(stub, messages)
+        except AbortedError as exc:
+            if "UPLOAD_BUSY" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 # -- big payloads and memory --------------------------------------------------------------------

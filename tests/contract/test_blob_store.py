@@ -291,6 +291,50 @@ class TestResume:
         assert joined(blob_store.read_upload("u1", len(data))) == data
 
 
+class TestCopyUpload:
+    """A takeover copies the committed prefix of the previous writer's staging into its own."""
+
+    def test_copy_holds_the_prefix_and_shares_nothing_with_the_source(
+        self, blob_store: BlobAdapter
+    ) -> None:
+        first, second, extra = payload(3_000, seed=1), payload(2_000, seed=2), payload(500, 3)
+        blob_store.write_upload("a", 0, [first])
+        blob_store.write_upload("a", 3_000, [second])
+        blob_store.write_upload("a", 5_000, [extra])  # a piece past the committed size
+        blob_store.write_upload("b", 0, [payload(9_000, seed=4)])  # replaced by the copy
+        blob_store.copy_upload("a", "b", 5_000)
+        assert {obj.name: obj.size for obj in blob_store.list_uploads()} == {
+            "a": 5_500,
+            "b": 5_000,
+        }
+        # The source's writer goes on (or truncates): the copy does not change.
+        blob_store.write_upload("a", 1_000, [b"x" * 10])
+        assert joined(blob_store.read_upload("b", 5_000)) == first + second
+        tail = payload(700, seed=5)
+        blob_store.write_upload("b", 5_000, [tail])
+        key = key_of(first + second + tail)
+        assert blob_store.commit_upload("b", 5_700, key) is True
+        blob_store.write_upload("a", 1_010, [b"y" * 10])
+        assert joined(blob_store.read(key)) == first + second + tail
+        assert joined(blob_store.read_upload("a", 1_020))[1_000:] == b"x" * 10 + b"y" * 10
+
+    def test_copy_of_missing_bytes_is_data_loss(self, blob_store: BlobAdapter) -> None:
+        blob_store.write_upload("a", 0, [b"abc"])
+        with pytest.raises(DataLoss) as short:
+            blob_store.copy_upload("a", "b", 4)
+        assert short.value.reason is Reason.UPLOAD_DATA_MISSING
+        with pytest.raises(DataLoss):
+            blob_store.copy_upload("gone", "b", 1)
+        assert upload_ids(blob_store) == {"a"}
+
+    def test_copy_of_nothing(self, blob_store: BlobAdapter) -> None:
+        blob_store.write_upload("a", 0, [b"abc"])
+        blob_store.copy_upload("a", "b", 0)
+        assert joined(blob_store.read_upload("b", 0)) == b""
+        blob_store.write_upload("b", 0, [b"de"])
+        assert joined(blob_store.read_upload("b", 2)) == b"de"
+
+
 class TestDedup:
     def test_second_commit_of_a_key_returns_false_and_keeps_the_blob(
         self, blob_store: BlobAdapter

@@ -6,8 +6,9 @@ each has its own clock, so a test can freeze one (a paused process) while the ot
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from modelregistry_server.domain.entities import UploadSession, UploadState
 from modelregistry_server.domain.errors import Aborted, DataLoss, DomainError, NotFound, Reason
 from modelregistry_server.domain.identity import Caller
 from modelregistry_server.domain.payloads import Payloads, UploadItem, UploadRequest
+from modelregistry_server.domain.ports import BlobStore
 from modelregistry_server.domain.registry import Registry
 from modelregistry_server.storage.blobs.local import LocalBlobStore
 from modelregistry_server.storage.metadata import PeeweeMetadataStore
@@ -59,13 +61,20 @@ class Replica:
 
 @pytest.fixture
 def replicas(metadata_store: PeeweeMetadataStore, tmp_path: Path) -> Iterator[list[Replica]]:
+    # One directory shared by both.
+    yield from _replicas(metadata_store, lambda: LocalBlobStore(tmp_path / "blobs"))
+
+
+def _replicas(
+    metadata_store: PeeweeMetadataStore, blobs: Callable[[], BlobStore]
+) -> Iterator[list[Replica]]:
     made = []
     for name in ("a", "b"):
         clock = Clock()
         registry = Registry(metadata_store, clock=clock.now)
         payloads = Payloads(
             metadata_store,
-            LocalBlobStore(tmp_path / "blobs"),  # one directory shared by both
+            blobs(),
             registry,
             clock=clock.now,
             monotonic=clock.monotonic,
@@ -469,3 +478,85 @@ def test_lease_store_rules(metadata_store: PeeweeMetadataStore) -> None:
 
 def _file() -> names.FileRef:
     return names.FileRef(names.VersionRef("m", number=1), "weights")
+
+
+class _PausedInsideWrite:
+    """A's blob store: its write of the piece at ``at`` takes one chunk, then waits (the
+    replica paused inside a write, past its lease check) until :attr:`go` is set."""
+
+    def __init__(self, inner: BlobStore, at: int) -> None:
+        self._inner = inner
+        self._at = at
+        self.paused = threading.Event()
+        self.go = threading.Event()
+
+    def write_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
+        if offset != self._at:
+            return self._inner.write_upload(upload_id, offset, chunks)
+
+        def held() -> Iterator[bytes]:
+            for index, chunk in enumerate(chunks):
+                if index == 1:
+                    self.paused.set()
+                    assert self.go.wait(30)
+                yield chunk
+
+        return self._inner.write_upload(upload_id, offset, held())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_stale_writer_paused_inside_a_write_cannot_change_what_another_publishes(
+    metadata_store: PeeweeMetadataStore, blob_store: BlobStore
+) -> None:
+    """A pauses inside a piece's write (past its lease check); its lease expires and B takes
+    over; while B writes, A's write goes through (with other bytes). Each writer stages into
+    its own bytes: B's published blob is the uploaded content, and GC leaves nothing of A's
+    staging."""
+    a, b = next(made := _replicas(metadata_store, lambda: blob_store))
+    start = 2 * PIECE
+    paused = _PausedInsideWrite(blob_store, start)
+    a.payloads._blobs = paused
+    outcome: list[object] = []
+    half = PIECE // 2
+    stale = DATA[:start] + bytes(255 - x for x in DATA[start:])  # A's bytes differ from here
+    chunks = [(o, stale[o : o + half]) for o in range(0, len(DATA), half)]
+
+    def run() -> None:
+        try:
+            outcome.append(a.payloads.upload(CALLER, request(0), iter(chunks)))
+        except DomainError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert paused.paused.wait(30)
+    committed(metadata_store, start)
+    b.clock.advance(LEASE.total_seconds() + 1)  # a's clock stands still (a paused process)
+
+    def stale_writer_wakes_midway() -> Iterator[UploadItem]:
+        yield from pieces(start, start + PIECE)
+        paused.go.set()  # a's chunks (and what follows) are written now
+        thread.join(30)
+        yield from pieces(start + PIECE, len(DATA))
+
+    record = b.payloads.upload(CALLER, request(start), stale_writer_wakes_midway())
+    assert record.sha256 == sha256_hex(DATA)
+    (lost,) = outcome
+    assert isinstance(lost, Aborted) and lost.reason is Reason.UPLOAD_LEASE_LOST, lost
+    assert b"".join(blob_store.read(f"sha256/{record.sha256}")) == DATA
+    gc = Payloads(
+        metadata_store,
+        blob_store,
+        b.payloads._registry,
+        clock=lambda: T0 + timedelta(days=2),
+        lease_holder="gc",
+    )
+    try:
+        gc.collect_garbage()
+    finally:
+        gc.close()
+    assert list(blob_store.list_uploads()) == []
+    with contextlib.suppress(StopIteration):
+        next(made)  # closes the replicas

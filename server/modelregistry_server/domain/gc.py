@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from .blob_names import blob_key, digest_of_key, storage_id
+from .blob_names import blob_key, digest_of_key, staging_id, storage_id, upload_of_staging
 from .entities import UploadSession, UploadState
 from .ports import (
     BlobInventory,
@@ -112,7 +112,10 @@ class GarbageCollector:
                     if session is None or not _abandoned(session, cutoff, now):
                         continue
                     # A committed session can still have leftover parts (a failed clean-up).
-                    self._blobs.abort_upload(storage_id(tenant, upload_id))
+                    # Its current writer's staging and the name of uploads staged before
+                    # per-writer staging; earlier writers' are orphans from here on.
+                    for holder in {session.lease_holder, ""}:
+                        self._blobs.abort_upload(staging_id(tenant, upload_id, holder))
                     self._store.delete_upload(tenant, upload_id)
             removed += 1
         return removed
@@ -126,7 +129,7 @@ class GarbageCollector:
         owned = self._active_storage_ids()
         removed = 0
         for name in candidates:
-            if name not in owned:
+            if upload_of_staging(name) not in owned:
                 self._blobs.abort_upload(name)
                 removed += 1
         return removed

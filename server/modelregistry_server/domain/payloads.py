@@ -27,7 +27,7 @@ from typing import Protocol
 
 from . import deadlines, names
 from .access import Action
-from .blob_names import blob_key, storage_id
+from .blob_names import blob_key, staging_id, storage_id
 from .checksums import BlockHasher
 from .entities import (
     FileRecord,
@@ -49,6 +49,7 @@ from .errors import (
     NotFound,
     OutOfRange,
     Reason,
+    Unavailable,
 )
 from .events import change
 from .filter_parser import parse_filter
@@ -155,6 +156,27 @@ class _Digests:
     def update(self, data: bytes) -> None:
         self.sha.update(data)
         self.blocks.update(data)
+
+
+_TAKEOVER_ATTEMPTS = 3
+
+
+class _Takeover(Exception):
+    """Raised inside the session transaction: the committed bytes are in another writer's
+    staging and must be copied before the lease can be taken (see ``Payloads._acquire``)."""
+
+    def __init__(self, session: UploadSession) -> None:
+        super().__init__(session.upload_id)
+        self.session = session
+        self.digests: _Digests | None = None
+
+    def matches(self, session: UploadSession) -> bool:
+        """Whether the copy was made from the session's current writer and committed size."""
+        return (session.lease_token, session.committed_size, session.lease_holder) == (
+            self.session.lease_token,
+            self.session.committed_size,
+            self.session.lease_holder,
+        )
 
 
 class _ChunkFeed:
@@ -326,10 +348,10 @@ class Payloads:
         cancelled: Callable[[float], bool],
     ) -> FileRecord:
         acquired_at = self._mono()
-        session = self._open_session(caller, request)
+        session, digests = self._acquire(caller, request)
         if session.state is UploadState.COMMITTED:
             return self._committed_file(caller, session)
-        sid = storage_id(caller.tenant, session.upload_id)
+        sid = staging_id(caller.tenant, session.upload_id, self.lease_holder)
         lease = LeaseKeeper(
             self._store,
             session,
@@ -340,12 +362,17 @@ class Payloads:
         )
         published = False
         try:
-            record = self._receive_and_publish(caller, session, sid, chunks, cancelled, lease)
+            record = self._receive_and_publish(
+                caller, session, sid, chunks, cancelled, lease, digests
+            )
             published = True
             return record
         except DomainError as exc:
             if exc.reason is Reason.DIGEST_MISMATCH:  # discarded on purpose
                 raise
+            if exc.reason is Reason.UPLOAD_DATA_MISSING and self._taken_over(caller, lease):
+                # Its staging was removed by the writer that took the upload over.
+                raise lease_lost(session.upload_id) from None
             ended = self._ended_under_us(caller, session)
             if ended is None:
                 raise
@@ -358,6 +385,14 @@ class Payloads:
             if not published:  # another server may resume it at once
                 with contextlib.suppress(Exception):
                     lease.release()
+
+    def _taken_over(self, caller: Caller, lease: LeaseKeeper) -> bool:
+        """Whether another writer holds the upload now (a new token)."""
+        try:
+            current = self._store.get_upload(caller.tenant, lease.upload_id)
+        except DomainError:
+            return False
+        return current is not None and current.lease_token != lease.token
 
     def _ended_under_us(self, caller: Caller, session: UploadSession) -> DomainError | None:
         """Why the session of a failing stream no longer exists, or None if it does."""
@@ -393,9 +428,10 @@ class Payloads:
         chunks: Iterator[UploadItem],
         cancelled: Callable[[float], bool],
         lease: LeaseKeeper,
+        copied: _Digests | None,
     ) -> FileRecord:
-        digests = _Digests(self._integrity.new_hasher())
-        if session.committed_size:
+        digests = copied or _Digests(self._integrity.new_hasher())
+        if session.committed_size and copied is None:
             self._rehash(caller, session, sid, digests)
 
         def check() -> None:
@@ -434,7 +470,67 @@ class Payloads:
                 )
         return self._publish(caller, session, sid, committed, sha, digests.blocks, lease)
 
-    def _open_session(self, caller: Caller, request: UploadRequest) -> UploadSession:
+    def _acquire(
+        self, caller: Caller, request: UploadRequest
+    ) -> tuple[UploadSession, _Digests | None]:
+        """Open the session and take its lease. A takeover first copies the committed prefix
+        from the previous writer's staging into this writer's own (so a stale previous writer
+        can never change bytes this one continues or publishes); then the digests rebuilt from
+        that copy are returned too (None: nothing copied, rebuild from the own staging)."""
+        prepared: _Takeover | None = None
+        for _ in range(_TAKEOVER_ATTEMPTS):
+            try:
+                session = self._open_session(caller, request, prepared)
+            except _Takeover as takeover:
+                prepared = takeover
+                takeover.digests = self._copy_staging(caller, takeover.session)
+                continue
+            except BaseException:
+                if prepared is not None:
+                    self._drop_staging(caller.tenant, request.upload_id, self.lease_holder)
+                raise
+            if prepared is not None and session.state is UploadState.COMMITTED:
+                self._drop_staging(caller.tenant, request.upload_id, self.lease_holder)
+            return session, None if prepared is None else prepared.digests
+        if prepared is not None:
+            self._drop_staging(caller.tenant, request.upload_id, self.lease_holder)
+        raise Aborted(
+            f"upload {request.upload_id!r} is being taken over by another stream; retry later",
+            reason=Reason.UPLOAD_CONFLICT,
+        )
+
+    def _copy_staging(self, caller: Caller, previous: UploadSession) -> _Digests | None:
+        """Copy the committed prefix of the previous writer's staging into this writer's and
+        rebuild the digests from the source, verifying the copy against them; None if the
+        source is missing (the stream then restarts the upload as for any missing prefix)."""
+        tenant, upload_id, size = previous.tenant, previous.upload_id, previous.committed_size
+        source = staging_id(tenant, upload_id, previous.lease_holder)
+        target = staging_id(tenant, upload_id, self.lease_holder)
+        digests = _Digests(self._integrity.new_hasher())
+        try:
+            self._blobs.copy_upload(source, target, size)
+            for data in self._blobs.read_upload(source, size):
+                digests.update(data)
+            check = hashlib.sha256()
+            for data in self._blobs.read_upload(target, size):
+                check.update(data)
+        except DataLoss:
+            self._drop_staging(tenant, upload_id, self.lease_holder)
+            return None
+        if check.hexdigest() != digests.sha.hexdigest():
+            self._drop_staging(tenant, upload_id, self.lease_holder)
+            log.warning("upload %s: the copy of its committed bytes does not verify", target)
+            raise Unavailable("the blob store returned inconsistent data; retry later")
+        return digests
+
+    def _drop_staging(self, tenant: str, upload_id: str, holder: str) -> None:
+        """Remove one writer's staging of an upload (what stays is found by GC)."""
+        with contextlib.suppress(DomainError):
+            self._blobs.abort_upload(staging_id(tenant, upload_id, holder))
+
+    def _open_session(
+        self, caller: Caller, request: UploadRequest, prepared: _Takeover | None = None
+    ) -> UploadSession:
         target = request.target
         with self._store.transaction():
             self._auth.require(caller, target.version.model_id, Action.CREATE)
@@ -508,6 +604,15 @@ class Payloads:
                     reason=Reason.WRONG_OFFSET,
                     metadata={"committed_size": str(session.committed_size)},
                 )
+            previous = session
+            # Another writer's staging holds the committed bytes: copy them first (outside
+            # this transaction), then take the lease only if nothing moved meanwhile.
+            if (
+                previous.lease_holder != self.lease_holder
+                and previous.committed_size
+                and (prepared is None or not prepared.matches(previous))
+            ):
+                raise _Takeover(previous)
             # Acquire (or take over after expiry): a new token fences the previous writer.
             session = replace(
                 session,
@@ -516,7 +621,11 @@ class Payloads:
                 lease_expire=now + self._lease_ttl,
             )
             self._store.save_upload(session)
-            return session
+        if previous.lease_holder != self.lease_holder:
+            # The previous writer may still write into its staging (its open file, on a local
+            # store, is then unlinked): harmless, and nothing reads it any more.
+            self._drop_staging(caller.tenant, request.upload_id, previous.lease_holder)
+        return session
 
     def _rehash(self, caller: Caller, session: UploadSession, sid: str, digests: _Digests) -> None:
         try:
@@ -924,7 +1033,8 @@ class Payloads:
         with self._active_lock:
             if key in self._active:
                 self._revoked[key] = reason
-        with contextlib.suppress(DomainError):  # what stays is found by GC
+        with contextlib.suppress(DomainError):  # what stays (other writers' stagings): GC
+            self._blobs.abort_upload(staging_id(caller.tenant, upload_id, self.lease_holder))
             self._blobs.abort_upload(storage_id(caller.tenant, upload_id))
 
     def _draft_version(

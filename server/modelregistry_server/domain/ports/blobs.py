@@ -71,6 +71,15 @@ class UploadStaging(Protocol):
         """Drop an upload's stored bytes; no error if there are none."""
         ...
 
+    def copy_upload(self, source_id: str, target_id: str, size: int) -> None:
+        """Make upload ``target_id`` a durable copy of the first ``size`` bytes of ``source_id``
+        (replacing whatever ``target_id`` held), sharing no storage a later write to
+        ``source_id`` could change; ``source_id`` is left as it was.
+
+        Raises DataLoss(UPLOAD_DATA_MISSING) if ``source_id`` holds fewer bytes.
+        """
+        ...
+
 
 class BlobInventory(Protocol):
     """What is stored, and deleting it: for garbage collection and reconciliation."""

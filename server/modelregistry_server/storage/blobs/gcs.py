@@ -1,9 +1,10 @@
 """Blob store on Google Cloud Storage.
 
-Object names under ``<prefix>/``: blob ``sha256/<hex>`` is ``blobs/sha256/<hex>``; an upload is
-a chain of part objects ``uploads/<id>/<offset:020d>``, one per :meth:`GcsBlobStore.write_upload`
-call, each starting where the previous one ends. A part is finalised only once its whole piece
-has been sent, so a failed piece leaves nothing. Committing composes the chain into the blob in
+Object names under ``<prefix>/``: blob ``sha256/<hex>`` is ``blobs/sha256/<hex>``; an upload (the
+domain names one per writer of an upload) is a chain of part objects
+``uploads/<id>/<offset:020d>``, one per :meth:`GcsBlobStore.write_upload` call, each starting
+where the previous one ends. A part is finalised only once its whole piece has been sent, so a
+failed piece leaves nothing. Committing composes the chain into the blob in
 one create-only request (``ifGenerationMatch=0``): a blob is never half-visible or overwritten.
 """
 
@@ -246,6 +247,24 @@ class GcsBlobStore:
         parts, others = self._list_upload(upload_id)
         for blob in [part.blob for part in parts] + others:
             self._delete_object(blob)
+
+    def copy_upload(self, source_id: str, target_id: str, size: int) -> None:
+        """Copy the source's part chain up to ``size`` into new part objects of the target, each
+        by a server-side compose of one source (no bytes pass through this server)."""
+        check_upload_id(source_id)
+        target = self._upload_prefix(target_id)
+        check_position("size", size)
+        parts, _ = self._list_upload(source_id)
+        chain = self._chain(source_id, parts, size)
+        self.abort_upload(target_id)
+        copies: list[_Part] = []
+        for part in chain:
+            copy = self._bucket.blob(f"{target}{part.start:020d}")
+            copy.content_type = _CONTENT_TYPE
+            with _translate(f"copy {part.blob.name}"):
+                copy.compose([part.blob], timeout=self._timeout, retry=self._retry)
+            copies.append(_Part(part.start, copy))
+        self._cut(target_id, copies, size)  # a last part reaching past ``size``
 
     def _list_upload(self, upload_id: str) -> tuple[list[_Part], list[Any]]:
         """The upload's parts ordered by start, and its other objects."""

@@ -1,9 +1,10 @@
 """Blob store on a local filesystem.
 
 Layout under ``root``: blob ``sha256/<hex>`` is ``sha256/<hex[:2]>/<hex>``; upload ``U`` is one
-file ``uploads/U`` that pieces are appended to. A blob appears only by hard-linking a complete,
-fsynced upload file to its final name (create-only, atomic), so a reader sees either no blob or
-all of it. The root must live on a filesystem with hard links (any POSIX filesystem).
+file ``uploads/U`` that pieces are appended to (the domain names one per writer of an upload).
+A blob appears only by hard-linking a complete, fsynced upload file to its final name
+(create-only, atomic), so a reader sees either no blob or all of it. The root must live on a
+filesystem with hard links (any POSIX filesystem).
 """
 
 from __future__ import annotations
@@ -76,6 +77,25 @@ def _write_all(fd: int, data: bytes, position: int) -> None:
         written = os.pwrite(fd, view, position)
         view = view[written:]
         position += written
+
+
+def _copy_range(src: int, dst: int, size: int) -> None:
+    """Copy bytes ``[0, size)`` of ``src`` to ``dst`` in the kernel where it can (bounded
+    memory either way)."""
+    position = 0
+    while position < size:
+        count = min(_COPY_BLOCK, size - position)
+        try:
+            copied = os.copy_file_range(src, dst, count, position, position)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            data = os.pread(src, count, position)
+            _write_all(dst, data, position)
+            copied = len(data)
+        if copied <= 0:
+            raise OSError(errno.EIO, "upload file shrank while copying")
+        position += copied
 
 
 def _mtime(st: os.stat_result) -> datetime:
@@ -245,6 +265,39 @@ class LocalBlobStore:
         path = self._upload_path(upload_id)
         with _fs(f"remove upload {upload_id}"), contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+    def copy_upload(self, source_id: str, target_id: str, size: int) -> None:
+        """Copy the first ``size`` bytes of one upload file into a new file for another (a new
+        inode: a writer still holding the source open cannot reach the copy)."""
+        source = self._upload_path(source_id)
+        target = self._upload_path(target_id)
+        check_position("size", size)
+        with _fs(f"open upload {source_id}"):
+            try:
+                src = os.open(source, os.O_RDONLY)
+            except FileNotFoundError:
+                raise self._missing_upload(source_id, 0, size) from None
+        try:
+            with _fs(f"stat upload {source_id}"):
+                stored = os.fstat(src).st_size
+            if stored < size:
+                raise self._missing_upload(source_id, stored, size)
+            with _fs(f"copy upload {source_id}"):
+                with contextlib.suppress(FileNotFoundError):
+                    target.unlink()
+                dst = self._create(target)
+                try:
+                    _copy_range(src, dst, size)
+                    os.fsync(dst)
+                except BaseException:
+                    os.close(dst)
+                    with contextlib.suppress(OSError):
+                        target.unlink()
+                    raise
+                os.close(dst)
+                _fsync_dir(self._uploads)
+        finally:
+            os.close(src)
 
     def _open_upload(self, path: Path, *, create: bool) -> tuple[int, bool]:
         """Open an upload file read-write; True if this call created it.
