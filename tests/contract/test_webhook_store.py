@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from modelregistry_server.domain.errors import AlreadyExists, Reason
 from modelregistry_server.domain.events import Event
+from modelregistry_server.domain.webhook_dispatch import Dispatcher
+from modelregistry_server.domain.webhook_signing import SecretBox, binding
 from modelregistry_server.domain.webhook_types import (
     DeliveryState,
+    SendResult,
     Webhook,
     WebhookAttempt,
     WebhookDelivery,
@@ -267,3 +272,54 @@ def test_delete_waits_for_an_attempt_being_recorded(metadata_store: PeeweeMetada
     with db.connection_context():
         left = db.execute_sql("SELECT COUNT(*) FROM webhook_attempts").fetchone()
     assert left[0] == 0
+
+
+def test_any_enabled_webhook_sees_every_tenant_and_ignores_disabled_ones(
+    metadata_store: PeeweeMetadataStore,
+) -> None:
+    assert not metadata_store.any_enabled_webhook()
+    metadata_store.insert_webhook(_hook("off", enabled=False))
+    assert not metadata_store.any_enabled_webhook()
+    metadata_store.insert_webhook(_hook("on", "other"))
+    assert metadata_store.any_enabled_webhook()
+    metadata_store.delete_webhook("other", "on")
+    assert not metadata_store.any_enabled_webhook()
+
+
+class _Receiver:
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> SendResult:
+        self.bodies.append(body)
+        return SendResult(status_code=204, error="", duration_ms=1)
+
+
+def test_a_dispatcher_without_an_enabled_webhook_costs_one_statement_per_wake_up(
+    metadata_store: PeeweeMetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every committed change wakes the dispatchers; with no enabled webhook (most registries)
+    a step must not walk webhooks, events and deliveries (it cost a write about 2.5 ms of
+    server CPU, a quarter of the server's time under a mixed load)."""
+    metadata_store.insert_webhook(_hook("off", enabled=False))
+    _events(metadata_store, 3)
+    receiver, box = _Receiver(), SecretBox(bytes(32))
+    dispatcher = Dispatcher(metadata_store, receiver, lambda event: {}, box, clock=lambda: T0)
+    db = metadata_store.backend.database
+    statements: list[str] = []
+    execute = db.execute_sql
+
+    def counting(sql: str, params: Any = None) -> Any:
+        statements.append(sql)
+        return execute(sql, params)
+
+    monkeypatch.setattr(db, "execute_sql", counting)
+    assert dispatcher.step() is False
+    assert len(statements) == 1, statements
+    monkeypatch.undo()
+    sealed = box.seal("whsec_test", binding("acme", "on"))
+    metadata_store.insert_webhook(_hook("on", sealed_secret=sealed))  # the events are behind
+    assert dispatcher.step() is True
+    page = metadata_store.list_deliveries("acme", "on", None, None, 10)
+    assert sorted(d.event_sequence for d in page.items) == [1, 2, 3]
+    assert len(receiver.bodies) == 1  # the step's one attempt

@@ -144,7 +144,10 @@ class Dispatcher:
 
     def step(self) -> bool:
         """Queue what the cursors are behind on, then make one due attempt; whether anything
-        was done."""
+        was done. Without an enabled webhook this is one cheap statement: every committed
+        change wakes the dispatchers, and most registries have no webhook."""
+        if not self._store.any_enabled_webhook():
+            return False
         advanced = self.advance()
         now = self._clock()
         lease = timedelta(seconds=self.settings.timeout_s + LEASE_MARGIN_S)

@@ -43,6 +43,11 @@ class WebhookBook(Protocol):
         """Remove the webhook with its deliveries and their attempts."""
         ...
 
+    def any_enabled_webhook(self) -> bool:
+        """Whether any tenant has an enabled webhook: one cheap statement, the dispatcher's
+        first question on every wake-up."""
+        ...
+
     def webhooks_behind(self, limit: int) -> list[tuple[Webhook, int]]:
         """Enabled webhooks (any tenant) whose cursor is behind their tenant's last event,
         with that last sequence; at most ``limit``, the most behind first."""

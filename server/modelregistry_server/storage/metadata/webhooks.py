@@ -156,6 +156,15 @@ class WebhookRows(StoreCore):
             w.delete().where(w.id == pk).execute()
 
     # -- dispatching ---------------------------------------------------------------------------
+    def any_enabled_webhook(self) -> bool:
+        """Whether any tenant has an enabled webhook (one statement, its text fixed)."""
+        db: Any = self._db
+        with self._read():
+            found = db.execute_sql(
+                f"SELECT 1 FROM webhooks WHERE enabled = {db.param} LIMIT 1", (True,)
+            ).fetchone()
+        return found is not None
+
     def webhooks_behind(self, limit: int) -> list[tuple[Webhook, int]]:
         """Enabled webhooks behind their tenant's head, the most behind first."""
         check_limit(limit)
