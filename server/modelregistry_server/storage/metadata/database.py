@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -15,7 +16,9 @@ from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 from ...domain import deadlines
 from ...domain.errors import Unavailable
-from .writers import FairLock
+from .writers import FairLock, ProcessLock
+
+log = logging.getLogger(__name__)
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -48,6 +51,8 @@ class Backend:
     dialect: Dialect
     # SQLite writers of this process queue here, in order, before BEGIN IMMEDIATE.
     writers: FairLock = field(default_factory=FairLock, compare=False)
+    # With a SQLite file shared by several processes, the head of each queue takes this too.
+    process_writers: ProcessLock | None = field(default=None, compare=False)
 
     @property
     def supports_for_update(self) -> bool:
@@ -71,10 +76,29 @@ class Backend:
             deadlines.check()
             raise Unavailable("the metadata database is busy; retry later")
         try:
-            with self.database.transaction():
-                yield
+            with self._process_turn():
+                deadlines.check()  # the call may have run out while the other process wrote
+                with self.database.transaction():
+                    yield
         finally:
             self.writers.release()
+
+    @contextmanager
+    def _process_turn(self) -> Iterator[None]:
+        """The other processes' writers stay out (a shared SQLite file; see ``writers``)."""
+        lock = self.process_writers
+        if lock is None:
+            yield
+            return
+        try:
+            lock.acquire()
+        except OSError:
+            log.exception("cannot take the SQLite writers' lock %s", lock.path)
+            raise Unavailable("the metadata database cannot be written; retry later") from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def read_transaction(self) -> AbstractContextManager[Any]:
         """Begin a read-only transaction that sees one snapshot for all its statements."""
@@ -86,6 +110,8 @@ class Backend:
         """Close every pooled connection, idle or in use."""
         pool: Any = self.database
         pool.close_all()
+        if self.process_writers is not None:
+            self.process_writers.close()
 
 
 def open_database(url: str, *, max_connections: int, shared: bool = False) -> Backend:
@@ -104,7 +130,9 @@ def open_database(url: str, *, max_connections: int, shared: bool = False) -> Ba
     if not sep:
         raise ValueError(f"database URL {url!r} has no scheme (sqlite:/// or postgresql://)")
     if scheme == "sqlite":
-        return Backend(_sqlite(url, max_connections, shared=shared), "sqlite")
+        database = _sqlite(url, max_connections, shared=shared)
+        writers = ProcessLock(Path(f"{sqlite_path(url)}-writers")) if shared else None
+        return Backend(database, "sqlite", process_writers=writers)
     if scheme in ("postgresql", "postgres"):
         return Backend(_postgresql(url, max_connections), "postgresql")
     raise ValueError(
@@ -112,13 +140,19 @@ def open_database(url: str, *, max_connections: int, shared: bool = False) -> Ba
     )
 
 
-def _sqlite(url: str, max_connections: int, *, shared: bool = False) -> peewee.Database:
+def sqlite_path(url: str) -> str:
+    """The file a ``sqlite:///`` URL names (``ValueError`` if it names none)."""
     prefix = "sqlite:///"
     if not url.startswith(prefix):
         raise ValueError(f"SQLite URL {url!r} must look like sqlite:///relative/path.db")
     path = url[len(prefix) :]
     if not path or path == ":memory:" or path.endswith("/"):
         raise ValueError(f"SQLite URL {url!r} must name a database file")
+    return path
+
+
+def _sqlite(url: str, max_connections: int, *, shared: bool = False) -> peewee.Database:
+    path = sqlite_path(url)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if not shared:
         _refuse_if_held(path)
