@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -257,13 +258,15 @@ def p8_pressure(ctx: Any) -> Any:
     finally:
         child.stop()
     rows += _p8_idle_rows(data["idle_streams"])
-    child = procs.start_registry(ctx.work / "p8-sqlite")
-    try:
-        ctx.log(f"P8: {s.p8_clients} mixed clients on SQLite for {s.p8_mixed_seconds:g} s")
-        data["mixed_sqlite"] = mixed_load(child, s.p8_clients, s.p8_mixed_seconds)
-    finally:
-        child.stop()
-    rows += _p8_mixed_rows("SQLite", data["mixed_sqlite"])
+    # One process, then the default serving model: a worker per core (--workers).
+    for key, label, extra in _p8_serving_models("sqlite", "SQLite"):
+        child = procs.start_registry(ctx.work / f"p8-{key}", *extra)
+        try:
+            ctx.log(f"P8: {s.p8_clients} mixed clients on {label} for {s.p8_mixed_seconds:g} s")
+            data[f"mixed_{key}"] = mixed_load(child, s.p8_clients, s.p8_mixed_seconds)
+        finally:
+            child.stop()
+        rows += _p8_mixed_rows(label, data[f"mixed_{key}"])
     try:
         from tests.support.postgres import PostgresCluster, find_bindir
     except ImportError:
@@ -276,17 +279,27 @@ def p8_pressure(ctx: Any) -> Any:
     cluster = PostgresCluster(bindir)
     try:
         cluster.start()
-        url = cluster.create_database()
-        child = procs.start_registry(ctx.work / "p8-pg", "--database-url", url)
-        try:
-            ctx.log(f"P8: {s.p8_clients} mixed clients on PostgreSQL")
-            data["mixed_postgresql"] = mixed_load(child, s.p8_clients, s.p8_mixed_seconds)
-        finally:
-            child.stop()
+        for key, label, extra in _p8_serving_models("postgresql", "PostgreSQL"):
+            url = cluster.create_database()
+            child = procs.start_registry(ctx.work / f"p8-{key}", "--database-url", url, *extra)
+            try:
+                ctx.log(f"P8: {s.p8_clients} mixed clients on {label}")
+                data[f"mixed_{key}"] = mixed_load(child, s.p8_clients, s.p8_mixed_seconds)
+            finally:
+                child.stop()
+            rows += _p8_mixed_rows(label, data[f"mixed_{key}"])
     finally:
         cluster.destroy()
-    rows += _p8_mixed_rows("PostgreSQL", data["mixed_postgresql"])
     return Outcome(rows, data)
+
+
+def _p8_serving_models(key: str, label: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(data key, row label, server flags): one process, and one worker per core."""
+    cores = os.cpu_count() or 1
+    one = (key, label, ())
+    if cores < 2:
+        return [one]
+    return [one, (f"{key}_workers", f"{label}, {cores} workers", ("--workers", str(cores)))]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
