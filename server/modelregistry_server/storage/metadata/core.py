@@ -18,10 +18,12 @@ import peewee
 
 from ...domain import deadlines
 from ...domain.errors import DomainError, InvalidArgument, NotFound, Reason
+from . import statements
 from .database import Backend
 from .errors import translated
 from .pages import file_collection, model_collection, upload_collection, version_collection
 from .schema import Tables, bind_tables
+from .statements import PairWrites, Statement, pair_writes
 from .version_reads import version_reads
 
 T = TypeVar("T")
@@ -73,6 +75,17 @@ class StoreCore:
         self._version_reads = version_reads(self._t, backend.dialect, self._db.param)
         self._set_up: weakref.WeakSet[Any] = weakref.WeakSet()  # connections done with setup
         self._set_up_lock = threading.Lock()
+        param = self._db.param
+        self._pair_writes: dict[str, PairWrites] = {
+            t._meta.table_name: pair_writes(t, extra, param)
+            for t, extra in (
+                (self._t.model_labels, ()),
+                (self._t.version_labels, ()),
+                (self._t.version_metrics, ("model_pk",)),
+            )
+        }
+        # built on first use (two threads may both build one: the same text, harmless)
+        self._statements: dict[tuple[Any, ...], Statement] = {}
 
     @property
     def backend(self) -> Backend:
@@ -151,6 +164,49 @@ class StoreCore:
             cursor.close()
         return found
 
+    def _run(self, sql: str, params: Sequence[Any]) -> None:
+        """Run a statement whose text is built once and that returns no rows."""
+        db: Any = self._db
+        db.execute_sql(sql, params).close()
+
+    def _update_row(self, table: Any, pk: Any, columns: Mapping[str, Any]) -> None:
+        """``UPDATE table SET columns WHERE id = pk``, its text built once per column set."""
+        key = ("update", table._meta.table_name, *columns)
+        statement = self._statements.get(key)
+        if statement is None:
+            statement = statements.update(table, list(columns), ["id"], self._db.param)
+            self._statements[key] = statement
+        self._run(statement.sql, statement.params([*columns.values(), pk]))
+
+    def _insert_row(
+        self,
+        table: Any,
+        columns: Mapping[str, Any],
+        returning: str = "",
+        conflict: Sequence[str] = (),
+    ) -> Any:
+        """``INSERT INTO table (columns)``, its text built once per column set; with
+        ``returning`` (a field name), the new row's value of it; with ``conflict`` (field
+        names of a unique key), a row already holding the key makes it insert nothing and
+        return None."""
+        key = ("insert", table._meta.table_name, returning, tuple(conflict), *columns)
+        statement = self._statements.get(key)
+        if statement is None:
+            suffix = ""
+            if conflict:
+                target = ", ".join(statements.column(table, n) for n in conflict)
+                suffix += f" ON CONFLICT ({target}) DO NOTHING"
+            if returning:
+                suffix += f" RETURNING {statements.column(table, returning)}"
+            statement = statements.insert(table, list(columns), self._db.param, suffix)
+            self._statements[key] = statement
+        params = statement.params(list(columns.values()))
+        if not returning:
+            self._run(statement.sql, params)
+            return None
+        found = self._fetch(statement.sql, params)
+        return found[0][0] if found else None
+
     def _write(self) -> AbstractContextManager[None]:
         return self.transaction()
 
@@ -221,6 +277,7 @@ class StoreCore:
         pairs: Mapping[str, Any],
         extra: Mapping[str, Any] | None = None,
     ) -> None:
+        """Labels or metrics of an owner whose stored ones are not known here."""
         table.delete().where(table.owner == owner).execute()
         self._insert_pairs(table, tenant, owner, pairs, extra)
 
@@ -235,7 +292,19 @@ class StoreCore:
         """Labels or metrics of a new owner (one statement, none if empty); ``extra`` holds
         columns every row repeats (a metric's ``model_pk``)."""
         if pairs:
-            common = {"tenant": tenant, "owner": owner, **(extra or {})}
-            table.insert_many(
-                [{**common, "key": k, "value": v} for k, v in pairs.items()]
-            ).as_rowcount().execute()
+            self._put_pairs(table, tenant, owner, list(pairs.items()), extra, replace=False)
+
+    def _put_pairs(
+        self,
+        table: Any,
+        tenant: str,
+        owner: int,
+        pairs: Sequence[tuple[str, Any]],
+        extra: Mapping[str, Any] | None,
+        *,
+        replace: bool,
+    ) -> None:
+        writes = self._pair_writes[table._meta.table_name]
+        common = (tenant, owner, *(extra or {}).values())
+        for chunk in chunks(pairs):
+            self._run(writes.insert_sql(len(chunk), replace=replace), writes.rows(common, chunk))

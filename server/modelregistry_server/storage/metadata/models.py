@@ -5,14 +5,28 @@ from __future__ import annotations
 from ...domain.entities import Model, Page
 from ...domain.errors import AlreadyExists, Reason
 from ...domain.ports import ListQuery
-from . import rows
-from .core import StoreCore, first, tuples
+from . import rows, statements
+from .core import StoreCore, first
+from .database import Backend
 from .pages import fetch_page
 from .policies import visible_condition
 
 
 class ModelRows(StoreCore):
     """``models`` and ``model_labels``."""
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend)
+        m, p = self._t.models, self._db.param
+        counter, tenant, model_id, deleted = (
+            statements.column(m, n)
+            for n in ("latest_version_number", "tenant", "model_id", "delete_time")
+        )
+        self._allocate = (
+            f"UPDATE {statements.quoted(m)} SET {counter} = {counter} + 1"
+            f" WHERE {tenant} = {p} AND {model_id} = {p} AND {deleted} IS NULL"
+            f" RETURNING {counter}"
+        )
 
     def insert_model(self, model: Model) -> None:
         """Insert a new model; raises AlreadyExists(MODEL_ALREADY_EXISTS) if the id is taken."""
@@ -49,7 +63,7 @@ class ModelRows(StoreCore):
         m = self._t.models
         with self._write():
             pk = self._require_model_pk(model.tenant, model.model_id)
-            m.update(**rows.model_mutable_columns(model)).where(m.id == pk).execute()
+            self._update_row(m, pk, rows.model_mutable_columns(model))
             self._replace_pairs(self._t.model_labels, model.tenant, pk, model.labels)
 
     def list_models(self, tenant: str, query: ListQuery) -> Page[Model]:
@@ -66,13 +80,8 @@ class ModelRows(StoreCore):
 
     def allocate_version_number(self, tenant: str, model_id: str) -> int | None:
         """Atomically increment and return the version counter of a live model, or None."""
-        m = self._t.models
         with self._write():
             # The UPDATE holds the row (PostgreSQL) or database (SQLite) lock until commit,
             # so the value it returns is ours alone.
-            found = tuples(
-                m.update(latest_version_number=m.latest_version_number + 1)
-                .where(m.tenant == tenant, m.model_id == model_id, m.delete_time.is_null())
-                .returning(m.latest_version_number)
-            )
+            found = self._fetch(self._allocate, [tenant, model_id])
             return int(found[0][0]) if found else None

@@ -25,15 +25,17 @@ class VersionRows(StoreCore):
         columns = rows.version_columns(version)
         with self._write():
             model_pk = self._require_model_pk(version.tenant, version.model_id)
-            pk = self._insert_new(
+            pk = self._insert_row(
                 v,
-                v.insert(**columns, model_pk=model_pk, transition_seq=0),
-                [v.model_pk, v.number],
-                lambda: AlreadyExists(
+                {**columns, "model_pk": model_pk, "transition_seq": 0},
+                returning="id",
+                conflict=("model_pk", "number"),
+            )
+            if pk is None:
+                raise AlreadyExists(
                     f"version {version.number} of model {version.model_id!r} already exists",
                     reason=Reason.INVALID_ARGUMENT,
-                ),
-            )
+                )
             side_rows.write_side_rows(self._t, version.tenant, pk, columns, before={})
             self._insert_pairs(self._t.version_labels, version.tenant, pk, version.labels)
             self._insert_pairs(
@@ -105,7 +107,7 @@ class VersionRows(StoreCore):
                     reason=Reason.VERSION_NOT_FOUND,
                 )
             pk, model_pk = before.pop("id"), before.pop("model_pk")
-            v.update(**columns).where(v.id == pk).execute()
+            self._update_row(v, pk, columns)
             side_rows.write_side_rows(self._t, version.tenant, pk, columns, before)
             self._replace_pairs(self._t.version_labels, version.tenant, pk, version.labels)
             self._replace_pairs(
