@@ -14,6 +14,7 @@ from .core import StoreCore, chunks, first, tuples
 from .metric_pages import fetch_metric_page, metric_order_key
 from .pages import fetch_page
 from .policies import visible_condition
+from .version_reads import VersionRead
 
 
 class VersionRows(StoreCore):
@@ -50,19 +51,22 @@ class VersionRows(StoreCore):
         self, tenant: str, model_id: str, number: int, *, for_update: bool = False
     ) -> ModelVersion | None:
         """The version with its aliases filled in (soft-deleted included)."""
+        reads = self._version_reads
+        params = reads.number_params(tenant, model_id, number)
         if not for_update:  # one statement, its text built once (see .version_reads)
-            reads = self._version_reads
             with self._read():
-                params = reads.number_params(tenant, model_id, number)
-                found = self._fetch(reads.by_number, params, reads.setup)
-            return reads.entity(found)
-        v = self._t.versions
+                return reads.entity(self._fetch(reads.by_number, params, self._setup))
         with self._write():
-            query = v.select().where(v.tenant == tenant, v.model_id == model_id, v.number == number)
-            if self._backend.supports_for_update:
-                query = query.for_update()
-            row = first(query)
-            return None if row is None else self._versions(tenant, [row])[0]
+            # SQLite: BEGIN IMMEDIATE holds the write lock already; PostgreSQL: lock the row
+            # first, then read it (a new statement, so it sees the row as locked).
+            if reads.lock and not self._fetch(reads.lock, params[:3]):
+                return None
+            read = reads.found(self._fetch(reads.by_number, params, self._setup))
+            if read is None:
+                return None
+            # save_version compares with what is stored instead of reading it again
+            self._hold(("version", tenant, model_id, number), read)
+            return read.entity()
 
     def version_status(
         self, tenant: str, model_id: str, number: int, *, for_update: bool = False
@@ -85,38 +89,48 @@ class VersionRows(StoreCore):
         reads = self._version_reads
         params = reads.latest_params(tenant, model_id, rows.to_micros(now))
         with self._read():
-            return reads.entity(self._fetch(reads.latest, params, reads.setup))
+            return reads.entity(self._fetch(reads.latest, params, self._setup))
 
     def save_version(self, version: ModelVersion) -> None:
-        """Write every mutable field (labels, metrics included) of an existing version."""
+        """Write every mutable field (labels, metrics included) of an existing version.
+
+        After a locked read of the version in this transaction (``get_version(...,
+        for_update=True)``) the row is not read again, and only the labels, metrics and side
+        rows that differ from what that read found are written."""
         v = self._t.versions
         columns = rows.version_mutable_columns(version)
+        key = ("version", version.tenant, version.model_id, version.number)
         with self._write():
-            before = first(
-                v.select(
-                    v.id, v.model_pk, *(getattr(v, c) for c in side_rows.source_columns())
-                ).where(
-                    v.tenant == version.tenant,
-                    v.model_id == version.model_id,
-                    v.number == version.number,
+            held: VersionRead | None = self._held_row(key, take=True)
+            if held is None:
+                before = first(
+                    v.select(
+                        v.id, v.model_pk, *(getattr(v, c) for c in side_rows.source_columns())
+                    ).where(
+                        v.tenant == version.tenant,
+                        v.model_id == version.model_id,
+                        v.number == version.number,
+                    )
                 )
-            )
-            if before is None:
-                raise NotFound(
-                    f"version {version.number} of model {version.model_id!r} does not exist",
-                    reason=Reason.VERSION_NOT_FOUND,
-                )
-            pk, model_pk = before.pop("id"), before.pop("model_pk")
+                if before is None:
+                    raise NotFound(
+                        f"version {version.number} of model {version.model_id!r} does not exist",
+                        reason=Reason.VERSION_NOT_FOUND,
+                    )
+                pk, model_pk = before.pop("id"), before.pop("model_pk")
+            else:
+                pk, model_pk = held.row["id"], held.row["model_pk"]
+                before = {c: held.row[c] for c in side_rows.source_columns()}
             self._update_row(v, pk, columns)
             side_rows.write_side_rows(self._t, version.tenant, pk, columns, before)
-            self._replace_pairs(self._t.version_labels, version.tenant, pk, version.labels)
-            self._replace_pairs(
-                self._t.version_metrics,
-                version.tenant,
-                pk,
-                version.metrics,
-                {"model_pk": model_pk},
-            )
+            labels, metrics = self._t.version_labels, self._t.version_metrics
+            extra = {"model_pk": model_pk}
+            if held is None:
+                self._replace_pairs(labels, version.tenant, pk, version.labels)
+                self._replace_pairs(metrics, version.tenant, pk, version.metrics, extra)
+            else:
+                self._sync_pairs(labels, version.tenant, pk, held.labels, version.labels)
+                self._sync_pairs(metrics, version.tenant, pk, held.metrics, version.metrics, extra)
 
     def count_versions(self, tenant: str, model_id: str, *, include_deleted: bool) -> int:
         """How many versions the model has."""
