@@ -49,6 +49,9 @@ UPDATE_MODEL_BUDGET = 6
 SET_ALIAS_BUDGET = 8
 # GetModel: the row and its labels in one statement.
 GET_MODEL_BUDGET = 1
+# ListModelVersions of one model: the model read, the page's rows, then their labels, metrics
+# and aliases in one statement.
+LIST_VERSIONS_BUDGET = 3
 CALLER = Caller(tenant="default", subject="test")
 
 
@@ -304,3 +307,27 @@ def test_concurrent_updates_of_one_version_lose_none(
     model = registry.get_model(CALLER, "m")
     assert set(version.labels) == keys and version.revision == 1 + len(keys)
     assert set(model.labels) == keys and model.revision == 1 + len(keys)
+
+
+def test_list_model_versions_budget(
+    use_cases: tuple[Registry, Payloads], metadata_store: PeeweeMetadataStore
+) -> None:
+    registry, payloads = use_cases
+    created = [registry.create_version(CALLER, "m", version_values()) for _ in range(3)]
+    created.append(registry.create_version(CALLER, "m", {}))
+    for version in created[:2]:
+        ref = names.VersionRef("m", number=version.number)
+        payloads.seal(CALLER, ref, version.etag)
+        registry.set_alias(CALLER, "m", f"a{version.number}", ref)
+    registry.create_model(CALLER, "other", {})
+    registry.create_version(CALLER, "other", version_values())
+    registry.get_model(CALLER, "m")  # a connection PREPAREs the reads once (PostgreSQL)
+    with counted(metadata_store) as seen:
+        page, _ = registry.list_versions(CALLER, "m", page_size=20)
+    assert len(seen) <= LIST_VERSIONS_BUDGET, "\n".join(seen)
+    assert [v.number for v in page] == [v.number for v in created]
+    for listed in page:
+        alone = registry.get_version(CALLER, names.VersionRef("m", number=listed.number))
+        assert listed == alone
+    assert [v.aliases for v in page] == [[f"a{v.number}"] for v in created[:2]] + [[], []]
+    assert page[3].labels == {} and page[3].metrics == {}

@@ -29,13 +29,13 @@ from .version_reads import version_reads
 
 T = TypeVar("T")
 Conflict = Callable[[], DomainError]
-_CHUNK = 500  # ids per IN (...) list
+CHUNK = 500  # ids per IN (...) list
 
 
 def chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
     """``items`` in slices small enough for one ``IN (...)`` list."""
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
 
 
 def tuples(query: Any) -> list[tuple[Any, ...]]:

@@ -153,3 +153,32 @@ def numbered(text: str) -> str:
 def execute_text(name: str, count: int, param: str) -> str:
     """``EXECUTE name`` with ``count`` parameters."""
     return f"EXECUTE {name} ({', '.join(param for _ in range(count))})"
+
+
+SIDE_LABEL, SIDE_METRIC, SIDE_ALIAS = 1, 2, 3
+
+
+def side_rows_text(tables: Tables, param: str, owners: int, models: int) -> str:
+    """One statement for the labels, metrics and alias names of a page of versions.
+
+    Parameters: the ``owners`` version row ids (twice), the tenant, then the ``models``
+    model row ids. Each row is (kind, owner, key, text value, real value, version number,
+    tenant): labels and metrics are found by owner alone (see ``StoreCore._pairs``) and carry
+    their tenant for the caller to check; an alias row holds the model's row id as owner,
+    its name as key and the version it points at.
+    """
+    labels = tables.version_labels._meta.table_name
+    metrics = tables.version_metrics._meta.table_name
+    aliases = tables.aliases._meta.table_name
+    alias = tables.aliases.alias_name.column_name
+    ids = ", ".join(param for _ in range(owners))
+    pks = ", ".join(param for _ in range(models))
+    return (
+        f'SELECT {SIDE_LABEL}, l."owner", l."key", l."value", {_NO_REAL}, '
+        f'CAST(NULL AS BIGINT), l."tenant" FROM "{labels}" l WHERE l."owner" IN ({ids}) '
+        f'UNION ALL SELECT {SIDE_METRIC}, m."owner", m."key", NULL, m."value", NULL, m."tenant" '
+        f'FROM "{metrics}" m WHERE m."owner" IN ({ids}) '
+        f'UNION ALL SELECT {SIDE_ALIAS}, a."model_pk", a."{alias}", NULL, NULL, '
+        f'a."version_number", a."tenant" FROM "{aliases}" a '
+        f'WHERE a."tenant" = {param} AND a."model_pk" IN ({pks})'
+    )

@@ -10,11 +10,11 @@ from ...domain.entities import ModelVersion, Page, VersionStatus
 from ...domain.errors import AlreadyExists, NotFound, Reason
 from ...domain.ports import ListQuery
 from . import rows, side_rows
-from .core import StoreCore, chunks, first, tuples
+from .core import CHUNK, StoreCore, chunks, first, tuples
 from .metric_pages import fetch_metric_page, metric_order_key
 from .pages import fetch_page
 from .policies import visible_condition
-from .version_reads import VersionRead
+from .version_reads import SIDE_ALIAS, SIDE_LABEL, VersionRead, side_rows_text
 
 
 class VersionRows(StoreCore):
@@ -162,15 +162,20 @@ class VersionRows(StoreCore):
         return Page(items=items, next_cursor=cursor)
 
     def _versions(self, tenant: str, found: Sequence[Mapping[str, Any]]) -> list[ModelVersion]:
-        """Entities for version rows, with labels, metrics and aliases (three queries)."""
+        """Entities for version rows, with labels, metrics and aliases (one statement for a
+        page, three queries for more rows than one ``IN (...)`` list takes)."""
         ids = [r["id"] for r in found]
+        model_pks = sorted({r["model_pk"] for r in found})
+        if not ids:
+            return []
+        if len(ids) <= CHUNK and len(model_pks) <= CHUNK:
+            return self._versions_at_once(tenant, found, ids, model_pks)
         labels = self._pairs(self._t.version_labels, tenant, ids)
         metrics = self._pairs(self._t.version_metrics, tenant, ids)
         aliases: dict[tuple[int, int], list[str]] = {
             (r["model_pk"], r["number"]): [] for r in found
         }
         a = self._t.aliases
-        model_pks = sorted({r["model_pk"] for r in found})
         for chunk in chunks(model_pks):
             query = a.select(a.model_pk, a.version_number, a.alias_name).where(
                 a.tenant == tenant, a.model_pk.in_(chunk)
@@ -179,6 +184,40 @@ class VersionRows(StoreCore):
                 names = aliases.get((model_pk, number))
                 if names is not None:
                     names.append(name)
+        return [
+            rows.version_entity(
+                r, labels[r["id"]], metrics[r["id"]], aliases[(r["model_pk"], r["number"])]
+            )
+            for r in found
+        ]
+
+    def _versions_at_once(
+        self,
+        tenant: str,
+        found: Sequence[Mapping[str, Any]],
+        ids: Sequence[int],
+        model_pks: Sequence[int],
+    ) -> list[ModelVersion]:
+        """:meth:`_versions` in one statement (see :func:`.version_reads.side_rows_text`)."""
+        sql = side_rows_text(self._t, self._db.param, len(ids), len(model_pks))
+        labels: dict[int, dict[str, str]] = {i: {} for i in ids}
+        metrics: dict[int, dict[str, float]] = {i: {} for i in ids}
+        aliases: dict[tuple[int, int], list[str]] = {
+            (r["model_pk"], r["number"]): [] for r in found
+        }
+        for kind, owner, key, text, real, number, owner_tenant in self._fetch(
+            sql, [*ids, *ids, tenant, *model_pks]
+        ):
+            if kind == SIDE_ALIAS:
+                names = aliases.get((owner, number))
+                if names is not None:
+                    names.append(key)
+            elif owner_tenant != tenant:  # by owner alone, as in _pairs; there is none
+                continue
+            elif kind == SIDE_LABEL:
+                labels[owner][key] = text
+            else:
+                metrics[owner][key] = real
         return [
             rows.version_entity(
                 r, labels[r["id"]], metrics[r["id"]], aliases[(r["model_pk"], r["number"])]
