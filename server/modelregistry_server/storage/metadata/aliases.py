@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from ...domain.entities import Alias, AliasMove, Page
-from . import rows
+from . import rows, statements
 from .core import StoreCore, check_limit, dicts, first
+from .database import Backend
 
 
 def _move(row: dict[str, Any]) -> AliasMove:
@@ -26,22 +27,27 @@ def _move(row: dict[str, Any]) -> AliasMove:
 class AliasRows(StoreCore):
     """``aliases``: one row per alias, keyed by model and name."""
 
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend)
+        a = self._t.aliases
+        number, time = (statements.column(a, n) for n in ("version_number", "update_time"))
+        target = ", ".join(statements.column(a, n) for n in ("model_pk", "alias_name"))
+        self._upsert_alias = statements.insert(
+            a,
+            ("tenant", "model_pk", "alias_name", "version_number", "update_time"),
+            self._db.param,
+            f" ON CONFLICT ({target}) DO UPDATE SET {number} = excluded.{number},"
+            f" {time} = excluded.{time}",
+        )
+
     def set_alias(self, alias: Alias) -> None:
         """Create or move an alias in one step."""
-        a = self._t.aliases
         update_us = rows.to_micros(alias.update_time)
         with self._write():
             model_pk = self._require_model_pk(alias.tenant, alias.model_id)
-            a.insert(
-                tenant=alias.tenant,
-                model_pk=model_pk,
-                alias_name=alias.alias,
-                version_number=alias.version_number,
-                update_time=update_us,
-            ).on_conflict(
-                conflict_target=[a.model_pk, a.alias_name],
-                update={a.version_number: alias.version_number, a.update_time: update_us},
-            ).as_rowcount().execute()
+            upsert = self._upsert_alias
+            values = [alias.tenant, model_pk, alias.alias, alias.version_number, update_us]
+            self._run(upsert.sql, upsert.params(values))
 
     def get_alias(self, tenant: str, model_id: str, alias: str) -> Alias | None:
         """The alias, or None."""
@@ -82,15 +88,18 @@ class AliasRows(StoreCore):
         """Append a move (in the caller's transaction)."""
         h = self._t.alias_history
         with self._write():
-            h.insert(
-                tenant=move.tenant,
-                model_id=move.model_id,
-                alias_name=move.alias,
-                version_number=move.version_number,
-                move_time=rows.to_micros(move.time),
-                principal=move.principal,
-                method=move.method,
-            ).execute()
+            self._insert_row(
+                h,
+                {
+                    "tenant": move.tenant,
+                    "model_id": move.model_id,
+                    "alias_name": move.alias,
+                    "version_number": move.version_number,
+                    "move_time": rows.to_micros(move.time),
+                    "principal": move.principal,
+                    "method": move.method,
+                },
+            )
 
     def alias_at(self, tenant: str, model_id: str, alias: str, at: datetime) -> AliasMove | None:
         """The last move of the alias at or before ``at``."""

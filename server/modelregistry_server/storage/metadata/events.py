@@ -22,6 +22,7 @@ from ...domain.listing import EVENT_SCHEMA
 from ...domain.policies import Role
 from ...domain.ports import ListQuery
 from ...domain.ports.events import EventScope
+from . import statements
 from .core import StoreCore, check_limit, dicts, first, tuples
 from .database import Backend
 from .pages import fetch_page
@@ -94,6 +95,22 @@ class EventRows(StoreCore):
         self._wakeups_lock = threading.Lock()
         self._wakeups: LocalWakeups | None = None  # made on first use (a listener connection)
         self._closed = False
+        h, param = self._t.event_heads, self._db.param
+        head, tenant = statements.quoted(h), statements.column(h, "tenant")
+        last_sequence, last_hash = (statements.column(h, n) for n in ("last_sequence", "last_hash"))
+        self._bump_head = (
+            f"UPDATE {head} SET {last_sequence} = {last_sequence} + 1 WHERE {tenant} = {param}"
+            f" RETURNING {last_sequence}, {last_hash}"
+        )
+        # On PostgreSQL the head's hash update also notifies every LISTEN session when (and
+        # only if) this transaction commits; riding on the update it costs no extra round trip.
+        notify = (
+            f" RETURNING pg_notify({param}, {tenant})" if backend.dialect == "postgresql" else ""
+        )
+        self._chain_head = (
+            f"UPDATE {head} SET {last_hash} = {param} WHERE {tenant} = {param}{notify}"
+        )
+        self._notify = (CHANNEL,) if notify else ()
 
     def _transaction_ended(self) -> None:
         super()._transaction_ended()
@@ -130,12 +147,7 @@ class EventRows(StoreCore):
         """Number, chain and insert ``event`` in the current transaction (see the module)."""
         e, h = self._t.events, self._t.event_heads
         with self._write():
-            bump = (
-                h.update(last_sequence=h.last_sequence + 1)
-                .where(h.tenant == event.tenant)
-                .returning(h.last_sequence, h.last_hash)
-            )
-            found = tuples(bump)
+            found = self._fetch(self._bump_head, [event.tenant])
             if not found:  # the tenant's first event
                 h.insert(
                     tenant=event.tenant,
@@ -144,16 +156,11 @@ class EventRows(StoreCore):
                     anchor_sequence=1,
                     anchor_hash="",
                 ).on_conflict(action="NOTHING", conflict_target=[h.tenant]).execute()
-                found = tuples(bump)
+                found = self._fetch(self._bump_head, [event.tenant])
             event.sequence, event.prev_hash = int(found[0][0]), str(found[0][1])
             event.hash = chain_hash(event.prev_hash, event)
-            e.insert(**_columns(event)).execute()
-            last = h.update(last_hash=event.hash).where(h.tenant == event.tenant)
-            if self._backend.dialect == "postgresql":
-                # Delivered to every LISTEN session when (and only if) this transaction
-                # commits; riding on the head's update it costs no extra round trip.
-                last = last.returning(peewee.fn.pg_notify(CHANNEL, h.tenant))
-            last.execute()
+            self._insert_row(e, _columns(event))
+            self._run(self._chain_head, [event.hash, event.tenant, *self._notify])
             self._pending.appended = True
         return event
 

@@ -5,14 +5,29 @@ from __future__ import annotations
 from ...domain.entities import Model, Page
 from ...domain.errors import AlreadyExists, Reason
 from ...domain.ports import ListQuery
-from . import rows
-from .core import StoreCore, first, tuples
+from . import rows, statements
+from .core import StoreCore
+from .database import Backend
+from .model_reads import ModelRead
 from .pages import fetch_page
 from .policies import visible_condition
 
 
 class ModelRows(StoreCore):
     """``models`` and ``model_labels``."""
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend)
+        m, p = self._t.models, self._db.param
+        counter, tenant, model_id, deleted, pk = (
+            statements.column(m, n)
+            for n in ("latest_version_number", "tenant", "model_id", "delete_time", "id")
+        )
+        self._allocate = (
+            f"UPDATE {statements.quoted(m)} SET {counter} = {counter} + 1"
+            f" WHERE {tenant} = {p} AND {model_id} = {p} AND {deleted} IS NULL"
+            f" RETURNING {counter}, {pk}"
+        )
 
     def insert_model(self, model: Model) -> None:
         """Insert a new model; raises AlreadyExists(MODEL_ALREADY_EXISTS) if the id is taken."""
@@ -31,26 +46,38 @@ class ModelRows(StoreCore):
             self._insert_pairs(self._t.model_labels, model.tenant, pk, model.labels)
 
     def get_model(self, tenant: str, model_id: str, *, for_update: bool = False) -> Model | None:
-        """The model (soft-deleted included), locked for the transaction if ``for_update``."""
-        m = self._t.models
-        scope = self._write() if for_update else self._read(snapshot=True)
-        with scope:
-            query = m.select().where(m.tenant == tenant, m.model_id == model_id)
-            if for_update and self._backend.supports_for_update:
-                query = query.for_update()
-            row = first(query)
-            if row is None:
+        """The model (soft-deleted included), locked for the transaction if ``for_update``
+        (one statement, see :mod:`.model_reads`; locked: the row lock first on PostgreSQL)."""
+        reads, params = self._model_reads, (tenant, model_id, tenant)
+        if not for_update:
+            with self._read():
+                read = reads.found(self._fetch(reads.by_id, params, self._setup))
+            return None if read is None else read.entity()
+        with self._write():
+            if reads.lock and not self._fetch(reads.lock, params[:2]):
                 return None
-            labels = self._pairs(self._t.model_labels, tenant, [row["id"]])
-            return rows.model_entity(row, labels[row["id"]])
+            read = reads.found(self._fetch(reads.by_id, params, self._setup))
+            if read is None:
+                return None
+            # save_model and the model's row id lookups use what this read found
+            self._hold(("model", tenant, model_id), read)
+            self._hold(("model_pk", tenant, model_id), read.row["id"])
+            return read.entity()
 
     def save_model(self, model: Model) -> None:
-        """Write every mutable field (labels included) of an existing model."""
-        m = self._t.models
+        """Write every mutable field (labels included) of an existing model; after a locked
+        read of it in this transaction, only the labels that changed."""
         with self._write():
-            pk = self._require_model_pk(model.tenant, model.model_id)
-            m.update(**rows.model_mutable_columns(model)).where(m.id == pk).execute()
-            self._replace_pairs(self._t.model_labels, model.tenant, pk, model.labels)
+            held: ModelRead | None = self._held_row(
+                ("model", model.tenant, model.model_id), take=True
+            )
+            pk = held.row["id"] if held else self._require_model_pk(model.tenant, model.model_id)
+            self._update_row(self._t.models, pk, rows.model_mutable_columns(model))
+            labels = self._t.model_labels
+            if held is None:
+                self._replace_pairs(labels, model.tenant, pk, model.labels)
+            else:
+                self._sync_pairs(labels, model.tenant, pk, held.labels, model.labels)
 
     def list_models(self, tenant: str, query: ListQuery) -> Page[Model]:
         """One page of models matching the query (soft-deleted only if ``show_deleted``)."""
@@ -66,13 +93,12 @@ class ModelRows(StoreCore):
 
     def allocate_version_number(self, tenant: str, model_id: str) -> int | None:
         """Atomically increment and return the version counter of a live model, or None."""
-        m = self._t.models
         with self._write():
             # The UPDATE holds the row (PostgreSQL) or database (SQLite) lock until commit,
             # so the value it returns is ours alone.
-            found = tuples(
-                m.update(latest_version_number=m.latest_version_number + 1)
-                .where(m.tenant == tenant, m.model_id == model_id, m.delete_time.is_null())
-                .returning(m.latest_version_number)
-            )
-            return int(found[0][0]) if found else None
+            found = self._fetch(self._allocate, [tenant, model_id])
+            if not found:
+                return None
+            # The row is locked now: insert_version need not look its id up again.
+            self._hold(("model_pk", tenant, model_id), found[0][1])
+            return int(found[0][0])

@@ -63,6 +63,15 @@ def from_micros_or_none(value: int | None) -> datetime | None:
     return None if value is None else from_micros(value)
 
 
+def _load(text: str) -> Any:
+    """``json.loads``, without the decoder for the empty list and object most columns hold."""
+    if text == "[]":
+        return []
+    if text == "{}":
+        return {}
+    return json.loads(text)
+
+
 def _dump(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -175,7 +184,7 @@ def _variable(v: Variable) -> dict[str, Any]:
 def _variables(text: str) -> list[Variable]:
     return [
         Variable(name=d["name"], type=d["type"], description=d["description"], value=d["value"])
-        for d in json.loads(text)
+        for d in _load(text)
     ]
 
 
@@ -193,7 +202,7 @@ def version_entity(
     row: Row, labels: dict[str, str], metrics: dict[str, float], aliases: list[str]
 ) -> ModelVersion:
     """A :class:`ModelVersion` from its row, labels, metrics and alias names."""
-    source = json.loads(row["source"]) if row["source"] is not None else None
+    source = _load(row["source"]) if row["source"] is not None else None
     return ModelVersion(
         tenant=row["tenant"],
         model_id=row["model_id"],
@@ -206,17 +215,17 @@ def version_entity(
         author=row["author"],
         inputs=_variables(row["inputs"]),
         outputs=_variables(row["outputs"]),
-        parameters=json.loads(row["parameters"]),
+        parameters=_load(row["parameters"]),
         dependencies=[
             Dependency(name=d["name"], kind=DependencyKind(d["kind"]), version=d["version"])
-            for d in json.loads(row["dependencies_json"])
+            for d in _load(row["dependencies_json"])
         ],
-        produced_by=list(json.loads(row["produced_by"])),
+        produced_by=list(_load(row["produced_by"])),
         metrics=metrics,
         source=None if source is None else SourceCode(**source),
         datasets=[
             DatasetRef(uri=d["uri"], digest=d["digest"], role=DatasetRole(d["role"]))
-            for d in json.loads(row["datasets"])
+            for d in _load(row["datasets"])
         ],
         labels=labels,
         stage=Stage(row["stage"]),
