@@ -260,13 +260,7 @@ def p8_pressure(ctx: Any) -> Any:
     rows += _p8_idle_rows(data["idle_streams"])
     # One process, then the default serving model: a worker per core (--workers).
     for key, label, extra in _p8_serving_models("sqlite", "SQLite"):
-        child = procs.start_registry(ctx.work / f"p8-{key}", *extra)
-        try:
-            ctx.log(f"P8: {s.p8_clients} mixed clients on {label} for {s.p8_mixed_seconds:g} s")
-            data[f"mixed_{key}"] = mixed_load(child, s.p8_clients, s.p8_mixed_seconds)
-        finally:
-            child.stop()
-        rows += _p8_mixed_rows(label, data[f"mixed_{key}"])
+        rows += _p8_mixed(ctx, data, key, label, extra)
     try:
         from tests.support.postgres import PostgresCluster, find_bindir
     except ImportError:
@@ -280,17 +274,25 @@ def p8_pressure(ctx: Any) -> Any:
     try:
         cluster.start()
         for key, label, extra in _p8_serving_models("postgresql", "PostgreSQL"):
-            url = cluster.create_database()
-            child = procs.start_registry(ctx.work / f"p8-{key}", "--database-url", url, *extra)
-            try:
-                ctx.log(f"P8: {s.p8_clients} mixed clients on {label}")
-                data[f"mixed_{key}"] = mixed_load(child, s.p8_clients, s.p8_mixed_seconds)
-            finally:
-                child.stop()
-            rows += _p8_mixed_rows(label, data[f"mixed_{key}"])
+            database = ("--database-url", cluster.create_database())
+            rows += _p8_mixed(ctx, data, key, label, (*database, *extra))
     finally:
         cluster.destroy()
     return Outcome(rows, data)
+
+
+def _p8_mixed(
+    ctx: Any, data: dict[str, Any], key: str, label: str, flags: tuple[str, ...]
+) -> list[Row]:
+    """The mixed load against a fresh server started with ``flags``; kept in ``data``."""
+    s = ctx.settings
+    child = procs.start_registry(ctx.work / f"p8-{key}", *flags)
+    try:
+        ctx.log(f"P8: {s.p8_clients} mixed clients on {label} for {s.p8_mixed_seconds:g} s")
+        data[f"mixed_{key}"] = mixed_load(child, s.p8_clients, s.p8_mixed_seconds)
+    finally:
+        child.stop()
+    return _p8_mixed_rows(label, data[f"mixed_{key}"])
 
 
 def _p8_serving_models(key: str, label: str) -> list[tuple[str, str, tuple[str, ...]]]:
