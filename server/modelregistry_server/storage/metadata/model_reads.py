@@ -16,7 +16,7 @@ from typing import Any
 from ...domain.entities import Model
 from . import rows
 from .schema import Tables
-from .version_reads import MARK, execute_text, numbered
+from .version_reads import MARK, execute_text, numbered, row_columns
 
 _ROW, _LABEL = 0, 1
 _NO_TEXT = "CAST(NULL AS TEXT)"
@@ -58,10 +58,7 @@ class ModelReads:
 
 def model_reads(tables: Tables, dialect: str, param: str) -> ModelReads:
     """Build the statements for ``tables`` in ``dialect`` with the placeholder ``param``."""
-    fields = tables.models._meta.sorted_fields
-    names = tuple(f.name for f in fields)
-    selected = ", ".join(f'm."{f.column_name}"' for f in fields)
-    blanks = ", ".join("NULL" for _ in fields)
+    names, selected, blanks = row_columns(tables.models, "m")
     models = tables.models._meta.table_name
     labels = tables.model_labels._meta.table_name
     p = MARK

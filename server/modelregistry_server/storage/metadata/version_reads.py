@@ -91,13 +91,19 @@ class VersionReads:
         return None if row is None else VersionRead(row, labels, metrics, aliases)
 
 
+def row_columns(table: Any, alias: str) -> tuple[tuple[str, ...], str, str]:
+    """A table's field names, its columns selected from ``alias``, and as many NULLs (the
+    other branches of a ``UNION ALL`` read)."""
+    fields = table._meta.sorted_fields
+    names = tuple(f.name for f in fields)
+    selected = ", ".join(f'{alias}."{f.column_name}"' for f in fields)
+    return names, selected, ", ".join("NULL" for _ in fields)
+
+
 def version_reads(tables: Tables, dialect: str, param: str) -> VersionReads:
     """Build the statements for ``tables`` in ``dialect`` with the driver's placeholder
     ``param``."""
-    fields = tables.versions._meta.sorted_fields
-    names = tuple(f.name for f in fields)
-    selected = ", ".join(f'v."{f.column_name}"' for f in fields)
-    blanks = ", ".join("NULL" for _ in fields)
+    names, selected, blanks = row_columns(tables.versions, "v")
     labels = tables.version_labels._meta.table_name
     metrics = tables.version_metrics._meta.table_name
     aliases = tables.aliases._meta.table_name
