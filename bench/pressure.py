@@ -102,7 +102,9 @@ def idle_streams(
         holder = _hold(child.address, kind, name, streams)
         try:
             opened, refused = _wait_ready(holder, timeout=120)
-            time.sleep(1.0)
+            # An unread download is parked after 1 s without progress and the heap trimmed
+            # 0.5 s later: measure the streams as they stay, not on their way there.
+            time.sleep(1.0 if kind == "upload" else 3.0)
             rss = procs.idle_rss(child.pid)
             lat = {m: _latency(child.address, m, "models/pressure", probe_seconds) for m in PROBES}
         finally:

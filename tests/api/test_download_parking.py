@@ -18,6 +18,7 @@ import pytest
 
 from modelregistry.client import RegistryClient, from_rpc_error
 from modelregistry.v1 import payload_pb2 as pl
+from modelregistry_server.api import heap
 from modelregistry_server.app import RegistryServer
 from modelregistry_server.domain.integrity import CheckedRead
 from tests.api.test_serving_pressure import SMALL_WINDOW, AioClient
@@ -91,11 +92,14 @@ def paused_download(
 
 
 def test_a_paused_download_is_parked_and_resumes_with_the_same_bytes(
-    server: RegistryServer, v1: int, parks: list[int]
+    server: RegistryServer, v1: int, parks: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    trims: list[int] = []
+    monkeypatch.setattr(heap, "trim_heap", lambda: trims.append(len(parks)))
     got, reason = paused_download(server.address, after=2 * MiB + 10 * KiB)
     assert (got, reason) == (DATA, "")
     assert parks and all(2 * MiB < p < SIZE for p in parks)  # parked mid-file, then resumed
+    assert trims and trims[0] >= 1  # the freed blocks went back to the system after the park
 
     parks.clear()
     offset, limit = MiB + 123, 3 * MiB + 7

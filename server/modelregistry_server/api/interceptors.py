@@ -69,6 +69,7 @@ from ..domain.identity import Caller
 from .access_events import REQUEST_ID_HEADER, request_id_of, worth_recording
 from .authentication import ANONYMOUS, Authentication, Credentials
 from .errors import internal_status, to_status
+from .heap import HeapTrimmer
 from .observation import CallObserver, CallRecord, MethodInfo
 from .permissions import Requirement, requirement
 from .workers import Workers
@@ -323,8 +324,10 @@ class ErrorMappingInterceptor(_Interceptor):
         unary_scope: Scope = nullcontext,
         authentication: Authentication | None = None,
         observer: CallObserver | None = None,
+        heap: HeapTrimmer | None = None,
     ) -> None:
         self._authentication = authentication or Authentication()
+        self._heap = heap or HeapTrimmer(stream_pool)
         self._observer = observer
         self._unary_pool = unary_pool
         self._stream_pool = stream_pool
@@ -611,7 +614,7 @@ class ErrorMappingInterceptor(_Interceptor):
                 ):
                     decoded = _decoded(decode, request)
                     messages = behavior(decoded, sync)
-                    producer = _Producer(messages, self._stream_pool)
+                    producer = _Producer(messages, self._stream_pool, self._heap)
                     while (message := await producer.next(at)) is not _END:
                         await self._write(context, message, producer)
                         call.sent(message)
@@ -666,12 +669,13 @@ class _Producer:
 
     Optional methods of the iterator: ``ready()`` true means the next message is made from
     bytes already in memory, so it is made on the loop without a thread hop; ``park()``
-    releases what it holds while its client reads nothing.
+    releases what it holds while its client reads nothing (then ``heap`` trims).
     """
 
-    def __init__(self, messages: Iterator[Any], pool: Executor) -> None:
+    def __init__(self, messages: Iterator[Any], pool: Executor, heap: HeapTrimmer) -> None:
         self._messages = messages
         self._pool = pool
+        self._heap = heap
         self._step: asyncio.Future[Any] | None = None
         self._ready: Callable[[], bool] | None = getattr(messages, "ready", None)
         self.parks = callable(getattr(messages, "park", None))
@@ -688,6 +692,7 @@ class _Producer:
 
     async def park(self) -> None:
         await self._run(self._messages.park)  # type: ignore[attr-defined]  # see .parks
+        self._heap.soon()
 
     async def close(self) -> None:
         if self._step is not None and not self._step.done():

@@ -1,0 +1,69 @@
+"""Memory that parked downloads let go of, handed back to the operating system.
+
+A parked download frees the 1 MiB blocks it read, but glibc keeps freed memory inside its
+heap, between the small live objects of other streams, so the process's RSS does not
+shrink: 1,000 unread downloads kept about 420 KiB each. ``malloc_trim(0)`` returns the free
+pages (then about 200 KiB each, most of it the one message grpc holds per stream). A trim
+walks the whole heap, so the parks that come together share one, a moment after the first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+
+log = logging.getLogger(__name__)
+TRIM_DELAY_S = 0.5
+
+
+def _libc_trim() -> Callable[[int], int] | None:
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # glibc; absent on other C libraries
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+_MALLOC_TRIM = _libc_trim()
+
+
+def trim_heap() -> None:
+    """Give the heap's free pages back to the operating system (a no-op without glibc)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+class HeapTrimmer:
+    """Runs :func:`trim_heap` on ``pool`` ``delay`` seconds after :meth:`soon` is first
+    called; the calls made until then share that trim. Used from the event loop."""
+
+    def __init__(
+        self, pool: Executor, delay: float = TRIM_DELAY_S, trim: Callable[[], None] | None = None
+    ) -> None:
+        self._pool = pool
+        self._delay = delay
+        self._trim = trim
+        self._scheduled = False
+
+    def soon(self) -> None:
+        """Ask for a trim (memory was just freed)."""
+        if self._scheduled:
+            return
+        self._scheduled = True
+        loop = asyncio.get_running_loop()
+        loop.call_later(self._delay, self._start, loop)
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._scheduled = False  # memory freed from now on asks for the next trim
+        run = loop.run_in_executor(self._pool, self._trim or trim_heap)
+        run.add_done_callback(_report)
+
+
+def _report(run: asyncio.Future[None]) -> None:
+    if not run.cancelled() and run.exception() is not None:
+        log.warning("heap trim failed", exc_info=run.exception())
