@@ -61,3 +61,17 @@ def test_a_failing_trim_is_logged_and_the_next_request_still_trims(
 def test_trim_heap_runs_on_this_machine() -> None:
     heap.trim_heap()  # glibc here: the real malloc_trim, which must not fail
     assert heap._MALLOC_TRIM is not None
+
+
+def test_a_trim_due_after_the_pool_stopped_is_dropped_quietly() -> None:
+    async def scenario() -> None:
+        pool = ThreadPoolExecutor(1)
+        trimmer = heap.HeapTrimmer(pool, DELAY_S, trim=lambda: None)
+        trimmer.soon()
+        pool.shutdown()
+        errors: list[dict[str, object]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+        await asyncio.sleep(DELAY_S * 3)
+        assert errors == []
+
+    asyncio.run(scenario())

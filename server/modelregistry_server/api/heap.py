@@ -60,7 +60,10 @@ class HeapTrimmer:
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._scheduled = False  # memory freed from now on asks for the next trim
-        run = loop.run_in_executor(self._pool, self._trim or trim_heap)
+        try:
+            run = loop.run_in_executor(self._pool, self._trim or trim_heap)
+        except RuntimeError:  # the server is stopping: its pool takes no more work
+            return
         run.add_done_callback(_report)
 
 
