@@ -4,7 +4,8 @@ each other, not with the harness.
 ``python -m bench.loadgen --target HOST:PORT --method get-version --name models/m/versions/1
 --concurrency 8 --duration 5`` runs a closed loop (each of ``concurrency`` threads calls again
 as soon as its previous call returns) over one shared channel, and prints one JSON object:
-``{"calls", "errors", "seconds", "latencies_ms": [...], "starts_s": [...]}``. Calls that start
+``{"calls", "errors", "seconds", "cores", "latencies_ms": [...], "starts_s": [...]}``
+(``cores``: CPU seconds of this process per wall second of the load). Calls that start
 during the first ``--warmup`` seconds are not recorded. With ``--interval`` a single thread
 paces calls instead (a probe), and ``--until-stdin`` stops it when stdin closes or gets a line.
 ``--channels K`` spreads the closed loop's threads over K channels, each with a TCP connection
@@ -147,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(grpc.RpcError):  # an overloaded server: errors counted below
             each()  # connect before the clock starts
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     rec = Recorder(t0, t0 + args.warmup, t0 + args.warmup + args.duration)
     if args.until_stdin:
 
@@ -161,12 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         closed_loop(calls, rec, args.concurrency)
     seconds = min(time.perf_counter(), rec.stop_at) - rec.record_from
+    load_cpu, load_wall = time.process_time() - cpu0, time.perf_counter() - t0
     for c in channels:
         c.close()
     result = {
         "calls": len(rec.latencies),
         "errors": rec.errors,
         "seconds": max(seconds, 1e-9),
+        # Cores this process kept busy from the first call (warm-up included) to the last.
+        "cores": round(load_cpu / max(load_wall, 1e-9), 4),
         "latencies_ms": [round(x, 4) for x in rec.latencies],
         "starts_s": [round(x, 4) for x in rec.starts],
     }

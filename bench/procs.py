@@ -261,6 +261,18 @@ def idle_rss(pid: int, seconds: float = 1.0, interval: float = 0.05) -> int:
     return values[len(values) // 2]
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its descendants (a server
+    with ``--workers``: the supervisor and every worker)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in (root, *root.children(recursive=True)):
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 class CpuMeter:
     """CPU seconds (user + system) the given processes used during a ``with`` block."""
 

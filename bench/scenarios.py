@@ -719,6 +719,7 @@ def p4_workers(ctx: Context) -> Outcome:
         for c in levels:
             rates: dict[int, float] = {}
             for workers, reg in ((1, one), (2, two)):
+                server_cpu = procs.tree_cpu(reg.child.pid)
                 result = run_loadgen(
                     reg.child.address,
                     "get-version",
@@ -728,6 +729,7 @@ def p4_workers(ctx: Context) -> Outcome:
                     warmup,
                     channels=P4W_CHANNELS,
                 )
+                server_cpu = procs.tree_cpu(reg.child.pid) - server_cpu
                 lat = result.pop("latencies_ms")
                 result.pop("starts_s")
                 rates[workers] = result["calls"] / result["seconds"]
@@ -735,6 +737,9 @@ def p4_workers(ctx: Context) -> Outcome:
                     "calls_per_s": rates[workers],
                     "errors": result["errors"],
                     "latency_ms": stats.latency_summary(lat),
+                    # CPU per call: cores kept busy over the load / calls per second.
+                    "server_cpu_ms": server_cpu / (s.p4_seconds + warmup) / rates[workers] * 1e3,
+                    "loadgen_cpu_ms": result["cores"] / rates[workers] * 1e3,
                 }
             ctx.log(f"P4w c={c}: 1 worker {rates[1]:.0f}/s, 2 workers {rates[2]:.0f}/s")
             p99 = data["runs"][f"2w@{c}"]["latency_ms"]["p99"]
@@ -751,7 +756,32 @@ def p4_workers(ctx: Context) -> Outcome:
                     note=f"2 workers p99 {p99:.2f} ms; the load generator shares the cores",
                 )
             )
+            rows.append(_p4w_ceiling(c, data["runs"][f"2w@{c}"], rates))
     return Outcome(rows, data)
+
+
+def _p4w_ceiling(c: int, run: dict[str, Any], rates: dict[int, float]) -> Row:
+    """The most calls/s this machine's cores allow at the 2-worker run's CPU per call
+    (server and load generator together), against the 1-worker rate: the best P4w ratio
+    possible here while the load generator shares the cores."""
+    cores = os.cpu_count() or 1
+    server_ms, loadgen_ms = run["server_cpu_ms"], run["loadgen_cpu_ms"]
+    ceiling = cores / (server_ms + loadgen_ms) * 1e3
+    reached = rates[2] / ceiling * 100
+    return Row(
+        "P4w",
+        f"  ceiling @{c}: {cores} cores / CPU per call of server + load generator",
+        "calls/s",
+        round(ceiling),
+        round(rates[1]),
+        "--workers 1, same run",
+        ratio(ceiling, rates[1]),
+        INFO,
+        note=(
+            f"server {server_ms:.2f} + load generator {loadgen_ms:.2f} ms per call; "
+            f"2 workers reached {reached:.0f} % of it"
+        ),
+    )
 
 
 # --- P5 -------------------------------------------------------------------------------------
