@@ -327,7 +327,7 @@ class ErrorMappingInterceptor(_Interceptor):
         heap: HeapTrimmer | None = None,
     ) -> None:
         self._authentication = authentication or Authentication()
-        self._heap = heap or HeapTrimmer(stream_pool)
+        self._heap = heap if heap is not None else HeapTrimmer(stream_pool)
         self._observer = observer
         self._unary_pool = unary_pool
         self._stream_pool = stream_pool
@@ -669,7 +669,8 @@ class _Producer:
 
     Optional methods of the iterator: ``ready()`` true means the next message is made from
     bytes already in memory, so it is made on the loop without a thread hop; ``park()``
-    releases what it holds while its client reads nothing (then ``heap`` trims).
+    releases what it holds while its client reads nothing and says whether it held anything
+    (then ``heap`` trims).
     """
 
     def __init__(self, messages: Iterator[Any], pool: Executor, heap: HeapTrimmer) -> None:
@@ -691,8 +692,8 @@ class _Producer:
         return await self._run(_next_message, self._messages, deadline_at)
 
     async def park(self) -> None:
-        await self._run(self._messages.park)  # type: ignore[attr-defined]  # see .parks
-        self._heap.soon()
+        if await self._run(self._messages.park):  # type: ignore[attr-defined]  # see .parks
+            self._heap.soon()
 
     async def close(self) -> None:
         if self._step is not None and not self._step.done():

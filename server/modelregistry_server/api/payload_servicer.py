@@ -223,11 +223,10 @@ class _DownloadMessages(Iterator[bytes]):
         """Whether the next message is made from bytes in memory (no I/O)."""
         return self._reader is not None and not self._done and self._reader.buffered()
 
-    def park(self) -> None:
+    def park(self) -> bool:
         """The client has not accepted a message for a while: release the reader's blocks
-        (it reopens on the next message)."""
-        if self._reader is not None:
-            self._reader.park()
+        (it reopens on the next message); whether there were any."""
+        return self._reader is not None and self._reader.park()
 
     def close(self) -> None:
         """Release the reader."""

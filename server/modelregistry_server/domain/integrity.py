@@ -400,11 +400,13 @@ class CheckedRead:
         self._finished = True
         self.close()
 
-    def park(self) -> None:
+    def park(self) -> bool:
         """Release the blob reader, the read-ahead helper and the blocks held; the next
-        :meth:`read` reopens the blob where this one stopped."""
+        :meth:`read` reopens the blob where this one stopped. Whether anything was held."""
+        held = self._block is not None or self._blocks is not None
         self._block = None
         self._release()
+        return held
 
     def close(self) -> None:
         """Release everything; no further bytes are read."""
