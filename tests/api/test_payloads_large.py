@@ -206,7 +206,10 @@ def test_server_memory_does_not_grow_with_payload_size(
 ) -> None:
     """Default 64 MiB pieces: the server streams, so its peak RSS growth while moving 1 GiB is
     about what it is for 256 MiB, and both stay under a fixed bound. (Measured after the warm-up:
-    14-43 MiB and 43-66 MiB; a bound of one piece would flake.)"""
+    5-43 MiB and 13-66 MiB; a bound of one piece would flake.) Each size is moved twice and the
+    lower peak counts: a growth with size shows in both, while one transfer in a CI run peaked
+    at 137 MiB for 1 GiB (45 MiB for 256 MiB) without anything in our code holding it (gRPC's
+    flow-control buffers and the allocator's per-thread arenas come and go)."""
     _require_free_space(tmp_path, 4 * GiB)
     bound, spread = 150 * MiB, 64 * MiB
     with (
@@ -221,21 +224,24 @@ def test_server_memory_does_not_grow_with_payload_size(
         # once, not growth with size. Measured from there, the peaks are flat across sizes.
         _round_trip(client, warm, 256 * MiB, seed=1)
         idle = psutil.Process(s.pid).memory_info().rss
-        transfers = []
+        transfers: list[list[Transfer]] = []
         for size in (256 * MiB, 1 * GiB):
-            version = client.create_version("m").version_number
-            sampler = _RssSampler(s.pid)
-            sampler.start()
-            try:
-                transfer = _round_trip(client, version, size, seed=size // MiB)
-            finally:
-                peak = sampler.stop()
-            transfer.peak_rss_growth = peak - idle
-            transfers.append(transfer)
-    small, large = transfers
+            tries = []
+            for attempt in range(2):
+                version = client.create_version("m").version_number
+                sampler = _RssSampler(s.pid)
+                sampler.start()
+                try:
+                    transfer = _round_trip(client, version, size, seed=size // MiB + attempt)
+                finally:
+                    peak = sampler.stop()
+                transfer.peak_rss_growth = peak - idle
+                tries.append(transfer)
+            transfers.append(tries)
+    small, large = (min(tries, key=lambda t: t.peak_rss_growth or 0) for tries in transfers)
     with capsys.disabled():
         print(f"\n[payloads] server idle RSS {idle / MiB:.1f} MiB")
-        for t in transfers:
+        for t in (t for tries in transfers for t in tries):
             print(f"[payloads] {t.report()}")
     assert small.peak_rss_growth is not None and large.peak_rss_growth is not None
     assert small.peak_rss_growth < bound
