@@ -96,6 +96,6 @@ def test_ctrl_c_ends_a_watch_with_130_and_says_where_to_continue(
         _, err = watch.communicate(timeout=30)
     finally:
         watch.kill()
-    assert watch.returncode == 130
-    assert "continue with: --after events/1" in err
-    assert "Traceback" not in err
+    assert watch.returncode == 130, err
+    assert "continue with: --after events/1" in err, err
+    assert "Traceback" not in err, err
