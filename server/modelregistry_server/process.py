@@ -10,7 +10,6 @@ import sys
 import threading
 from types import FrameType
 
-from .api.heap import keep_heap_headroom
 from .app import ListenError, build_server
 from .config import Config
 from .fleet import FleetSlot
@@ -29,7 +28,6 @@ def run_process(config: Config, *, fleet: FleetSlot | None = None) -> int:
     refused settings or database). A worker (``fleet``) prints no address (its supervisor
     does) and also stops when its supervisor has gone."""
     parent = os.getppid()
-    keep_heap_headroom()
     try:
         service = build_server(config, fleet=fleet)
     except ListenError as exc:

@@ -5,10 +5,7 @@ gap between trims."""
 from __future__ import annotations
 
 import asyncio
-import os
 import platform
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -136,44 +133,3 @@ def test_only_a_park_that_let_go_of_something_asks_for_a_trim(held: bool) -> Non
 
     asyncio.run(scenario())
     assert recorder.asked == (1 if held else 0)
-
-
-# One thread per core allocating and freeing 1 MiB blocks, as a busy upload does; prints the
-# minor page faults it took.
-_CHURN = """
-import resource, sys, threading
-from modelregistry_server.api.heap import keep_heap_headroom
-applied = keep_heap_headroom() if sys.argv[1] == "headroom" else False
-def churn():
-    for _ in range(40):
-        blocks = [bytes(bytearray(1 << 20)) for _ in range(4)]
-        del blocks
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-threads = [threading.Thread(target=churn) for _ in range(2)]
-for t in threads: t.start()
-for t in threads: t.join()
-churn()
-print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-"""
-
-
-def _churn(mode: str, env: dict[str, str] | None = None) -> tuple[bool, int]:
-    out = subprocess.run(
-        [sys.executable, "-c", _CHURN, mode],
-        capture_output=True, text=True, check=True, timeout=60, env={**os.environ, **(env or {})},
-    ).stdout.split()  # fmt: skip
-    return out[0] == "True", int(out[1])
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
-def test_heap_headroom_saves_page_faults_of_1_mib_churn() -> None:
-    plain = _churn("plain")
-    with_headroom = _churn("headroom")
-    assert with_headroom[0] is True
-    assert with_headroom[1] < 0.8 * plain[1], (with_headroom, plain)
-
-
-def test_the_operators_top_pad_wins() -> None:
-    assert _churn("headroom", {"MALLOC_TOP_PAD_": "131072"})[0] is False
-    tunables = {"GLIBC_TUNABLES": "glibc.malloc.top_pad=131072"}
-    assert _churn("headroom", tunables)[0] is False

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -21,8 +20,6 @@ from concurrent.futures import Executor
 log = logging.getLogger(__name__)
 TRIM_DELAY_S = 0.5
 TRIM_GAP_S = 2.0
-TOP_PAD_BYTES = 8 << 20
-_M_TOP_PAD = -2  # mallopt parameter number, <malloc.h>
 
 
 def _libc_trim() -> Callable[[int], int] | None:
@@ -36,26 +33,6 @@ def _libc_trim() -> Callable[[int], int] | None:
 
 
 _MALLOC_TRIM = _libc_trim()
-
-
-def keep_heap_headroom(pad: int = TOP_PAD_BYTES) -> bool:
-    """Have glibc grow each heap by ``pad`` bytes more than it needs and keep that much free
-    at its top, instead of returning and faulting in pages again around every 1 MiB message
-    (a 1 GiB upload otherwise takes about 100,000 page faults). It costs about 10 MiB of idle
-    RSS; 32 MiB cost more (1,000 parked downloads: 300 KiB each instead of 175) for no fewer
-    faults. The operator's own ``MALLOC_TOP_PAD_`` or ``glibc.malloc.top_pad`` tunable wins.
-    True if applied."""
-    if "MALLOC_TOP_PAD_" in os.environ or "glibc.malloc.top_pad" in os.environ.get(
-        "GLIBC_TUNABLES", ""
-    ):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_TOP_PAD, pad))
 
 
 def trim_heap() -> None:
