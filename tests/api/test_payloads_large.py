@@ -209,9 +209,13 @@ def test_server_memory_does_not_grow_with_payload_size(
     5-43 MiB and 13-66 MiB; a bound of one piece would flake.) Each size is moved twice and the
     lower peak counts: a growth with size shows in both, while one transfer in a CI run peaked
     at 137 MiB for 1 GiB (45 MiB for 256 MiB) without anything in our code holding it (gRPC's
-    flow-control buffers and the allocator's per-thread arenas come and go)."""
+    flow-control buffers and the allocator's per-thread arenas come and go). With both cores
+    busy the longer transfer's peaks run higher: 100-106 MiB against 18-36 MiB for 256 MiB
+    (measured before the upload write-behind too), and 141-157 against 75-88 MiB in a
+    fresh-clone CI. So the spread is 128 MiB: holding the payload, or anything per piece sent,
+    grows the 1 GiB peak by hundreds of MiB more than the 256 MiB one."""
     _require_free_space(tmp_path, 4 * GiB)
-    bound, spread = 150 * MiB, 64 * MiB
+    bound, spread = 200 * MiB, 128 * MiB
     with (
         ServerProcess(sqlite_url(tmp_path), (tmp_path / "blobs").as_uri(), tmp_path / "log") as s,
         RegistryClient(s.address, timeout=WAIT_S, chunk_size=2 * MiB) as client,

@@ -550,7 +550,8 @@ def test_a_stale_writer_paused_inside_a_write_cannot_change_what_another_publish
         metadata_store,
         blob_store,
         b.payloads._registry,
-        clock=lambda: T0 + timedelta(days=2),
+        # Two days on from now: the stores date staging objects by the real clock.
+        clock=lambda: datetime.now(UTC) + timedelta(days=2),
         lease_holder="gc",
     )
     try:
