@@ -210,10 +210,9 @@ def test_server_memory_does_not_grow_with_payload_size(
     lower peak counts: a growth with size shows in both, while one transfer in a CI run peaked
     at 137 MiB for 1 GiB (45 MiB for 256 MiB) without anything in our code holding it (gRPC's
     flow-control buffers and the allocator's per-thread arenas come and go). With both cores
-    busy the longer transfer's peaks run higher: 100-106 MiB against 18-36 MiB for 256 MiB
-    (measured before the upload write-behind too), and 141-157 against 75-88 MiB in a
-    fresh-clone CI. So the spread is 128 MiB: holding the payload, or anything per piece sent,
-    grows the 1 GiB peak by hundreds of MiB more than the 256 MiB one."""
+    busy the longer transfer's peaks ran higher locally: 100-106 MiB against 18-36 MiB for
+    256 MiB. So the spread is 128 MiB: holding the payload, or anything per piece sent, grows
+    the 1 GiB peak by hundreds of MiB more than the 256 MiB one."""
     _require_free_space(tmp_path, 4 * GiB)
     bound, spread = 200 * MiB, 128 * MiB
     with (

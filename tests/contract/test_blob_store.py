@@ -11,7 +11,6 @@ import errno
 import hashlib
 import os
 import random
-import threading
 import time
 import tracemalloc
 from collections.abc import Iterable, Iterator
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 
 from modelregistry_server.domain.errors import DataLoss, InvalidArgument, Reason, Unavailable
-from modelregistry_server.storage.blobs import open_blob_store, write_behind
+from modelregistry_server.storage.blobs import open_blob_store
 from modelregistry_server.storage.blobs.local import LocalBlobStore
 from tests.support.blob_fixtures import TEST_CHUNK_SIZE, BlobAdapter, GcsEmulator, free_port
 
@@ -642,57 +641,6 @@ class TestLocalBlobStore:
         assert final.read_bytes() == data
         assert joined(store.read_upload("u1", 10_009)) == data[:10_000] + b"new bytes"
         assert joined(store.read(key)) == data
-
-    def test_chunks_are_received_while_the_previous_one_is_written(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        store = LocalBlobStore(tmp_path)
-        writing = threading.Event()
-        release = threading.Event()
-        real_write_all = write_behind.write_all
-
-        def held_write_all(fd: int, data: bytes | memoryview, position: int) -> None:
-            if threading.current_thread() is not threading.main_thread():
-                writing.set()
-                assert release.wait(10)
-            real_write_all(fd, data, position)
-
-        def chunks() -> Iterator[bytes]:
-            yield b"a" * 100
-            yield b"b" * 100
-            assert writing.wait(10)  # the second chunk is being written on the helper
-            yield b"c" * 100  # and the third is taken meanwhile
-            release.set()
-
-        monkeypatch.setattr(write_behind, "write_all", held_write_all)
-        assert store.write_upload("u1", 0, chunks()) == 300
-        assert joined(store.read_upload("u1", 300)) == b"a" * 100 + b"b" * 100 + b"c" * 100
-
-    def test_a_full_disk_mid_piece_is_unavailable_and_leaves_nothing_past_offset(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        store = LocalBlobStore(tmp_path)
-        first = payload(10_000, seed=1)
-        store.write_upload("u1", 0, [first])
-        real_pwrite = os.pwrite
-        calls = 0
-
-        def full_disk(fd: int, data: bytes | memoryview, position: int) -> int:
-            nonlocal calls
-            calls += 1
-            if calls == 4:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            return real_pwrite(fd, data, position)
-
-        with monkeypatch.context() as patch:
-            patch.setattr(os, "pwrite", full_disk)
-            with pytest.raises(Unavailable) as raised:
-                store.write_upload("u1", len(first), pieces(payload(50_000, seed=2), 4_096))
-        assert "No space" not in str(raised.value)  # no backend internals for the client
-        assert joined(store.read_upload("u1", len(first))) == first
-        with pytest.raises(DataLoss):
-            store.read_upload("u1", len(first) + 1)
-        assert not [t for t in threading.enumerate() if t.name.startswith("write u1")]
 
     @pytest.mark.slow
     def test_memory_stays_small_for_a_large_upload(self, tmp_path: Path) -> None:

@@ -29,7 +29,6 @@ from .keys import (
     is_hex_digest,
     is_upload_id,
 )
-from .write_behind import WriteBehind, write_all
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +71,14 @@ def _mkdir_durable(path: Path) -> None:
         _fsync_dir(directory.parent)
 
 
+def _write_all(fd: int, data: bytes, position: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, position)
+        view = view[written:]
+        position += written
+
+
 def _copy_range(src: int, dst: int, size: int) -> None:
     """Copy bytes ``[0, size)`` of ``src`` to ``dst`` in the kernel where it can (bounded
     memory either way)."""
@@ -84,7 +91,7 @@ def _copy_range(src: int, dst: int, size: int) -> None:
             if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
                 raise
             data = os.pread(src, count, position)
-            write_all(dst, data, position)
+            _write_all(dst, data, position)
             copied = len(data)
         if copied <= 0:
             raise OSError(errno.EIO, "upload file shrank while copying")
@@ -161,7 +168,7 @@ class LocalBlobStore:
     # -- uploads -----------------------------------------------------------------------------
     def write_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
         """Truncate the upload file to ``offset`` and append ``chunks`` (durable after
-        :meth:`sync_upload`); the writes run behind the iteration (``write_behind``)."""
+        :meth:`sync_upload`)."""
         path = self._upload_path(upload_id)
         check_position("offset", offset)
         with _fs(f"open upload {upload_id}"):
@@ -174,13 +181,12 @@ class LocalBlobStore:
                 raise self._missing_upload(upload_id, stored, offset)
             with _fs(f"prepare upload {upload_id}"):
                 os.ftruncate(fd, offset)
+            position = offset
             try:
-                with WriteBehind(fd, offset, name=f"write {upload_id}") as writes:
-                    for chunk in chunks:
-                        with _fs(f"write upload {upload_id}"):
-                            writes.put(chunk)
+                for chunk in chunks:
                     with _fs(f"write upload {upload_id}"):
-                        position = writes.finish()
+                        _write_all(fd, chunk, position)
+                    position += len(chunk)
             except BaseException:
                 # Whatever reached the file from this call does not count.
                 with contextlib.suppress(OSError):
@@ -348,7 +354,7 @@ class LocalBlobStore:
                 data = os.pread(fd, min(_COPY_BLOCK, keep - position), position)
                 if not data:
                     raise OSError(errno.EIO, "upload file shrank while copying")
-                write_all(new_fd, data, position)
+                _write_all(new_fd, data, position)
                 position += len(data)
             os.fsync(new_fd)
             _fsync_dir(self._uploads)
