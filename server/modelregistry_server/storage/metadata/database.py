@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import select
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +34,8 @@ STALE_TIMEOUT_S = 300
 POOL_WAIT_TIMEOUT_S = 30
 # How long a new PostgreSQL connection may take before the server counts as unreachable.
 PG_CONNECT_TIMEOUT_S = 5
+# A pooled PostgreSQL connection idle longer than this is pinged (``SELECT 1``) before reuse.
+PG_PING_AFTER_IDLE_S = 0.5
 
 
 class DatabaseInUseError(RuntimeError):
@@ -226,7 +230,7 @@ def _postgresql(url: str, max_connections: int) -> peewee.Database:
     if parts.password:
         params["password"] = unquote(parts.password)
     params.update(parse_qsl(parts.query))
-    database: peewee.Database = PooledPostgresqlDatabase(
+    database: peewee.Database = _PostgresPool(
         dbname,
         max_connections=max_connections,
         stale_timeout=STALE_TIMEOUT_S,
@@ -235,3 +239,51 @@ def _postgresql(url: str, max_connections: int) -> peewee.Database:
         **params,
     )
     return database
+
+
+class _PostgresPool(PooledPostgresqlDatabase):  # type: ignore[misc]  # peewee is untyped
+    """A pool that pings a connection before reuse only if it sat idle for a while.
+
+    peewee's pool sends ``SELECT 1`` on every check-out: a round trip per call, on the
+    server's hottest reads. A connection checked in less than :data:`PG_PING_AFTER_IDLE_S`
+    ago is reused without one (HikariCP's "alive bypass window", 500 ms by default) unless
+    its socket has something to read: an idle connection receives nothing, except the
+    FATAL message and end of stream of a terminated backend or a server shutting down, so
+    those are still found (by the ping, which then discards the connection).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._checked_in: dict[int, float] = {}  # id(connection) -> when it came back
+
+    def _can_reuse(self, conn: Any) -> bool:
+        reusable = bool(super()._can_reuse(conn))
+        if reusable:
+            self._checked_in[id(conn)] = time.monotonic()
+        return reusable
+
+    def _is_closed(self, conn: Any) -> bool:
+        since = self._checked_in.pop(id(conn), None)
+        if (
+            since is not None
+            and time.monotonic() - since < PG_PING_AFTER_IDLE_S
+            and not conn.closed
+            and self._adapter.txn_status(conn) == self._adapter.txn_idle
+            and not _readable(conn)
+        ):
+            return False
+        return bool(super()._is_closed(conn))
+
+    def close_all(self) -> None:
+        super().close_all()
+        self._checked_in.clear()
+
+
+def _readable(conn: Any) -> bool:
+    """True if the connection's socket has data or an end of stream waiting (or is gone)."""
+    try:
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True
