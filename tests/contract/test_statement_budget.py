@@ -331,3 +331,20 @@ def test_list_model_versions_budget(
         assert listed == alone
     assert [v.aliases for v in page] == [[f"a{v.number}"] for v in created[:2]] + [[], []]
     assert page[3].labels == {} and page[3].metrics == {}
+
+
+def test_event_holds_its_tenant_head_for_one_statement_after_the_bump(
+    use_cases: tuple[Registry, Payloads], metadata_store: PeeweeMetadataStore
+) -> None:
+    """The head bump takes the tenant's head (every writer of the tenant queues behind it on
+    PostgreSQL) until commit: what follows it is one statement there, two on SQLite."""
+    registry, _ = use_cases
+    with counted(metadata_store) as seen:
+        registry.update_model(CALLER, "m", "", Patch(("description",), {"description": "x"}))
+    bumps = [i for i, sql in enumerate(seen) if '"last_sequence" + 1' in sql]
+    assert len(bumps) == 1, "\n".join(seen)
+    after = seen[bumps[0] + 1 :]
+    assert any('INSERT INTO "events"' in sql for sql in after), "\n".join(seen)
+    assert any('UPDATE "event_heads" SET "last_hash"' in sql for sql in after), "\n".join(seen)
+    postgresql = metadata_store.backend.dialect == "postgresql"
+    assert len(after) == (1 if postgresql else 2), "\n".join(after)

@@ -28,7 +28,12 @@ from .database import Backend
 from .pages import fetch_page
 from .rows import from_micros, to_micros
 from .sql_filters import Collection, Column
+from .statements import Statement
 from .wakeups import CHANNEL, LocalWakeups, PostgresWakeups
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def event_collection(e: Any) -> Collection:
@@ -145,7 +150,7 @@ class EventRows(StoreCore):
 
     def append_event(self, event: Event) -> Event:
         """Number, chain and insert ``event`` in the current transaction (see the module)."""
-        e, h = self._t.events, self._t.event_heads
+        h = self._t.event_heads
         with self._write():
             found = self._fetch(self._bump_head, [event.tenant])
             if not found:  # the tenant's first event
@@ -159,10 +164,28 @@ class EventRows(StoreCore):
                 found = self._fetch(self._bump_head, [event.tenant])
             event.sequence, event.prev_hash = int(found[0][0]), str(found[0][1])
             event.hash = chain_hash(event.prev_hash, event)
-            self._insert_row(e, _columns(event))
-            self._run(self._chain_head, [event.hash, event.tenant, *self._notify])
+            self._insert_and_chain(_columns(event), [event.hash, event.tenant, *self._notify])
             self._pending.appended = True
         return event
+
+    def _insert_and_chain(self, columns: dict[str, Any], chain: list[Any]) -> None:
+        """Insert the event row and move the head to its hash. On PostgreSQL both are one
+        statement (the INSERT in a ``WITH``): the head's row lock, taken by the bump, is held
+        until commit, so each round trip saved shortens the queue of the tenant's writers."""
+        if self._backend.dialect != "postgresql":
+            self._insert_row(self._t.events, columns)
+            self._run(self._chain_head, chain)
+            return
+        key = ("insert-and-chain", *columns)
+        statement = self._statements.get(key)
+        if statement is None:
+            insert = statements.insert(self._t.events, list(columns), self._db.param)
+            statement = Statement(
+                f"WITH appended AS ({insert.sql}) {self._chain_head}",
+                (*insert.converters, *(_same for _ in chain)),
+            )
+            self._statements[key] = statement
+        self._run(statement.sql, statement.params([*columns.values(), *chain]))
 
     def list_events(self, tenant: str, query: ListQuery, scope: EventScope) -> Page[Event]:
         """One keyset page of the tenant's events matching the query."""
