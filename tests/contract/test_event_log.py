@@ -74,6 +74,26 @@ def test_events_are_numbered_and_chained_per_tenant(metadata_store: PeeweeMetada
     assert _audit(metadata_store).verify_tenant("a").ok
 
 
+def test_text_beyond_ascii_is_chained_as_the_domain_hashes_it(
+    metadata_store: PeeweeMetadataStore,
+) -> None:
+    """PostgreSQL hashes the event in SQL: its bytes must be the domain's canonical ones."""
+    fields: dict[str, Any] = {
+        "principal": "user:zoë",
+        "resource": "models/модель",
+        "summary": {"é": ["ü", None, 2.5, '"\\'], "emoji": "\U0001f680", "n": 10**15},
+        "etag_before": "ß",
+    }
+    events = [_append(metadata_store, _event("tenant-ü", n, **fields)) for n in range(1, 12)]
+    assert [e.sequence for e in events] == list(range(1, 12))
+    assert all(e.hash == chain_hash(e.prev_hash, e) for e in events)
+    stored = metadata_store.read_events("tenant-ü", 0, 100)
+    assert [(e.hash, e.summary, e.principal) for e in stored] == [
+        (e.hash, e.summary, e.principal) for e in events
+    ]
+    assert _audit(metadata_store).verify_tenant("tenant-ü").ok
+
+
 def test_a_rolled_back_transaction_leaves_no_event(metadata_store: PeeweeMetadataStore) -> None:
     _append(metadata_store, _event("t", 1))
     with pytest.raises(RuntimeError), metadata_store.transaction():

@@ -73,10 +73,15 @@ class Event:
 def canonical(event: Event) -> bytes:
     """The bytes an event's hash covers: every stored field but the hash itself, as compact
     JSON with sorted keys (times as integer microseconds since the epoch)."""
-    fields = [
-        ENCODING_VERSION,
-        event.tenant,
-        event.sequence,
+    before, after = canonical_around_sequence(event)
+    return before + str(event.sequence).encode() + after
+
+
+def canonical_around_sequence(event: Event) -> tuple[bytes, bytes]:
+    """:func:`canonical` cut where the sequence goes: a store that numbers an event in SQL
+    can hash it in the same statement (``before + sequence + after``)."""
+    first = [ENCODING_VERSION, event.tenant]
+    rest = [
         _micros(event.time),
         event.kind.value,
         event.principal,
@@ -88,8 +93,13 @@ def canonical(event: Event) -> bytes:
         event.etag_after,
         event.summary,
     ]
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return text.encode()
+    # The JSON array [*first, sequence, *rest], written without the sequence.
+    before, after = (_json(part) for part in (first, rest))
+    return before[:-1] + b",", b"," + after[1:]
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def chain_hash(prev_hash: str, event: Event) -> str:

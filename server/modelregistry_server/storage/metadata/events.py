@@ -1,10 +1,11 @@
 """The event log (the ``EventLog`` port): ``events`` rows chained under ``event_heads``.
 
-Appending takes the tenant's head row with one ``UPDATE … RETURNING`` (a row lock on
-PostgreSQL, the write lock SQLite's ``BEGIN IMMEDIATE`` already holds), so two transactions
-of one tenant append one after the other and the later one commits later: sequence order is
-commit order, which a watcher catching up by sequence relies on. Use cases append last in
-their transaction, so the head is never held while another lock is awaited.
+Appending takes the tenant's head row (a row lock on PostgreSQL, the write lock SQLite's
+``BEGIN IMMEDIATE`` already holds), so two transactions of one tenant append one after the
+other and the later one commits later: sequence order is commit order, which a watcher
+catching up by sequence relies on. Use cases append last in their transaction, so the head is
+never held while another lock is awaited. On PostgreSQL the append is one statement (the
+database numbers and hashes the event), on SQLite three.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import peewee
 
 from ...domain.entities import Page
-from ...domain.events import Event, EventHead, EventKind, chain_hash
+from ...domain.events import Event, EventHead, EventKind, canonical_around_sequence, chain_hash
 from ...domain.listing import EVENT_SCHEMA
 from ...domain.policies import Role
 from ...domain.ports import ListQuery
@@ -30,6 +31,9 @@ from .rows import from_micros, to_micros
 from .sql_filters import Collection, Column
 from .statements import Statement
 from .wakeups import CHANNEL, LocalWakeups, PostgresWakeups
+
+# The columns of an event row that PostgreSQL's one-statement append fills in itself.
+_CHAINED = ("sequence", "prev_hash", "hash")
 
 
 def _same(value: Any) -> Any:
@@ -107,15 +111,8 @@ class EventRows(StoreCore):
             f"UPDATE {head} SET {last_sequence} = {last_sequence} + 1 WHERE {tenant} = {param}"
             f" RETURNING {last_sequence}, {last_hash}"
         )
-        # On PostgreSQL the head's hash update also notifies every LISTEN session when (and
-        # only if) this transaction commits; riding on the update it costs no extra round trip.
-        notify = (
-            f" RETURNING pg_notify({param}, {tenant})" if backend.dialect == "postgresql" else ""
-        )
-        self._chain_head = (
-            f"UPDATE {head} SET {last_hash} = {param} WHERE {tenant} = {param}{notify}"
-        )
-        self._notify = (CHANNEL,) if notify else ()
+        self._chain_head = f"UPDATE {head} SET {last_hash} = {param} WHERE {tenant} = {param}"
+        self._append_in_one = backend.dialect == "postgresql"
 
     def _transaction_ended(self) -> None:
         super()._transaction_ended()
@@ -150,10 +147,10 @@ class EventRows(StoreCore):
 
     def append_event(self, event: Event) -> Event:
         """Number, chain and insert ``event`` in the current transaction (see the module)."""
-        h = self._t.event_heads
         with self._write():
-            found = self._fetch(self._bump_head, [event.tenant])
-            if not found:  # the tenant's first event
+            append = self._append_chained if self._append_in_one else self._append_in_three
+            if not append(event):  # the tenant's first event
+                h = self._t.event_heads
                 h.insert(
                     tenant=event.tenant,
                     last_sequence=0,
@@ -161,31 +158,80 @@ class EventRows(StoreCore):
                     anchor_sequence=1,
                     anchor_hash="",
                 ).on_conflict(action="NOTHING", conflict_target=[h.tenant]).execute()
-                found = self._fetch(self._bump_head, [event.tenant])
-            event.sequence, event.prev_hash = int(found[0][0]), str(found[0][1])
-            event.hash = chain_hash(event.prev_hash, event)
-            self._insert_and_chain(_columns(event), [event.hash, event.tenant, *self._notify])
+                append(event)
             self._pending.appended = True
         return event
 
-    def _insert_and_chain(self, columns: dict[str, Any], chain: list[Any]) -> None:
-        """Insert the event row and move the head to its hash. On PostgreSQL both are one
-        statement (the INSERT in a ``WITH``): the head's row lock, taken by the bump, is held
-        until commit, so each round trip saved shortens the queue of the tenant's writers."""
-        if self._backend.dialect != "postgresql":
-            self._insert_row(self._t.events, columns)
-            self._run(self._chain_head, chain)
-            return
-        key = ("insert-and-chain", *columns)
+    def _append_in_three(self, event: Event) -> bool:
+        """Bump the head, insert the event row, move the head to its hash; False if the
+        tenant has no head yet."""
+        found = self._fetch(self._bump_head, [event.tenant])
+        if not found:
+            return False
+        event.sequence, event.prev_hash = int(found[0][0]), str(found[0][1])
+        event.hash = chain_hash(event.prev_hash, event)
+        self._insert_row(self._t.events, _columns(event))
+        self._run(self._chain_head, [event.hash, event.tenant])
+        return True
+
+    def _append_chained(self, event: Event) -> bool:
+        """The same in one PostgreSQL statement, which numbers the event and computes its
+        hash (``sha256`` of :func:`canonical_around_sequence`'s parts around the number): the
+        head's row lock, taken here, is held until commit, and every writer of the tenant
+        queues for it, so nothing but the commit follows. The head's update also notifies
+        every LISTEN session when (and only if) the transaction commits. The hash is checked
+        against the domain's before the transaction goes on. False if the tenant has no head
+        yet."""
+        columns = _columns(event)
+        for chained in _CHAINED:
+            del columns[chained]
+        statement = self._chained_statement(tuple(columns))
+        before, after = canonical_around_sequence(event)
+        values = [event.tenant, before, after, *columns.values(), event.tenant, CHANNEL]
+        found = self._fetch(statement.sql, statement.params(values))
+        if not found:
+            return False
+        event.sequence, event.prev_hash, event.hash = int(found[0][0]), *map(str, found[0][1:])
+        if event.hash != chain_hash(event.prev_hash, event):
+            raise RuntimeError(f"the database hashed event {event.sequence} differently")
+        return True
+
+    def _chained_statement(self, names: tuple[str, ...]) -> Statement:
+        key = ("append-chained", *names)
         statement = self._statements.get(key)
-        if statement is None:
-            insert = statements.insert(self._t.events, list(columns), self._db.param)
-            statement = Statement(
-                f"WITH appended AS ({insert.sql}) {self._chain_head}",
-                (*insert.converters, *(_same for _ in chain)),
-            )
-            self._statements[key] = statement
-        self._run(statement.sql, statement.params([*columns.values(), *chain]))
+        if statement is not None:
+            return statement
+        e, h, param = self._t.events, self._t.event_heads, self._db.param
+        head, tenant = statements.quoted(h), statements.column(h, "tenant")
+        last_sequence, last_hash = (statements.column(h, n) for n in ("last_sequence", "last_hash"))
+        chain_columns = ", ".join(statements.column(e, n) for n in _CHAINED)
+        columns = ", ".join(statements.column(e, n) for n in names)
+        values = ", ".join(param for _ in names)
+        digest = (
+            f"encode(sha256(convert_to(prev, 'UTF8') || decode('0a', 'hex') || {param}::bytea"
+            f" || convert_to(seq::text, 'UTF8') || {param}::bytea), 'hex')"
+        )
+        statement = Statement(
+            f"WITH taken AS (SELECT {last_sequence} + 1 AS seq, {last_hash} AS prev"
+            f" FROM {head} WHERE {tenant} = {param} FOR UPDATE),"
+            f" chained AS (SELECT seq, prev, {digest} AS hash FROM taken),"
+            f" appended AS (INSERT INTO {statements.quoted(e)} ({columns}, {chain_columns})"
+            f" SELECT {values}, seq, prev, hash FROM chained),"
+            f" moved AS (UPDATE {head} SET {last_sequence} = chained.seq,"
+            f" {last_hash} = chained.hash FROM chained WHERE {head}.{tenant} = {param}"
+            f" RETURNING pg_notify({param}, {head}.{tenant}))"
+            f" SELECT seq, prev, hash FROM chained, moved",
+            (
+                _same,
+                _same,
+                _same,
+                *(statements.converter(e, n) for n in names),
+                _same,
+                _same,
+            ),
+        )
+        self._statements[key] = statement
+        return statement
 
     def list_events(self, tenant: str, query: ListQuery, scope: EventScope) -> Page[Event]:
         """One keyset page of the tenant's events matching the query."""
