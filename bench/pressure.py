@@ -103,9 +103,10 @@ def idle_streams(
         try:
             opened, refused = _wait_ready(holder, timeout=120)
             # An unread download is parked after 1 s without progress and the heap trimmed
-            # 0.5 s later: measure the streams as they stay, not on their way there.
-            time.sleep(1.0 if kind == "upload" else 3.0)
-            rss = procs.idle_rss(child.pid)
+            # a moment later: measure the streams as they stay, not on their way there.
+            time.sleep(1.0)
+            samples = _settled_rss(child.pid)
+            rss = samples[-1]
             lat = {m: _latency(child.address, m, "models/pressure", probe_seconds) for m in PROBES}
         finally:
             outcome = _release(holder)
@@ -113,12 +114,25 @@ def idle_streams(
             "opened": opened,
             "refused": refused,
             "rss": rss,
+            "rss_samples": samples,
             "rss_growth_per_stream": (rss - data["idle_rss"]) / max(opened, 1),
             "latency": lat,
             "outcome": outcome,
         }
         time.sleep(1.0)  # let the server forget the streams
     return data
+
+
+def _settled_rss(pid: int, bound_s: float = 15.0, within: float = 0.02) -> list[int]:
+    """Server RSS (1 s medians) until two in a row agree ``within`` a fraction, or for at most
+    ``bound_s``: every sample, the last one the settled value."""
+    samples = [procs.idle_rss(pid)]
+    end = time.monotonic() + bound_s
+    while time.monotonic() < end:
+        samples.append(procs.idle_rss(pid))
+        if abs(samples[-1] - samples[-2]) <= within * samples[-2]:
+            break
+    return samples
 
 
 def mixed_load(
